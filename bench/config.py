@@ -1,0 +1,174 @@
+"""Configuration flows one way: dataclass defaults <- one TOML file <- repeated `--set a.b=c`.
+
+Each section owns its defaults. Unknown keys are errors that list the valid ones, and values are
+coerced to the type of the field they land in, so `--set train.epochs=5` gives an int.
+A method's own options live in `[methods.<name>]` and are checked against that method's `Config`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench import BenchError
+
+
+@dataclass
+class DataConfig:
+    name: str = "digits"  # see `python -m bench list` for the names
+    val_fraction: float = 0.1  # seeded slice of train that picks every evaluator hyperparameter
+    val_seed: int = 0  # fixed across runs, so every learner is judged on the same slice
+    train_limit: int = 0  # keep only this many training images (0 = all): quick runs and tests
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 30
+    batch_size: int = 128
+    lr: float = 2e-3  # AdamW peak learning rate, reached after warmup, then cosine decay to 0
+    weight_decay: float = 1e-4
+    warmup_epochs: float = 1.0
+    grad_clip: float = 5.0  # max global grad norm; 0 disables it
+
+
+@dataclass
+class EvalConfig:
+    # L2 strengths tried for the linear probe (coefficient on 0.5*||W||^2, loss is a mean)
+    probe_weight_decays: list[float] = field(default_factory=lambda: [1e-6, 1e-4, 1e-3, 1e-2])
+    probe_max_iter: int = 150  # L-BFGS iterations per fit
+    mlp_hidden: int = 512
+    mlp_max_epochs: int = 60
+    mlp_patience: int = 8  # epochs without validation improvement before stopping
+    mlp_lr: float = 1e-3
+    knn_ks: list[int] = field(default_factory=lambda: [1, 3, 5, 10, 20, 50])
+
+
+@dataclass
+class GridConfig:
+    methods: list[str] = field(
+        default_factory=lambda: ["pixels", "pca", "random", "ae", "unet", "dae", "simclr"]
+    )
+    latent_dims: list[int] = field(default_factory=lambda: [16, 64])
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    grid: GridConfig = field(default_factory=GridConfig)
+    # method name -> overrides of that method's Config; checked against it (see `method_config`)
+    methods: dict[str, dict] = field(default_factory=dict)
+
+
+def load(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
+    """Build the resolved config: defaults, then the TOML file at `path`, then `key=value` overrides."""
+    raw: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise BenchError(f"config file {path} not found: pass an existing TOML file")
+        try:
+            raw = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as e:
+            raise BenchError(f"config file {path} is not valid TOML ({e})") from None
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise BenchError(f"--set {item!r}: expected section.key=value, e.g. train.epochs=5")
+        _set_path(raw, key.strip().split("."), value.strip())
+    cfg = Config()
+    for section, values in raw.items():
+        if section == "methods":
+            cfg.methods = _method_overrides(values)
+            continue
+        current = getattr(cfg, section, None) if section in _fields(Config) else None
+        if current is None or not isinstance(values, dict):
+            raise BenchError(f"unknown config section {section!r}: valid are {sorted(_fields(Config))}")
+        setattr(cfg, section, replace(current, values, section))
+    return cfg
+
+
+def replace(obj, values: dict, where: str):
+    """A copy of dataclass `obj` with `values` coerced to its field types; unknown keys are errors."""
+    hints = typing.get_type_hints(type(obj))
+    unknown = sorted(set(values) - set(hints))
+    if unknown:
+        raise BenchError(f"unknown key {where}.{unknown[0]}: valid keys are {sorted(hints)}")
+    return dataclasses.replace(
+        obj, **{k: coerce(v, hints[k], f"{where}.{k}") for k, v in values.items()}
+    )
+
+
+def coerce(value, tp, where: str):
+    """Convert a TOML value or a --set string to type `tp` (int, float, bool, str, list/tuple of those)."""
+    origin = typing.get_origin(tp)
+    if origin in (list, tuple):
+        (item_tp, *_) = typing.get_args(tp)
+        if isinstance(value, str):
+            text = value.strip().removeprefix("[").removesuffix("]")
+            value = [v.strip().strip("'\"") for v in text.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise BenchError(f"{where}: expected a list, got {value!r}")
+        return origin(coerce(v, item_tp, where) for v in value)
+    if origin in (typing.Union, types.UnionType):  # Optional[X]: coerce to X
+        (tp,) = [a for a in typing.get_args(tp) if a is not type(None)]
+    try:
+        if tp is bool:
+            if isinstance(value, str):
+                if value.lower() not in ("true", "false", "1", "0"):
+                    raise ValueError
+                return value.lower() in ("true", "1")
+            if not isinstance(value, bool):
+                raise ValueError
+            return value
+        if tp is int and (isinstance(value, float) or isinstance(value, bool)):
+            raise ValueError
+        if tp is str and not isinstance(value, str):
+            raise ValueError
+        return tp(value)
+    except (TypeError, ValueError):
+        raise BenchError(f"{where}: expected {tp.__name__}, got {value!r}") from None
+
+
+def method_config(name: str, overrides: dict):
+    """The resolved `Config` of method `name` with `overrides` applied (typed and checked)."""
+    from bench import registry
+
+    return replace(registry.get(name).Config(), overrides, f"methods.{name}")
+
+
+def to_dict(obj) -> dict:
+    """Plain JSON-ready dict of a (nested) dataclass; tuples become lists."""
+    return json.loads(json.dumps(dataclasses.asdict(obj)))
+
+
+def _method_overrides(values) -> dict[str, dict]:
+    from bench import registry
+
+    if not isinstance(values, dict):
+        raise BenchError("[methods] must hold one table per method, e.g. [methods.ae]")
+    for name, overrides in values.items():
+        if not isinstance(overrides, dict):
+            raise BenchError(f"methods.{name} must be a table of options, got {overrides!r}")
+        registry.get(name)  # unknown method names fail here, listing the known ones
+        method_config(name, overrides)  # unknown keys and bad types fail here, not mid-grid
+    return values
+
+
+def _set_path(raw: dict, keys: list[str], value: str) -> None:
+    for k in keys[:-1]:
+        raw = raw.setdefault(k, {})
+        if not isinstance(raw, dict):
+            raise BenchError(f"--set {'.'.join(keys)}: {k} is not a section")
+    raw[keys[-1]] = value
+
+
+def _fields(cls) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)}

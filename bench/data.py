@@ -1,0 +1,232 @@
+"""Datasets, decoded once into uint8 tensors (N, C, H, W) held in memory.
+
+Batches are later sliced from these tensors; no per-image work happens during training.
+Every dataset carries a provenance string that reaches every table made from it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bench import BenchError
+from bench.config import DataConfig
+from bench.method import InputShape
+
+# name -> (one-line description for `bench list`)
+DATASETS = {
+    "digits": "scikit-learn's bundled 8x8 digits (embedded, offline; the default)",
+    "mnist": "MNIST 28x28 through torchvision (DATA_DIR/MNIST/raw/)",
+    "fashion-mnist": "Fashion-MNIST 28x28 through torchvision (DATA_DIR/FashionMNIST/raw/)",
+    "cifar10": "CIFAR-10 32x32 through torchvision (DATA_DIR/cifar-10-batches-py/)",
+    "cifar100": "CIFAR-100 32x32 through torchvision (DATA_DIR/cifar-100-python/)",
+    "cifar10-jpeg": "CIFAR-10 (JPEG q75 copy) from DATA_DIR/cifar10_jpeg.npz",
+    "npz:PATH": "arrays x_train, y_train, x_test, y_test (+ optional classes, provenance)",
+    "folder:PATH": "torchvision ImageFolder layout with train/ and test/ subfolders",
+}
+
+
+@dataclass
+class Dataset:
+    name: str
+    slug: str  # file-name-safe name: results/<slug>.md
+    provenance: str
+    classes: list[str]
+    x_train: torch.Tensor  # (N, C, H, W) uint8; the validation slice is carved out of it
+    y_train: torch.Tensor  # (N,) int64
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    shape: InputShape
+    fingerprint: str  # hash of the raw arrays: part of every run key, paths are not
+
+
+def load(cfg: DataConfig, data_dir: str | None = None, offline: bool = False) -> Dataset:
+    """Load dataset `cfg.name`, carve the seeded validation slice and compute train statistics."""
+    name = cfg.name
+    root = Path(data_dir) if data_dir else _default_root()
+    if name == "digits":
+        raw = _digits()
+    elif name in ("mnist", "fashion-mnist", "cifar10", "cifar100"):
+        raw = _torchvision(name, root, offline)
+    elif name == "cifar10-jpeg":
+        raw = _cifar10_jpeg(root)
+    elif name.startswith("npz:"):
+        raw = _npz(Path(name[4:]))
+    elif name.startswith("folder:"):
+        raw = _folder(Path(name[7:]))
+    else:
+        raise BenchError(f"unknown dataset {name!r}: choose from {', '.join(DATASETS)}")
+    return _split(name, raw, cfg)
+
+
+def slug(name: str) -> str:
+    """File-name-safe dataset name: 'npz:/a/b/cifar.npz' -> 'npz-cifar'."""
+    if ":" in name:
+        kind, path = name.split(":", 1)
+        return f"{kind}-{Path(path).stem or Path(path).name}"
+    return name
+
+
+def _default_root() -> Path:
+    from bench.store import cache_dir
+
+    return cache_dir() / "data"
+
+
+def _split(name: str, raw: dict, cfg: DataConfig) -> Dataset:
+    x, y, x_test, y_test = (raw[k] for k in ("x_train", "y_train", "x_test", "y_test"))
+    x, x_test = _nchw(x, "x_train"), _nchw(x_test, "x_test")
+    y, y_test = _labels(y, len(x), "y_train"), _labels(y_test, len(x_test), "y_test")
+    if x.shape[1:] != x_test.shape[1:]:
+        raise BenchError(f"{name}: train images {tuple(x.shape[1:])} != test {tuple(x_test.shape[1:])}")
+    classes = [str(c) for c in raw.get("classes", [])] or [str(i) for i in range(int(y.max()) + 1)]
+    if max(int(y.max()), int(y_test.max())) >= len(classes):
+        raise BenchError(f"{name}: labels go up to {int(y.max())} but only {len(classes)} classes")
+    digest = hashlib.blake2b(digest_size=8)
+    for t in (x, y, x_test, y_test):
+        digest.update(t.numpy().tobytes())
+    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(cfg.val_seed))
+    n_val = round(cfg.val_fraction * len(x))
+    if not 0 < n_val < len(x):
+        raise BenchError(f"data.val_fraction={cfg.val_fraction} leaves no train or no val images")
+    val, train = perm[:n_val], perm[n_val:]
+    if cfg.train_limit:
+        train = train[: cfg.train_limit]
+    x_train = x[train]
+    xf = x_train.float().div_(255)
+    mean = xf.mean(dim=(0, 2, 3))
+    std = xf.std(dim=(0, 2, 3)).clamp_min(1e-3)
+    shape = InputShape(*x.shape[1:], tuple(mean.tolist()), tuple(std.tolist()))
+    return Dataset(name, slug(name), raw["provenance"], classes, x_train, y[train], x[val], y[val],
+                   x_test, y_test, shape, digest.hexdigest())
+
+
+def _nchw(x, what: str) -> torch.Tensor:
+    x = np.asarray(x)
+    if x.dtype != np.uint8:
+        raise BenchError(f"{what} has dtype {x.dtype}: images must be uint8 in 0..255")
+    if x.ndim == 3:
+        x = x[:, None]
+    elif x.ndim == 4 and x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
+        x = x.transpose(0, 3, 1, 2)  # (N, H, W, C) -> (N, C, H, W)
+    if x.ndim != 4 or x.shape[1] not in (1, 3) or len(x) == 0:
+        raise BenchError(f"{what} has shape {x.shape}: expected (N, H, W), (N, H, W, C) or (N, C, H, W)")
+    return torch.from_numpy(np.ascontiguousarray(x))
+
+
+def _labels(y, n: int, what: str) -> torch.Tensor:
+    y = np.asarray(y)
+    if y.ndim != 1 or len(y) != n:
+        raise BenchError(f"{what} has shape {y.shape}: expected ({n},), one label per image")
+    if not np.issubdtype(y.dtype, np.integer) or y.min() < 0:
+        raise BenchError(f"{what} must hold non-negative integer class indices, got dtype {y.dtype}")
+    return torch.from_numpy(y.astype(np.int64))
+
+
+def _digits() -> dict:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    d = load_digits()
+    x = np.round(d.images * (255 / 16)).astype(np.uint8)  # 16 grey levels -> 0..255
+    x_tr, x_te, y_tr, y_te = train_test_split(
+        x, d.target, test_size=0.2, random_state=0, stratify=d.target
+    )
+    return dict(x_train=x_tr, y_train=y_tr, x_test=x_te, y_test=y_te,
+                classes=[str(i) for i in range(10)],
+                provenance="scikit-learn digits (UCI optdigits, 1797 images 8x8, 17 grey levels; "
+                "fixed stratified 80/20 train/test split, seed 0)")
+
+
+def _torchvision(name: str, root: Path, offline: bool) -> dict:
+    from torchvision import datasets
+
+    cls, title, folder = {
+        "mnist": (datasets.MNIST, "MNIST", "MNIST/raw/"),
+        "fashion-mnist": (datasets.FashionMNIST, "Fashion-MNIST", "FashionMNIST/raw/"),
+        "cifar10": (datasets.CIFAR10, "CIFAR-10", "cifar-10-batches-py/"),
+        "cifar100": (datasets.CIFAR100, "CIFAR-100", "cifar-100-python/"),
+    }[name]
+    try:
+        train = cls(str(root), train=True, download=not offline)
+        test = cls(str(root), train=False, download=not offline)
+    except Exception as e:  # missing files, no network, failed checksum: all one actionable line
+        how = "" if offline else " and could not be downloaded"
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise BenchError(f"{title} not found under {root / folder}{how} ({reason}): point "
+                         "--data-dir or BENCH_DATA_DIR at the folder that holds it") from None
+    out = {}
+    for split, ds in (("train", train), ("test", test)):
+        out[f"x_{split}"] = np.asarray(ds.data)
+        out[f"y_{split}"] = np.asarray(ds.targets)
+    return dict(out, classes=list(train.classes),
+                provenance=f"{title} (torchvision {cls.__name__}, original files)")
+
+
+def _cifar10_jpeg(root: Path) -> dict:
+    """CIFAR-10 re-encoded as quality-75 JPEGs: decoded once, cached as plain arrays."""
+    from PIL import Image
+
+    from bench.store import atomic_save_npz, cache_dir
+
+    src = root / "cifar10_jpeg.npz"
+    if not src.is_file():
+        raise BenchError(f"{src} not found: point --data-dir or BENCH_DATA_DIR at the folder "
+                         "holding cifar10_jpeg.npz")
+    stat = src.stat()
+    cached = cache_dir() / "data" / f"cifar10-jpeg-{stat.st_size}-{int(stat.st_mtime)}.npz"
+    if not cached.is_file():
+        d = np.load(src)
+        arrays = {"classes": d["classes"]}
+        for s in ("train", "test"):
+            buf, off = d[f"jpeg_{s}"], d[f"jpeg_{s}_offsets"]
+            arrays[f"x_{s}"] = np.stack([
+                np.asarray(Image.open(io.BytesIO(buf[a:b].tobytes())).convert("RGB"))
+                for a, b in zip(off[:-1], off[1:])])
+            arrays[f"y_{s}"] = d[f"y_{s}"].astype(np.int64)
+        atomic_save_npz(cached, arrays)
+    raw = _npz(cached)
+    raw["provenance"] = "CIFAR-10 (JPEG q75 copy): lossy re-encoding, not the original pixels"
+    return raw
+
+
+def _npz(path: Path) -> dict:
+    if not path.is_file():
+        raise BenchError(f"npz file {path} not found: give npz:PATH to an existing .npz file")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            data = {k: f[k] for k in f.files}
+    except Exception as e:
+        raise BenchError(f"{path} is not a readable .npz file ({type(e).__name__}: {e})") from None
+    missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in data]
+    if missing:
+        raise BenchError(f"{path} lacks arrays {missing}: it needs x_train, y_train, x_test, y_test")
+    data["classes"] = data["classes"].tolist() if "classes" in data else []
+    data["provenance"] = str(data["provenance"]) if "provenance" in data else f"npz file {path.name}"
+    return data
+
+
+def _folder(path: Path) -> dict:
+    from PIL import Image
+    from torchvision.datasets import ImageFolder
+
+    out = {}
+    for split in ("train", "test"):
+        if not (path / split).is_dir():
+            raise BenchError(f"{path / split} not found: folder:PATH needs train/ and test/ subfolders")
+        ds = ImageFolder(str(path / split), loader=lambda p: Image.open(p).convert("RGB"))
+        images = [np.asarray(img) for img, _ in ds]
+        sizes = {im.shape for im in images}
+        if len(sizes) != 1:
+            raise BenchError(f"{path / split}: images differ in size {sorted(sizes)[:3]}: resize them")
+        out[f"x_{split}"], out[f"y_{split}"] = np.stack(images), np.asarray(ds.targets)
+        if split == "train":
+            out["classes"] = ds.classes
+    return dict(out, provenance=f"image folder {path.name}")

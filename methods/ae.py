@@ -1,0 +1,45 @@
+"""Plain convolutional autoencoder: the decoder sees only the latent, so everything it rebuilds
+must pass through the bottleneck (Hinton & Salakhutdinov 2006, convolutional form)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from bench import BenchError
+from bench.method import InputShape, Method
+from bench.nets import LOSSES, Bottleneck, Decoder, Encoder, reconstruction_loss
+from bench.registry import register
+
+
+@register("ae")
+class AE(Method):
+    @dataclass
+    class Config:
+        latent_dim: int = 64
+        channels: tuple[int, ...] = (32, 64, 128)  # one stride-2 stage per entry
+        bottleneck: str = "dense"  # "spatial": keep the (C, h, w) layout, e.g. 256x2x2 = 1024
+        loss: str = "mse"  # mse | l1 | ssim | l1+ssim
+        ssim_weight: float = 0.84  # weight of (1 - SSIM) in l1+ssim (Zhao et al. 2017)
+
+    def __init__(self, cfg: Config, shape: InputShape):
+        super().__init__(cfg, shape)
+        if cfg.loss not in LOSSES:
+            raise BenchError(f"methods.{self.name}.loss={cfg.loss!r}: choose from {', '.join(LOSSES)}")
+        self.encoder = Encoder(shape.channels, cfg.channels, (shape.height, shape.width))
+        size = self.encoder.sizes[-1]
+        self.bottleneck = Bottleneck(self.encoder.out_channels, size, cfg.latent_dim, cfg.bottleneck)
+        self.decoder = Decoder(cfg.channels, self.encoder.sizes, shape.channels, skips=self.skips)
+
+    skips = False  # the U-Net subclass turns them on
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        feat, _ = self.encoder(self.normalize(x))
+        return self.bottleneck.down(feat)  # (B, latent_dim)
+
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.bottleneck.up(self.encode(x)))  # (B, C, H, W) in [0, 1]
+
+    def training_step(self, x: torch.Tensor) -> torch.Tensor:
+        return reconstruction_loss(self.cfg.loss, self.reconstruct(x), x, self.cfg.ssim_weight)
