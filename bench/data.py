@@ -35,6 +35,7 @@ DATASETS = {
 class Dataset:
     name: str
     slug: str  # file-name-safe name: results/<slug>.md
+    title: str  # short name for table and plot titles
     provenance: str
     classes: list[str]
     x_train: torch.Tensor  # (N, C, H, W) uint8; the validation slice is carved out of it
@@ -104,7 +105,8 @@ def _split(name: str, raw: dict, cfg: DataConfig) -> Dataset:
     mean = xf.mean(dim=(0, 2, 3))
     std = xf.std(dim=(0, 2, 3)).clamp_min(1e-3)
     shape = InputShape(*x.shape[1:], tuple(mean.tolist()), tuple(std.tolist()))
-    return Dataset(name, slug(name), raw["provenance"], classes, x_train, y[train], x[val], y[val],
+    title = raw.get("title", name)
+    return Dataset(name, slug(name), title, raw["provenance"], classes, x_train, y[train], x[val], y[val],
                    x_test, y_test, shape, digest.hexdigest())
 
 
@@ -140,7 +142,7 @@ def _digits() -> dict:
         x, d.target, test_size=0.2, random_state=0, stratify=d.target
     )
     return dict(x_train=x_tr, y_train=y_tr, x_test=x_te, y_test=y_te,
-                classes=[str(i) for i in range(10)],
+                classes=[str(i) for i in range(10)], title="digits (scikit-learn, 8x8)",
                 provenance="scikit-learn digits (UCI optdigits, 1797 images 8x8, 17 grey levels; "
                 "fixed stratified 80/20 train/test split, seed 0)")
 
@@ -166,7 +168,7 @@ def _torchvision(name: str, root: Path, offline: bool) -> dict:
     for split, ds in (("train", train), ("test", test)):
         out[f"x_{split}"] = np.asarray(ds.data)
         out[f"y_{split}"] = np.asarray(ds.targets)
-    return dict(out, classes=list(train.classes),
+    return dict(out, classes=list(train.classes), title=title,
                 provenance=f"{title} (torchvision {cls.__name__}, original files)")
 
 
@@ -193,7 +195,9 @@ def _cifar10_jpeg(root: Path) -> dict:
             arrays[f"y_{s}"] = d[f"y_{s}"].astype(np.int64)
         atomic_save_npz(cached, arrays)
     raw = _npz(cached)
-    raw["provenance"] = "CIFAR-10 (JPEG q75 copy): lossy re-encoding, not the original pixels"
+    raw["title"] = "CIFAR-10 (JPEG q75 copy)"
+    raw["provenance"] = ("CIFAR-10 (JPEG q75 copy): quality-75 JPEG re-encoding with 4:2:0 chroma, "
+                         "not the original pixels; not directly comparable with published CIFAR-10")
     return raw
 
 

@@ -51,13 +51,17 @@ def is_done(key: str) -> bool:
     return (run_dir(key) / "metrics.json").is_file()
 
 
+def load_json(path: Path):
+    return json.loads(path.read_text())
+
+
 def load_runs() -> list[dict]:
     """Every finished run as {'key', 'config', 'metrics'}, in key order."""
     runs = []
     for d in sorted((results_dir() / "runs").glob("*/")):
         try:
-            cfg = json.loads((d / "config.json").read_text())
-            metrics = json.loads((d / "metrics.json").read_text())
+            cfg = load_json(d / "config.json")
+            metrics = load_json(d / "metrics.json")
         except FileNotFoundError:
             continue  # started, never finished: ignored until it is run again
         runs.append({"key": d.name, "config": cfg, "metrics": metrics})

@@ -1,0 +1,170 @@
+"""Command line: python -m bench {list, run, report, evaluate} (see README.md).
+
+Bad input ends with one line on stderr and exit code 2; Ctrl-C keeps every finished run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from bench import BenchError
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line and exit 2, like every other bad input
+        print(f"error: {message} (see `python -m bench {self.prog.split()[-1]} --help`)", file=sys.stderr)
+        sys.exit(2)
+
+
+def _csv(kind):
+    def parse(text: str) -> list:
+        try:
+            return [kind(v) for v in text.split(",") if v.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated {kind.__name__}s, got {text!r}")
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="bench", description="LatentBench: compare representation learners on frozen latents.")
+    sub = p.add_subparsers(dest="verb", required=True, parser_class=_Parser)
+    sub.add_parser("list", help="learners, datasets and config files")
+    run = sub.add_parser("run", help="train and evaluate a grid of runs, then write the dataset's tables")
+    run.add_argument("--methods", type=_csv(str), help="comma-separated learners (default: the config's grid)")
+    run.add_argument("--dataset", help="dataset name (default: the config's data.name)")
+    run.add_argument("--latent-dims", type=_csv(int), help="e.g. 64,256")
+    run.add_argument("--seeds", type=_csv(int), help="e.g. 0,1,2")
+    run.add_argument("--config", help="TOML file (see configs/)")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a config value, e.g. train.epochs=5 (repeatable)")
+    _common(run)
+    run.add_argument("--force", action="store_true", help="redo runs that are already stored")
+    sub.add_parser("report", help="rebuild results/*.md and plots from the store")
+    ev = sub.add_parser("evaluate", help="accuracy, per-class accuracy and confusion matrix of a stored run")
+    ev.add_argument("key", help="run key or a unique prefix of it")
+    return p
+
+
+def _common(p) -> None:
+    p.add_argument("--data-dir", default=os.environ.get("BENCH_DATA_DIR"),
+                   help="folder holding the dataset files (default: $BENCH_DATA_DIR)")
+    p.add_argument("--offline", action="store_true", help="never download; fail if files are missing")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+
+
+def cmd_list(args) -> None:
+    from bench import data, registry
+
+    print("learners:")
+    for name in registry.names():
+        cls = registry.get(name)
+        kind = "baseline" if not cls.trainable else "learner"
+        doc = (sys.modules[cls.__module__].__doc__ or "").strip().split("\n")[0]
+        print(f"  {name:<8} {kind:<9} {doc}")
+    print("datasets:")
+    for name, doc in data.DATASETS.items():
+        print(f"  {name:<13} {doc}")
+    print("configs:")
+    for path in sorted(CONFIG_DIR.glob("*.toml")):
+        first = path.read_text().split("\n", 1)[0].lstrip("# ")
+        print(f"  configs/{path.name:<18} {first}")
+
+
+def cmd_run(args) -> int:
+    from bench import config, data, registry, report, runner, store
+
+    cfg = config.load(args.config, args.set)
+    if args.methods:
+        cfg.grid.methods = args.methods
+    if args.dataset:
+        cfg.data.name = args.dataset
+    cfg.grid.latent_dims = args.latent_dims or cfg.grid.latent_dims
+    cfg.grid.seeds = args.seeds or cfg.grid.seeds
+    for name in cfg.grid.methods:
+        registry.get(name)
+    device = runner.pick_device(args.device)
+    ds = data.load(cfg.data, args.data_dir, args.offline)
+    specs = runner.specs(cfg, ds)
+    runner.preflight(specs, ds)
+    command = "python -m bench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    print(f"{ds.provenance}: {len(specs)} runs on {runner.device_name(device)}")
+    diverged = []
+    for i, spec in enumerate(specs, 1):
+        start = time.perf_counter()
+        stored = not args.force and store.is_done(store.keys(spec)[0])
+        m = runner.run_one(dict(spec, command=command), ds, device, force=args.force)
+        what = f"[{i}/{len(specs)}] {spec['method']} {runner.describe(spec)}"
+        if m["status"] != "ok":
+            diverged.append(what)
+            print(f"{what}: diverged")
+            continue
+        took = time.perf_counter() - start
+        print(f"{what}: linear {m['linear']['test_acc']:.2%}  mlp {m['mlp']['test_acc']:.2%}  "
+              f"knn {m['knn']['test_acc']:.2%}  ({'stored' if stored else f'{took:.0f} s'})")
+    path = report.write(ds.slug, [r for r in store.load_runs()
+                                  if r["config"]["dataset"]["slug"] == ds.slug])
+    print(f"wrote {path}")
+    if diverged:
+        raise BenchError(f"{len(diverged)} of {len(specs)} runs diverged ({diverged[0]}, ...); the rest "
+                         "are stored: lower train.lr or set train.grad_clip and rerun with --force")
+    return 0
+
+
+def cmd_report(args) -> None:
+    from bench import report
+
+    paths = report.write_all()
+    if not paths:
+        raise BenchError("the store is empty: run `python -m bench run` first")
+    for path in paths:
+        print(f"wrote {path}")
+
+
+def cmd_evaluate(args) -> None:
+    from bench import plots, runner, store
+
+    key = store.find(args.key)
+    run = store.run_dir(key)
+    spec, m = store.load_json(run / "config.json"), store.load_json(run / "metrics.json")
+    print(f"run {key}: {spec['method']} {runner.describe(spec)} on {spec['dataset']['name']}")
+    if m["status"] != "ok":
+        raise BenchError(f"run {key} has status {m['status']}: {m.get('error', '')}")
+    for probe in ("linear", "mlp", "knn"):
+        p = m[probe]
+        print(f"  {probe:<7} test {p['test_acc']:.2%}  (validation {p['val_acc']:.2%})")
+    if m.get("recon"):
+        r = m["recon"]
+        print(f"  recon   MSE {r['mse']:.5f}  PSNR {r['psnr']:.2f} dB  SSIM {r['ssim']:.4f}")
+    classes = spec["dataset"].get("classes") or [str(i) for i in range(len(m["confusion"]))]
+    print("  per-class accuracy (linear probe, test):")
+    for name, row in zip(classes, m["confusion"]):
+        i = classes.index(name)
+        print(f"    {name:<12} {row[i] / max(1, sum(row)):.2%}  ({sum(row)} images)")
+    path = run / "confusion.png"
+    plots.confusion_png(path, m["confusion"], classes, f"{spec['method']} {runner.describe(spec)}")
+    print(f"wrote {path}")
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return {"list": cmd_list, "run": cmd_run, "report": cmd_report,
+                "evaluate": cmd_evaluate}[args.verb](args) or 0
+    except BenchError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished runs are stored; run the same command again to continue",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,173 @@
+"""The shared evaluator on frozen latents: the only code that sees labels.
+
+Latents are extracted once, in eval() under inference_mode, and standardised with training-split
+statistics. Every probe picks its hyperparameter on the validation slice, then scores the test
+split once. The encoder's weights are hashed before and after: evaluation must not change them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import torch
+import torch.nn.functional as F
+
+from bench.config import EvalConfig
+from bench.nets import ssim
+
+
+def weights_hash(model: torch.nn.Module) -> str:
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+@torch.inference_mode()
+def extract(model, x: torch.Tensor, device: torch.device, batch: int = 1024) -> torch.Tensor:
+    """Latents (N, D) float32 on the CPU of uint8 images (N, C, H, W)."""
+    model.eval()
+    out = []
+    for i in range(0, len(x), batch):
+        xb = x[i:i + batch].to(device).float().div_(255).contiguous(memory_format=torch.channels_last)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            out.append(model.encode(xb).float().cpu())
+    return torch.cat(out)
+
+
+def standardize(z: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Scale every split with the training split's per-feature mean and std."""
+    mean, std = z["train"].mean(0), z["train"].std(0).clamp_min(1e-6)
+    return {k: (v - mean) / std for k, v in z.items()}
+
+
+def probes(z: dict, y: dict, num_classes: int, cfg: EvalConfig, seed: int) -> dict:
+    """Linear probe, MLP head and kNN on standardised latents z[split] with labels y[split]."""
+    return {
+        "linear": linear_probe(z, y, num_classes, cfg.probe_weight_decays, cfg.probe_max_iter),
+        "mlp": mlp_probe(z, y, num_classes, cfg, seed),
+        "knn": knn_probe(z, y, num_classes, cfg.knn_ks),
+    }
+
+
+def _fit_logreg(x, y, k, wd, max_iter, init=None) -> torch.Tensor:
+    """Multinomial logistic regression by full-batch L-BFGS; returns W (D+1, K), bias last."""
+    w = (init.clone() if init is not None else x.new_zeros(x.shape[1] + 1, k)).requires_grad_()
+    opt = torch.optim.LBFGS([w], lr=1, max_iter=max_iter, history_size=20,
+                            tolerance_grad=1e-5, tolerance_change=1e-7, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = F.cross_entropy(x @ w[:-1] + w[-1], y) + 0.5 * wd * w[:-1].pow(2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return w.detach()
+
+
+def _logits(x, w):
+    return x @ w[:-1] + w[-1]
+
+
+def linear_probe(z, y, k, weight_decays, max_iter) -> dict:
+    """Weight decay chosen on validation, strongest first so each fit warm-starts the next."""
+    best, w = None, None
+    for wd in sorted(weight_decays, reverse=True):
+        w = _fit_logreg(z["train"], y["train"], k, wd, max_iter, init=w)
+        val = _accuracy(_logits(z["val"], w), y["val"])
+        if best is None or val > best[0]:
+            best = (val, wd, w)
+    val, wd, w = best
+    pred = _logits(z["test"], w).argmax(1)
+    return {"test_acc": _accuracy_pred(pred, y["test"]), "val_acc": val, "weight_decay": wd,
+            "test_pred": pred}
+
+
+def mlp_probe(z, y, k, cfg: EvalConfig, seed: int) -> dict:
+    """One hidden layer; the epoch count is chosen by early stopping on validation accuracy."""
+    torch.manual_seed(seed)
+    d = z["train"].shape[1]
+    head = torch.nn.Sequential(torch.nn.Linear(d, cfg.mlp_hidden), torch.nn.ReLU(),
+                               torch.nn.Linear(cfg.mlp_hidden, k))
+    opt = torch.optim.AdamW(head.parameters(), lr=cfg.mlp_lr, weight_decay=1e-4)
+    n, batch = len(z["train"]), 256
+    best = (-1.0, 0, None)
+    for epoch in range(cfg.mlp_max_epochs):
+        head.train()
+        for idx in torch.randperm(n).split(batch):
+            loss = F.cross_entropy(head(z["train"][idx]), y["train"][idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        head.eval()
+        with torch.no_grad():
+            val = _accuracy(head(z["val"]), y["val"])
+        if val > best[0]:
+            best = (val, epoch + 1, {k_: v.clone() for k_, v in head.state_dict().items()})
+        elif epoch + 1 - best[1] >= cfg.mlp_patience:
+            break
+    val, epochs, state = best
+    head.load_state_dict(state)
+    with torch.no_grad():
+        test = _accuracy(head(z["test"]), y["test"])
+    return {"test_acc": test, "val_acc": val, "epochs": epochs}
+
+
+def _knn_votes(query, bank, bank_y, k_max, num_classes, chunk=1024):
+    """(Q, k_max) neighbour labels and cosine similarities, nearest first."""
+    bank = F.normalize(bank, dim=1)
+    labels, sims = [], []
+    for q in F.normalize(query, dim=1).split(chunk):
+        s, i = (q @ bank.T).topk(k_max, dim=1)
+        labels.append(bank_y[i])
+        sims.append(s)
+    return torch.cat(labels), torch.cat(sims)
+
+
+def _knn_predict(labels, sims, k, num_classes):
+    votes = F.one_hot(labels[:, :k], num_classes).float()  # (Q, k, K)
+    # majority vote; a tiny similarity term breaks ties in favour of the closer neighbours
+    score = votes.sum(1) + 1e-4 * (votes * sims[:, :k, None]).sum(1)
+    return score.argmax(1)
+
+
+def knn_probe(z, y, num_classes, ks) -> dict:
+    """Cosine kNN against the training latents; k chosen on validation."""
+    ks = sorted(k for k in ks if k <= len(z["train"]))
+    labels, sims = _knn_votes(z["val"], z["train"], y["train"], ks[-1], num_classes)
+    vals = {k: _accuracy_pred(_knn_predict(labels, sims, k, num_classes), y["val"]) for k in ks}
+    k = max(ks, key=lambda k_: (vals[k_], -k_))
+    labels, sims = _knn_votes(z["test"], z["train"], y["train"], k, num_classes)
+    return {"test_acc": _accuracy_pred(_knn_predict(labels, sims, k, num_classes), y["test"]),
+            "val_acc": vals[k], "k": k}
+
+
+@torch.inference_mode()
+def reconstruction(model, x: torch.Tensor, device: torch.device, batch: int = 512) -> dict:
+    """Test-split MSE, PSNR (dB, mean over images) and SSIM of [0, 1] images."""
+    model.eval()
+    mse, psnr, sim = [], [], []
+    for i in range(0, len(x), batch):
+        xb = x[i:i + batch].to(device).float().div_(255)
+        x_hat = model.reconstruct(xb.contiguous(memory_format=torch.channels_last)).float()
+        err = (x_hat - xb).pow(2).flatten(1).mean(1)  # (B,)
+        mse.append(err.cpu())
+        psnr.append((10 * torch.log10(1 / err.clamp_min(1e-10))).cpu())
+        sim.append(ssim(x_hat, xb, per_image=True).cpu())
+    return {"mse": torch.cat(mse).mean().item(), "psnr": torch.cat(psnr).mean().item(),
+            "ssim": torch.cat(sim).mean().item()}
+
+
+def confusion(pred: torch.Tensor, y: torch.Tensor, k: int) -> list[list[int]]:
+    """Rows: true class, columns: predicted class."""
+    return torch.bincount(y * k + pred, minlength=k * k).view(k, k).tolist()
+
+
+def _accuracy(logits, y) -> float:
+    return _accuracy_pred(logits.argmax(1), y)
+
+
+def _accuracy_pred(pred, y) -> float:
+    return (pred == y).float().mean().item()

@@ -1,0 +1,112 @@
+"""Figures: confusion matrix and reconstruction grid per run, comparison plots per dataset.
+Every PNG is rendered in memory and written atomically."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from bench import store  # noqa: E402
+
+
+def _save(fig, path: Path) -> None:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    store.atomic_write(path, lambda tmp: Path(tmp).write_bytes(buf.getvalue()))
+
+
+def confusion_png(path: Path, conf: list[list[int]], classes: list[str], title: str) -> None:
+    """Row-normalised confusion matrix (rows: true class) with per-class recall on the diagonal."""
+    m = np.asarray(conf, dtype=float)
+    norm = m / m.sum(1, keepdims=True).clip(min=1)
+    k = len(classes)
+    fig, ax = plt.subplots(figsize=(min(3 + 0.45 * k, 14), min(2.5 + 0.45 * k, 13)))
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    if k <= 20:
+        ax.set_xticks(range(k), classes, rotation=60, ha="right", fontsize=8)
+        ax.set_yticks(range(k), classes, fontsize=8)
+        for i in range(k):
+            for j in range(k):
+                if m[i, j]:
+                    ax.text(j, i, int(m[i, j]), ha="center", va="center", fontsize=6,
+                            color="white" if norm[i, j] > 0.5 else "black")
+    acc = np.trace(m) / max(m.sum(), 1)
+    ax.set(xlabel="predicted", ylabel="true", title=f"{title}\nlinear probe, test accuracy {acc:.2%}")
+    fig.colorbar(im, ax=ax, fraction=0.046, label="fraction of true class")
+    _save(fig, path)
+
+
+def grid_indices(y: torch.Tensor, count: int = 10) -> list[int]:
+    """The first test image of each class (up to `count` classes): the same images for every run."""
+    idx = []
+    for c in range(int(y.max()) + 1):
+        hits = (y == c).nonzero()
+        if len(hits):
+            idx.append(int(hits[0]))
+        if len(idx) == count:
+            break
+    return idx
+
+
+@torch.inference_mode()
+def recon_grid_png(path: Path, models: dict, data, device) -> None:
+    """Top row: test images; one row of reconstructions per model, on the same images."""
+    idx = grid_indices(data.y_test)
+    x = data.x_test[idx].to(device).float().div(255)
+    rows = {"input": x.cpu()}
+    for name, model in models.items():
+        model.eval()
+        rows[name] = model.reconstruct(x.contiguous(memory_format=torch.channels_last)).float().cpu()
+    fig, axes = plt.subplots(len(rows), len(idx), figsize=(1.1 * len(idx), 1.15 * len(rows)),
+                             squeeze=False)
+    for r, (name, imgs) in enumerate(rows.items()):
+        for c in range(len(idx)):
+            ax = axes[r][c]
+            img = imgs[c].permute(1, 2, 0).clamp(0, 1).numpy()
+            ax.imshow(img.squeeze(-1) if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=1,
+                      interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[r][0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8)
+    _save(fig, path)
+
+
+def accuracy_vs_latent_png(path: Path, df, title: str) -> None:
+    """Linear-probe accuracy against latent size, one line per learner (mean +- std over seeds)."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for label, g in df.groupby("learner", sort=True):
+        g = g.sort_values("latent_dim")
+        if label == "pixels":  # one point at the image size: a reference line reads better
+            ax.axhline(g["linear_mean"].iloc[0], color="gray", ls="--", lw=1,
+                       label=f"pixels (d={int(g['latent_dim'].iloc[0])})")
+            continue
+        ax.errorbar(g["latent_dim"], g["linear_mean"], yerr=g["linear_std"].fillna(0),
+                    fmt="o-", capsize=3, label=label)
+    ax.set_xscale("log", base=2)
+    ax.set(xlabel="latent dimension", ylabel="linear probe test accuracy", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    _save(fig, path)
+
+
+def accuracy_vs_psnr_png(path: Path, df, title: str) -> None:
+    """Does reconstruction quality predict class information? One point per learner and size."""
+    df = df.dropna(subset=["psnr_mean"])
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for label, g in df.groupby("learner", sort=True):
+        ax.scatter(g["psnr_mean"], g["linear_mean"], label=label)
+        for _, row in g.iterrows():
+            ax.annotate(str(int(row["latent_dim"])), (row["psnr_mean"], row["linear_mean"]),
+                        fontsize=6, xytext=(3, 3), textcoords="offset points")
+    ax.set(xlabel="test PSNR (dB)", ylabel="linear probe test accuracy", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    _save(fig, path)

@@ -1,0 +1,197 @@
+"""Tables and plots from the run store: results/<dataset>.md, results/<dataset>-*.png.
+
+Nothing here trains or evaluates: every number is read from results/runs/*/metrics.json, so the
+report can be rebuilt at any time with `python -m bench report`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pandas as pd
+
+from bench import plots, store
+
+BASELINES = ("pixels", "pca", "random")
+METRICS = ("linear", "mlp", "knn", "mse", "psnr", "ssim", "train_time")
+
+PROTOCOL = (
+    "Learners train on training images only (no labels), then are frozen. Latents are extracted "
+    "once in eval mode and standardised with training statistics. A fixed, seeded validation slice "
+    "of the training split picks every evaluator hyperparameter (probe weight decay, MLP epochs, "
+    "kNN k); the test split is scored once per run. Linear = multinomial logistic regression "
+    "(L-BFGS), MLP = one hidden layer, kNN = cosine majority vote. Reconstruction metrics are on "
+    "the test split, pixels in [0, 1]. The encoder's weights are checked unchanged by evaluation."
+)
+
+
+def write_all() -> list:
+    """Rebuild the report of every dataset in the store; returns the paths written."""
+    runs = store.load_runs()
+    slugs = sorted({r["config"]["dataset"]["slug"] for r in runs})
+    return [write(slug, [r for r in runs if r["config"]["dataset"]["slug"] == slug]) for slug in slugs]
+
+
+def write(slug: str, runs: list[dict]):
+    """Write results/<slug>.md and its plots from `runs` (all of one dataset)."""
+    out = store.results_dir()
+    df = frame(runs)
+    ok = df[df["status"] == "ok"]
+    summary = summarize(ok)
+    title = runs[0]["config"]["dataset"].get("title", slug)
+    if len(summary):
+        plots.accuracy_vs_latent_png(out / f"{slug}-accuracy-vs-latent.png", summary, title)
+        plots.accuracy_vs_psnr_png(out / f"{slug}-accuracy-vs-psnr.png", summary, title)
+    path = out / f"{slug}.md"
+    store.write_text(path, render(slug, title, runs, df, summary))
+    return path
+
+
+def frame(runs: list[dict]) -> pd.DataFrame:
+    """One row per run, with a learner label that names how it differs from its siblings."""
+    labels = _labels(runs)
+    rows = []
+    for r, label in zip(runs, labels):
+        m, c = r["metrics"], r["config"]
+        ok = m.get("status") == "ok"
+        recon = (m.get("recon") or {}) if ok else {}
+        rows.append({
+            "key": r["key"], "learner": label, "method": c["method"], "seed": c["seed"],
+            "latent_dim": m.get("latent_dim") or c["method_config"].get("latent_dim"),
+            "params": m.get("params"), "status": m.get("status", "?"),
+            "linear": m["linear"]["test_acc"] if ok else None,
+            "mlp": m["mlp"]["test_acc"] if ok else None,
+            "knn": m["knn"]["test_acc"] if ok else None,
+            "mse": recon.get("mse"), "psnr": recon.get("psnr"), "ssim": recon.get("ssim"),
+            "train_time": (m.get("train") or {}).get("time_s") if ok else None,
+        })
+    return pd.DataFrame(rows)
+
+
+def summarize(df: pd.DataFrame) -> pd.DataFrame:
+    """Mean, std and n over seeds for each (learner, latent_dim)."""
+    if df.empty:
+        return pd.DataFrame()
+    g = df.groupby(["learner", "latent_dim"], sort=False)
+    out = g.agg(method=("method", "first"), params=("params", "first"), n=("seed", "nunique"))
+    for col in METRICS:
+        out[f"{col}_mean"] = g[col].mean()
+        out[f"{col}_std"] = g[col].std()
+    out = out.reset_index()
+    out["order"] = out["method"].map(lambda m: (m not in BASELINES, m))
+    return out.sort_values(["order", "learner", "latent_dim"]).drop(columns="order")
+
+
+def _pm(mean, std, scale=1.0, digits=2) -> str:
+    if pd.isna(mean):
+        return "-"
+    text = f"{mean * scale:.{digits}f}"
+    return text if pd.isna(std) else f"{text} ± {std * scale:.{digits}f}"
+
+
+def main_table(summary: pd.DataFrame) -> str:
+    rows = [{
+        "learner": s.learner, "latent dim": int(s.latent_dim), "params": f"{int(s.params):,}",
+        "linear %": _pm(s.linear_mean, s.linear_std, 100), "MLP %": _pm(s.mlp_mean, s.mlp_std, 100),
+        "kNN %": _pm(s.knn_mean, s.knn_std, 100), "MSE": _pm(s.mse_mean, s.mse_std, 1, 4),
+        "PSNR dB": _pm(s.psnr_mean, s.psnr_std), "SSIM": _pm(s.ssim_mean, s.ssim_std, 1, 3),
+        "train s": _pm(s.train_time_mean, None, 1, 0) if s.train_time_mean else "-", "n": s.n,
+    } for s in summary.itertuples()]
+    return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)
+
+
+def latent_table(summary: pd.DataFrame) -> str:
+    """Linear-probe accuracy (%) per learner (rows) and latent size (columns)."""
+    cells = summary.assign(cell=[_pm(m, s, 100) for m, s in zip(summary.linear_mean, summary.linear_std)])
+    table = cells.pivot_table(index="learner", columns="latent_dim", values="cell", aggfunc="first",
+                              sort=False).fillna("")
+    table.columns = [f"d={int(c)}" for c in table.columns]
+    return table.reset_index().to_markdown(index=False, disable_numparse=True)
+
+
+def render(slug: str, title: str, runs: list[dict], df: pd.DataFrame, summary: pd.DataFrame) -> str:
+    c0 = runs[0]["config"]
+    envs = [r["metrics"].get("env", {}) for r in runs]
+    budgets = Counter(json.dumps(r["config"]["train"], sort_keys=True) for r in runs if r["config"]["train"])
+    budget = json.loads(budgets.most_common(1)[0][0]) if budgets else {}
+    n = next((r["metrics"]["n"] for r in runs if "n" in r["metrics"]), {})
+    lines = [
+        f"# {title}",
+        "",
+        f"- **Data:** {c0['dataset']['provenance']}; train {n.get('train')}, validation "
+        f"{n.get('val')}, test {n.get('test')} images.",
+        f"- **Protocol:** {PROTOCOL}",
+        f"- **Budget (trained learners):** {budget.get('epochs')} epochs, batch {budget.get('batch_size')}, "
+        f"AdamW lr {budget.get('lr')} (warmup {budget.get('warmup_epochs')} epoch, cosine), weight decay "
+        f"{budget.get('weight_decay')}; baselines are not trained. Learners whose label names a setting "
+        "differ from the rest in that setting only.",
+        f"- **Hardware:** {_distinct(e.get('device') for e in envs)}; torch {_distinct(e.get('torch') for e in envs)}.",
+        f"- **Code:** git {_distinct(e.get('git_sha') for e in envs)}; {len(runs)} runs in `results/runs/`.",
+        f"- **Reproduce:** {_distinct(_command(r) for r in runs)}, then "
+        "`python -m bench report`.",
+        "",
+    ]
+    diverged = df[df["status"] != "ok"]
+    if len(diverged):
+        lines += [f"**{len(diverged)} run(s) diverged** and are left out of the means: "
+                  + ", ".join(f"{r.learner} d={r.latent_dim} seed={r.seed}" for r in diverged.itertuples()), ""]
+    if summary.empty:
+        return "\n".join(lines + ["No finished runs yet."]) + "\n"
+    lines += [
+        "## Main table", "",
+        "Test accuracy of probes on frozen latents (%), reconstruction quality on the test split, "
+        "mean ± std over n seeds; train s = mean training wall time.", "",
+        main_table(summary), "",
+        "## Linear probe accuracy by latent size", "",
+        latent_table(summary), "",
+        f"![accuracy vs latent size]({slug}-accuracy-vs-latent.png)", "",
+    ]
+    if summary["psnr_mean"].notna().any():
+        lines += [f"![accuracy vs PSNR]({slug}-accuracy-vs-psnr.png)", ""]
+    lines += ["<details><summary>Runs behind these tables</summary>", "",
+              df.sort_values(["learner", "latent_dim", "seed"])[
+                  ["key", "learner", "latent_dim", "seed", "status", "linear"]].to_markdown(index=False, disable_numparse=True),
+              "", "</details>"]
+    return "\n".join(lines) + "\n"
+
+
+def _command(run: dict) -> str | None:
+    command = run["config"].get("command")
+    return f"`{command}`" if command else None
+
+
+def _distinct(values) -> str:
+    seen = [v for v, _ in Counter(v for v in values if v).most_common()]
+    return ", ".join(str(v) for v in seen) or "unknown"
+
+
+def _labels(runs: list[dict]) -> list[str]:
+    """`ae` for the runs that share the most common settings, `ae (loss=l1+ssim)` for the rest."""
+    flat = [_settings(r["config"]) for r in runs]
+    reference: dict = {}
+    for r, s in zip(runs, flat):
+        for k, v in s.items():
+            scope = r["config"]["method"] if k.startswith("method.") else "shared"
+            reference.setdefault((scope, k), Counter())[json.dumps(v)] += 1
+    labels = []
+    for r, s in zip(runs, flat):
+        diffs = []
+        for k, v in s.items():
+            scope = r["config"]["method"] if k.startswith("method.") else "shared"
+            if json.dumps(v) != reference[(scope, k)].most_common(1)[0][0]:
+                diffs.append(f"{k.removeprefix('method.')}={_short(v)}")
+        method = r["config"]["method"]
+        labels.append(f"{method} ({', '.join(diffs)})" if diffs else method)
+    return labels
+
+
+def _settings(cfg: dict) -> dict:
+    out = {f"method.{k}": v for k, v in cfg["method_config"].items() if k != "latent_dim"}
+    for section in ("train", "eval", "data"):
+        out.update({f"{section}.{k}": v for k, v in (cfg[section] or {}).items()})
+    return out
+
+
+def _short(v) -> str:
+    return ",".join(map(str, v)) if isinstance(v, list) else str(v)

@@ -1,0 +1,177 @@
+"""One run = train one learner, freeze it, evaluate it, store it. `bench run` loops over a grid of
+runs and `bench tune` calls `run_one` per trial: one code path, one store.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import platform
+import resource
+import subprocess
+import time
+
+import torch
+
+from bench import BenchError, config, evaluate, plots, registry, store, train
+from bench.config import Config
+from bench.data import Dataset
+
+
+def specs(cfg: Config, data: Dataset) -> list[dict]:
+    """Expand the grid (methods x latent dims x seeds) into run specs, seed-major so that a partial
+    grid already covers every learner. Methods without a latent_dim (pixels) run once per seed."""
+    out = []
+    for seed in cfg.grid.seeds:
+        for method in cfg.grid.methods:
+            overrides = cfg.methods.get(method, {})
+            has_dim = "latent_dim" in {f.name for f in dataclasses.fields(registry.get(method).Config)}
+            dims = cfg.grid.latent_dims if has_dim and "latent_dim" not in overrides else [None]
+            for dim in dims:
+                extra = {} if dim is None else {"latent_dim": dim}
+                out.append(spec(cfg, data, method, {**overrides, **extra}, seed))
+    return out
+
+
+def spec(cfg: Config, data: Dataset, method: str, overrides: dict, seed: int) -> dict:
+    """Everything that determines a run's result (the run key hashes all but `dataset`)."""
+    method_cfg = config.method_config(method, overrides)
+    trainable = registry.get(method).trainable
+    data_cfg = config.to_dict(cfg.data)
+    data_cfg.pop("name")  # identified by content, not by name or path
+    return {
+        "dataset": {"name": data.name, "slug": data.slug, "title": data.title,
+                    "provenance": data.provenance, "classes": data.classes},
+        "data": {**data_cfg, "fingerprint": data.fingerprint},
+        "method": method,
+        "method_config": config.to_dict(method_cfg),
+        "train": config.to_dict(cfg.train) if trainable else None,  # baselines ignore the budget
+        "eval": config.to_dict(cfg.eval),
+        "seed": seed,
+    }
+
+
+def describe(spec: dict) -> str:
+    dim = spec["method_config"].get("latent_dim")
+    return (f"d={dim} " if dim else "") + f"seed={spec['seed']}"
+
+
+def preflight(specs: list[dict], data: Dataset) -> None:
+    """Build every distinct model once before any training, so a bad option fails the grid at
+    the start (exit 2) instead of after hours of finished runs."""
+    seen = set()
+    for s in specs:
+        sig = store.digest([s["method"], s["method_config"]])
+        if sig not in seen:
+            seen.add(sig)
+            registry.create(s["method"], config.method_config(s["method"], s["method_config"]), data.shape)
+
+
+def run_one(spec: dict, data: Dataset, device: torch.device, force: bool = False,
+            on_epoch=None) -> dict:
+    """Train (or load from cache), evaluate and store one run; returns its metrics.
+
+    A diverged run is stored with status 'diverged'; it does not stop the caller.
+    """
+    key, train_key = store.keys(spec)
+    if store.is_done(key) and not force:
+        return store.load_json(store.run_dir(key) / "metrics.json")
+    store.write_json(store.run_dir(key) / "config.json", spec)
+    start = time.perf_counter()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    torch.manual_seed(spec["seed"])
+    method = spec["method"]
+    model = registry.create(method, config.method_config(method, spec["method_config"]), data.shape)
+    model = model.to(device, memory_format=torch.channels_last)
+    label = f"{method} {describe(spec)}"
+    ckpt_path = store.cache_dir() / "ckpt" / f"{train_key}.pt"
+    cached = None if force else store.load_tensor(ckpt_path)
+    try:
+        if cached is not None:
+            model.load_state_dict(cached["state"])
+            train_info = cached["train"]
+        else:
+            cfg = config.TrainConfig(**spec["train"]) if spec["train"] else config.TrainConfig()
+            train_info = train.fit(model, data.x_train, cfg, spec["seed"], device, on_epoch, label)
+            store.save_tensor(ckpt_path, {"state": model.state_dict(), "train": train_info})
+    except train.Diverged as e:
+        metrics = {"status": "diverged", "error": str(e), **_env(device, start)}
+        store.write_json(store.run_dir(key) / "metrics.json", metrics)
+        print(f"  {label}: diverged ({e})")
+        return metrics
+    metrics = _evaluate(model, data, spec, device, train_key, key)
+    metrics.update(train=train_info, **_env(device, start))
+    store.write_json(store.run_dir(key) / "metrics.json", metrics)
+    return metrics
+
+
+def _evaluate(model, data: Dataset, spec: dict, device, train_key: str, key: str) -> dict:
+    before = evaluate.weights_hash(model)
+    latents_path = store.cache_dir() / "latents" / f"{train_key}.pt"
+    z = store.load_tensor(latents_path)
+    if z is None:
+        z = {s: evaluate.extract(model, getattr(data, f"x_{s}"), device) for s in ("train", "val", "test")}
+        store.save_tensor(latents_path, z)
+    y = {s: getattr(data, f"y_{s}") for s in ("train", "val", "test")}
+    eval_cfg = config.EvalConfig(**spec["eval"])
+    result = evaluate.probes(evaluate.standardize(z), y, len(data.classes), eval_cfg, spec["seed"])
+    pred = result["linear"].pop("test_pred")
+    conf = evaluate.confusion(pred, y["test"], len(data.classes))
+    recon = evaluate.reconstruction(model, data.x_test, device) if model.reconstructs else None
+    run_dir = store.run_dir(key)
+    plots.confusion_png(run_dir / "confusion.png", conf, data.classes, _title(spec, model))
+    if model.reconstructs:
+        plots.recon_grid_png(run_dir / "recon.png", {spec["method"]: model}, data, device)
+    if evaluate.weights_hash(model) != before:
+        raise RuntimeError("evaluation changed the encoder's weights: the evaluator has a bug")
+    return {
+        "status": "ok", "method": spec["method"], "latent_dim": model.latent_dim,
+        "params": sum(p.numel() for p in model.parameters()),
+        **result, "recon": recon, "confusion": conf, "encoder_unchanged": True,
+        "n": {"train": len(data.x_train), "val": len(data.x_val), "test": len(data.x_test)},
+    }
+
+
+def _title(spec: dict, model) -> str:
+    return f"{spec['method']} d={model.latent_dim} seed={spec['seed']} on {spec['dataset']['name']}"
+
+
+def _env(device: torch.device, start: float) -> dict:
+    peak = (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda"
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    return {"env": {
+        "git_sha": git_sha(), "torch": torch.__version__, "device": device_name(device),
+        "cpu_count": os.cpu_count(), "python": platform.python_version(),
+        "peak_memory_mb": round(peak, 1),
+        "peak_memory_kind": "cuda allocated" if device.type == "cuda" else "process max RSS",
+    }, "wall_time_s": time.perf_counter() - start}
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
+
+
+@functools.cache
+def git_sha() -> str:
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return (sha + ("-dirty" if dirty else "")) or "unknown"
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise BenchError("--device cuda: no CUDA device is visible; use --device cpu")
+    if name not in ("cpu", "cuda"):
+        raise BenchError(f"--device {name!r}: choose auto, cpu or cuda")
+    return torch.device(name)

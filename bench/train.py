@@ -1,0 +1,83 @@
+"""One training loop for every learner: same optimiser, schedule and budget rules for all.
+
+Batches are index slices of the in-memory uint8 tensor, converted to [0, 1] floats on the
+training device; augmentation happens inside the method, on the batch. Labels never come here.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import torch
+from tqdm import tqdm
+
+from bench import BenchError
+from bench.config import TrainConfig
+
+
+class Diverged(BenchError):
+    """The loss became NaN or infinite: the run is recorded as diverged and the grid goes on."""
+
+
+def fit(model, x_train: torch.Tensor, cfg: TrainConfig, seed: int, device: torch.device,
+        on_epoch=None, desc: str = "") -> dict:
+    """Train `model` on uint8 images (N, C, H, W) for cfg.epochs with AdamW and a warmup+cosine
+    schedule. `on_epoch(epoch, model)` is called after each epoch (tuning hooks in here).
+
+    Returns the per-epoch mean loss, wall time and throughput.
+    """
+    model.prepare(x_train)
+    if not model.trainable:
+        return {"epochs": 0, "loss_per_epoch": [], "time_s": 0.0, "images_per_s": None}
+    x_train = x_train.to(device)
+    n = len(x_train)
+    batch = min(cfg.batch_size, n)
+    steps_per_epoch = n // batch  # drop the ragged last batch: contrastive losses want full ones
+    total = cfg.epochs * steps_per_epoch
+    warmup = round(cfg.warmup_epochs * steps_per_epoch)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, warmup, total))
+    gen = torch.Generator().manual_seed(seed)
+    amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    model.train()
+    losses, start = [], time.perf_counter()
+    for epoch in range(cfg.epochs):
+        perm = torch.randperm(n, generator=gen).to(device)
+        running = torch.zeros((), device=device)
+        bar = tqdm(range(steps_per_epoch), desc=f"{desc} epoch {epoch + 1}/{cfg.epochs}",
+                   leave=False, disable=None)
+        for step in bar:
+            xb = _batch(x_train, perm[step * batch:(step + 1) * batch])
+            with amp:
+                loss = model.training_step(xb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            sched.step()
+            running += loss.detach()
+        losses.append(running.item() / steps_per_epoch)  # one device sync per epoch, not per step
+        if not math.isfinite(losses[-1]):
+            raise Diverged(f"{desc}: loss became {losses[-1]} in epoch {epoch + 1}; "
+                           "lower train.lr or set train.grad_clip")
+        if on_epoch is not None:
+            on_epoch(epoch, model)
+            model.train()
+    elapsed = time.perf_counter() - start
+    model.eval()
+    return {"epochs": cfg.epochs, "loss_per_epoch": losses, "time_s": elapsed,
+            "images_per_s": cfg.epochs * steps_per_epoch * batch / elapsed}
+
+
+def _batch(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    xb = x[idx].float().div_(255)  # (B, C, H, W) in [0, 1]
+    return xb.contiguous(memory_format=torch.channels_last)
+
+
+def _lr_factor(step: int, warmup: int, total: int) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
