@@ -42,8 +42,8 @@ class EvalConfig:
     probe_weight_decays: list[float] = field(default_factory=lambda: [1e-6, 1e-4, 1e-3, 1e-2])
     probe_max_iter: int = 150  # L-BFGS iterations per fit
     mlp_hidden: int = 512
-    mlp_max_epochs: int = 60
-    mlp_patience: int = 8  # epochs without validation improvement before stopping
+    mlp_max_epochs: int = 40
+    mlp_patience: int = 5  # epochs without validation improvement before stopping
     mlp_lr: float = 1e-3
     knn_ks: list[int] = field(default_factory=lambda: [1, 3, 5, 10, 20, 50])
 

@@ -52,19 +52,26 @@ def probes(z: dict, y: dict, num_classes: int, cfg: EvalConfig, seed: int) -> di
 
 
 def _fit_logreg(x, y, k, wd, max_iter, init=None) -> torch.Tensor:
-    """Multinomial logistic regression by full-batch L-BFGS; returns W (D+1, K), bias last."""
-    w = (init.clone() if init is not None else x.new_zeros(x.shape[1] + 1, k)).requires_grad_()
+    """Multinomial logistic regression by full-batch L-BFGS; returns W (D+1, K), bias last.
+
+    The gradient is written out by hand: autograd's X^T G runs on a transposed view and cost 5x
+    the forward matmul here, while G^T X is one contiguous GEMM (~3x faster per step overall).
+    """
+    n = len(x)
+    onehot = F.one_hot(y, k).to(x.dtype)  # (N, K)
+    w = init.clone() if init is not None else x.new_zeros(x.shape[1] + 1, k)
     opt = torch.optim.LBFGS([w], lr=1, max_iter=max_iter, history_size=20,
                             tolerance_grad=1e-5, tolerance_change=1e-7, line_search_fn="strong_wolfe")
 
     def closure():
-        opt.zero_grad()
-        loss = F.cross_entropy(x @ w[:-1] + w[-1], y) + 0.5 * wd * w[:-1].pow(2).sum()
-        loss.backward()
+        logp = torch.addmm(w[-1], x, w[:-1]).log_softmax(1)  # (N, K)
+        loss = -(logp * onehot).sum() / n + 0.5 * wd * w[:-1].pow(2).sum()
+        g = (logp.exp() - onehot) / n  # d loss / d logits
+        w.grad = torch.cat([(g.T @ x).T + wd * w[:-1], g.sum(0, keepdim=True)])
         return loss
 
     opt.step(closure)
-    return w.detach()
+    return w
 
 
 def _logits(x, w):
@@ -92,7 +99,7 @@ def mlp_probe(z, y, k, cfg: EvalConfig, seed: int) -> dict:
     head = torch.nn.Sequential(torch.nn.Linear(d, cfg.mlp_hidden), torch.nn.ReLU(),
                                torch.nn.Linear(cfg.mlp_hidden, k))
     opt = torch.optim.AdamW(head.parameters(), lr=cfg.mlp_lr, weight_decay=1e-4)
-    n, batch = len(z["train"]), 256
+    n, batch = len(z["train"]), 512
     best = (-1.0, 0, None)
     for epoch in range(cfg.mlp_max_epochs):
         head.train()
