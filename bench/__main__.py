@@ -28,7 +28,10 @@ def _csv(kind):
         try:
             return [kind(v) for v in text.split(",") if v.strip()]
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected comma-separated {kind.__name__}s, got {text!r}")
+            raise argparse.ArgumentTypeError(
+                f"expected comma-separated {kind.__name__}s, got {text!r}"
+            ) from None
+
     return parse
 
 
@@ -37,13 +40,20 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="verb", required=True, parser_class=_Parser)
     sub.add_parser("list", help="learners, datasets and config files")
     run = sub.add_parser("run", help="train and evaluate a grid of runs, then write the dataset's tables")
-    run.add_argument("--methods", type=_csv(str), help="comma-separated learners (default: the config's grid)")
+    run.add_argument(
+        "--methods", type=_csv(str), help="comma-separated learners (default: the config's grid)"
+    )
     run.add_argument("--dataset", help="dataset name (default: the config's data.name)")
     run.add_argument("--latent-dims", type=_csv(int), help="e.g. 64,256")
     run.add_argument("--seeds", type=_csv(int), help="e.g. 0,1,2")
     run.add_argument("--config", help="TOML file (see configs/)")
-    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                     help="override a config value, e.g. train.epochs=5 (repeatable)")
+    run.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. train.epochs=5 (repeatable)",
+    )
     _common(run)
     run.add_argument("--force", action="store_true", help="redo runs that are already stored")
     sub.add_parser("report", help="rebuild results/*.md and plots from the store")
@@ -53,8 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _common(p) -> None:
-    p.add_argument("--data-dir", default=os.environ.get("BENCH_DATA_DIR"),
-                   help="folder holding the dataset files (default: $BENCH_DATA_DIR)")
+    p.add_argument(
+        "--data-dir",
+        default=os.environ.get("BENCH_DATA_DIR"),
+        help="folder holding the dataset files (default: $BENCH_DATA_DIR)",
+    )
     p.add_argument("--offline", action="store_true", help="never download; fail if files are missing")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
 
@@ -103,17 +116,20 @@ def cmd_run(args) -> int:
         what = f"[{i}/{len(specs)}] {spec['method']} {runner.describe(spec)}"
         if m["status"] != "ok":
             diverged.append(what)
-            print(f"{what}: diverged")
+            print(f"{what}: {m['error']}")
             continue
         took = time.perf_counter() - start
-        print(f"{what}: linear {m['linear']['test_acc']:.2%}  mlp {m['mlp']['test_acc']:.2%}  "
-              f"knn {m['knn']['test_acc']:.2%}  ({'stored' if stored else f'{took:.0f} s'})")
-    path = report.write(ds.slug, [r for r in store.load_runs()
-                                  if r["config"]["dataset"]["slug"] == ds.slug])
+        print(
+            f"{what}: linear {m['linear']['test_acc']:.2%}  mlp {m['mlp']['test_acc']:.2%}  "
+            f"knn {m['knn']['test_acc']:.2%}  ({'stored' if stored else f'{took:.0f} s'})"
+        )
+    path = report.write(ds.slug, [r for r in store.load_runs() if r["config"]["dataset"]["slug"] == ds.slug])
     print(f"wrote {path}")
     if diverged:
-        raise BenchError(f"{len(diverged)} of {len(specs)} runs diverged ({diverged[0]}, ...); the rest "
-                         "are stored: lower train.lr or set train.grad_clip and rerun with --force")
+        raise BenchError(
+            f"{len(diverged)} of {len(specs)} runs diverged (first: {diverged[0]}); the rest "
+            "are stored: lower train.lr or set train.grad_clip and rerun with --force"
+        )
     return 0
 
 
@@ -155,14 +171,16 @@ def cmd_evaluate(args) -> None:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"list": cmd_list, "run": cmd_run, "report": cmd_report,
-                "evaluate": cmd_evaluate}[args.verb](args) or 0
+        return {"list": cmd_list, "run": cmd_run, "report": cmd_report, "evaluate": cmd_evaluate}[args.verb](
+            args
+        ) or 0
     except BenchError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("\ninterrupted: finished runs are stored; run the same command again to continue",
-              file=sys.stderr)
+        print(
+            "\ninterrupted: finished runs are stored; run the same command again to continue", file=sys.stderr
+        )
         return 130
 
 

@@ -11,6 +11,7 @@ grayscale with p=0.2.
 from __future__ import annotations
 
 import math
+
 import torch
 import torch.nn.functional as F
 

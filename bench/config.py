@@ -101,9 +101,7 @@ def replace(obj, values: dict, where: str):
     unknown = sorted(set(values) - set(hints))
     if unknown:
         raise BenchError(f"unknown key {where}.{unknown[0]}: valid keys are {sorted(hints)}")
-    return dataclasses.replace(
-        obj, **{k: coerce(v, hints[k], f"{where}.{k}") for k, v in values.items()}
-    )
+    return dataclasses.replace(obj, **{k: coerce(v, hints[k], f"{where}.{k}") for k, v in values.items()})
 
 
 def coerce(value, tp, where: str):

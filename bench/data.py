@@ -106,8 +106,21 @@ def _split(name: str, raw: dict, cfg: DataConfig) -> Dataset:
     std = xf.std(dim=(0, 2, 3)).clamp_min(1e-3)
     shape = InputShape(*x.shape[1:], tuple(mean.tolist()), tuple(std.tolist()))
     title = raw.get("title", name)
-    return Dataset(name, slug(name), title, raw["provenance"], classes, x_train, y[train], x[val], y[val],
-                   x_test, y_test, shape, digest.hexdigest())
+    return Dataset(
+        name,
+        slug(name),
+        title,
+        raw["provenance"],
+        classes,
+        x_train,
+        y[train],
+        x[val],
+        y[val],
+        x_test,
+        y_test,
+        shape,
+        digest.hexdigest(),
+    )
 
 
 def _nchw(x, what: str) -> torch.Tensor:
@@ -138,13 +151,17 @@ def _digits() -> dict:
 
     d = load_digits()
     x = np.round(d.images * (255 / 16)).astype(np.uint8)  # 16 grey levels -> 0..255
-    x_tr, x_te, y_tr, y_te = train_test_split(
-        x, d.target, test_size=0.2, random_state=0, stratify=d.target
+    x_tr, x_te, y_tr, y_te = train_test_split(x, d.target, test_size=0.2, random_state=0, stratify=d.target)
+    return dict(
+        x_train=x_tr,
+        y_train=y_tr,
+        x_test=x_te,
+        y_test=y_te,
+        classes=[str(i) for i in range(10)],
+        title="digits (scikit-learn, 8x8)",
+        provenance="scikit-learn digits (UCI optdigits, 1797 images 8x8, 17 grey levels; "
+        "fixed stratified 80/20 train/test split, seed 0)",
     )
-    return dict(x_train=x_tr, y_train=y_tr, x_test=x_te, y_test=y_te,
-                classes=[str(i) for i in range(10)], title="digits (scikit-learn, 8x8)",
-                provenance="scikit-learn digits (UCI optdigits, 1797 images 8x8, 17 grey levels; "
-                "fixed stratified 80/20 train/test split, seed 0)")
 
 
 def _torchvision(name: str, root: Path, offline: bool) -> dict:
@@ -162,14 +179,20 @@ def _torchvision(name: str, root: Path, offline: bool) -> dict:
     except Exception as e:  # missing files, no network, failed checksum: all one actionable line
         how = "" if offline else " and could not be downloaded"
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise BenchError(f"{title} not found under {root / folder}{how} ({reason}): point "
-                         "--data-dir or BENCH_DATA_DIR at the folder that holds it") from None
+        raise BenchError(
+            f"{title} not found under {root / folder}{how} ({reason}): point "
+            "--data-dir or BENCH_DATA_DIR at the folder that holds it"
+        ) from None
     out = {}
     for split, ds in (("train", train), ("test", test)):
         out[f"x_{split}"] = np.asarray(ds.data)
         out[f"y_{split}"] = np.asarray(ds.targets)
-    return dict(out, classes=list(train.classes), title=title,
-                provenance=f"{title} (torchvision {cls.__name__}, original files)")
+    return dict(
+        out,
+        classes=list(train.classes),
+        title=title,
+        provenance=f"{title} (torchvision {cls.__name__}, original files)",
+    )
 
 
 def _cifar10_jpeg(root: Path) -> dict:
@@ -180,8 +203,9 @@ def _cifar10_jpeg(root: Path) -> dict:
 
     src = root / "cifar10_jpeg.npz"
     if not src.is_file():
-        raise BenchError(f"{src} not found: point --data-dir or BENCH_DATA_DIR at the folder "
-                         "holding cifar10_jpeg.npz")
+        raise BenchError(
+            f"{src} not found: point --data-dir or BENCH_DATA_DIR at the folder holding cifar10_jpeg.npz"
+        )
     stat = src.stat()
     cached = cache_dir() / "data" / f"cifar10-jpeg-{stat.st_size}-{int(stat.st_mtime)}.npz"
     if not cached.is_file():
@@ -189,15 +213,20 @@ def _cifar10_jpeg(root: Path) -> dict:
         arrays = {"classes": d["classes"]}
         for s in ("train", "test"):
             buf, off = d[f"jpeg_{s}"], d[f"jpeg_{s}_offsets"]
-            arrays[f"x_{s}"] = np.stack([
-                np.asarray(Image.open(io.BytesIO(buf[a:b].tobytes())).convert("RGB"))
-                for a, b in zip(off[:-1], off[1:])])
+            arrays[f"x_{s}"] = np.stack(
+                [
+                    np.asarray(Image.open(io.BytesIO(buf[a:b].tobytes())).convert("RGB"))
+                    for a, b in zip(off[:-1], off[1:])
+                ]
+            )
             arrays[f"y_{s}"] = d[f"y_{s}"].astype(np.int64)
         atomic_save_npz(cached, arrays)
     raw = _npz(cached)
     raw["title"] = "CIFAR-10 (JPEG q75 copy)"
-    raw["provenance"] = ("CIFAR-10 (JPEG q75 copy): quality-75 JPEG re-encoding with 4:2:0 chroma, "
-                         "not the original pixels; not directly comparable with published CIFAR-10")
+    raw["provenance"] = (
+        "CIFAR-10 (JPEG q75 copy): quality-75 JPEG re-encoding with 4:2:0 chroma, "
+        "not the original pixels; not directly comparable with published CIFAR-10"
+    )
     return raw
 
 

@@ -30,7 +30,7 @@ def extract(model, x: torch.Tensor, device: torch.device, batch: int = 1024) -> 
     model.eval()
     out = []
     for i in range(0, len(x), batch):
-        xb = x[i:i + batch].to(device).float().div_(255).contiguous(memory_format=torch.channels_last)
+        xb = x[i : i + batch].to(device).float().div_(255).contiguous(memory_format=torch.channels_last)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
             out.append(model.encode(xb).float().cpu())
     return torch.cat(out)
@@ -60,8 +60,15 @@ def _fit_logreg(x, y, k, wd, max_iter, init=None) -> torch.Tensor:
     n = len(x)
     onehot = F.one_hot(y, k).to(x.dtype)  # (N, K)
     w = init.clone() if init is not None else x.new_zeros(x.shape[1] + 1, k)
-    opt = torch.optim.LBFGS([w], lr=1, max_iter=max_iter, history_size=20,
-                            tolerance_grad=1e-5, tolerance_change=1e-7, line_search_fn="strong_wolfe")
+    opt = torch.optim.LBFGS(
+        [w],
+        lr=1,
+        max_iter=max_iter,
+        history_size=20,
+        tolerance_grad=1e-5,
+        tolerance_change=1e-7,
+        line_search_fn="strong_wolfe",
+    )
 
     def closure():
         logp = torch.addmm(w[-1], x, w[:-1]).log_softmax(1)  # (N, K)
@@ -88,16 +95,21 @@ def linear_probe(z, y, k, weight_decays, max_iter) -> dict:
             best = (val, wd, w)
     val, wd, w = best
     pred = _logits(z["test"], w).argmax(1)
-    return {"test_acc": _accuracy_pred(pred, y["test"]), "val_acc": val, "weight_decay": wd,
-            "test_pred": pred}
+    return {
+        "test_acc": _accuracy_pred(pred, y["test"]),
+        "val_acc": val,
+        "weight_decay": wd,
+        "test_pred": pred,
+    }
 
 
 def mlp_probe(z, y, k, cfg: EvalConfig, seed: int) -> dict:
     """One hidden layer; the epoch count is chosen by early stopping on validation accuracy."""
     torch.manual_seed(seed)
     d = z["train"].shape[1]
-    head = torch.nn.Sequential(torch.nn.Linear(d, cfg.mlp_hidden), torch.nn.ReLU(),
-                               torch.nn.Linear(cfg.mlp_hidden, k))
+    head = torch.nn.Sequential(
+        torch.nn.Linear(d, cfg.mlp_hidden), torch.nn.ReLU(), torch.nn.Linear(cfg.mlp_hidden, k)
+    )
     opt = torch.optim.AdamW(head.parameters(), lr=cfg.mlp_lr, weight_decay=1e-4)
     n, batch = len(z["train"]), 512
     best = (-1.0, 0, None)
@@ -147,8 +159,11 @@ def knn_probe(z, y, num_classes, ks) -> dict:
     vals = {k: _accuracy_pred(_knn_predict(labels, sims, k, num_classes), y["val"]) for k in ks}
     k = max(ks, key=lambda k_: (vals[k_], -k_))
     labels, sims = _knn_votes(z["test"], z["train"], y["train"], k, num_classes)
-    return {"test_acc": _accuracy_pred(_knn_predict(labels, sims, k, num_classes), y["test"]),
-            "val_acc": vals[k], "k": k}
+    return {
+        "test_acc": _accuracy_pred(_knn_predict(labels, sims, k, num_classes), y["test"]),
+        "val_acc": vals[k],
+        "k": k,
+    }
 
 
 @torch.inference_mode()
@@ -157,14 +172,17 @@ def reconstruction(model, x: torch.Tensor, device: torch.device, batch: int = 51
     model.eval()
     mse, psnr, sim = [], [], []
     for i in range(0, len(x), batch):
-        xb = x[i:i + batch].to(device).float().div_(255)
+        xb = x[i : i + batch].to(device).float().div_(255)
         x_hat = model.reconstruct(xb.contiguous(memory_format=torch.channels_last)).float()
         err = (x_hat - xb).pow(2).flatten(1).mean(1)  # (B,)
         mse.append(err.cpu())
         psnr.append((10 * torch.log10(1 / err.clamp_min(1e-10))).cpu())
         sim.append(ssim(x_hat, xb, per_image=True).cpu())
-    return {"mse": torch.cat(mse).mean().item(), "psnr": torch.cat(psnr).mean().item(),
-            "ssim": torch.cat(sim).mean().item()}
+    return {
+        "mse": torch.cat(mse).mean().item(),
+        "psnr": torch.cat(psnr).mean().item(),
+        "ssim": torch.cat(sim).mean().item(),
+    }
 
 
 def confusion(pred: torch.Tensor, y: torch.Tensor, k: int) -> list[list[int]]:

@@ -57,12 +57,15 @@ class Bottleneck(nn.Module):
         self.shape = (channels, h, w)
         if kind == "dense":
             self.down = nn.Sequential(nn.Flatten(), nn.Linear(channels * h * w, latent_dim))
-            self.up = nn.Sequential(nn.Linear(latent_dim, channels * h * w), nn.ReLU(inplace=True),
-                                    nn.Unflatten(1, self.shape))
+            self.up = nn.Sequential(
+                nn.Linear(latent_dim, channels * h * w), nn.ReLU(inplace=True), nn.Unflatten(1, self.shape)
+            )
         elif kind == "spatial":
             if latent_dim % (h * w):
-                raise BenchError(f"spatial bottleneck: latent_dim {latent_dim} is not a multiple of "
-                                 f"the {h}x{w} feature map; use a multiple of {h * w}")
+                raise BenchError(
+                    f"spatial bottleneck: latent_dim {latent_dim} is not a multiple of "
+                    f"the {h}x{w} feature map; use a multiple of {h * w}"
+                )
             c = latent_dim // (h * w)
             self.down = nn.Sequential(nn.Conv2d(channels, c, 1), nn.Flatten())
             self.up = nn.Sequential(nn.Unflatten(1, (c, h, w)), conv_bn(c, channels, kernel=1))
@@ -103,15 +106,15 @@ def ssim_window(height: int, width: int) -> int:
 def ssim(x_hat: torch.Tensor, x: torch.Tensor, per_image: bool = False) -> torch.Tensor:
     """SSIM of [0, 1] images. MS-SSIM needs sides > 160 px, so plain SSIM at 8-32 px."""
     win = ssim_window(*x.shape[-2:])
-    return _ssim(x_hat.float(), x.float(), data_range=1.0, win_size=win,
-                 size_average=not per_image)
+    return _ssim(x_hat.float(), x.float(), data_range=1.0, win_size=win, size_average=not per_image)
 
 
 LOSSES = ("mse", "l1", "ssim", "l1+ssim")
 
 
-def reconstruction_loss(kind: str, x_hat: torch.Tensor, x: torch.Tensor,
-                        ssim_weight: float = 0.84) -> torch.Tensor:
+def reconstruction_loss(
+    kind: str, x_hat: torch.Tensor, x: torch.Tensor, ssim_weight: float = 0.84
+) -> torch.Tensor:
     """`l1+ssim` mixes (1 - SSIM) and L1 as in Zhao et al. 2017, "Loss Functions for Image
     Restoration with Neural Networks" (weight 0.84 on the SSIM term)."""
     if kind == "mse":

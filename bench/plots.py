@@ -36,8 +36,15 @@ def confusion_png(path: Path, conf: list[list[int]], classes: list[str], title: 
         for i in range(k):
             for j in range(k):
                 if m[i, j]:
-                    ax.text(j, i, int(m[i, j]), ha="center", va="center", fontsize=6,
-                            color="white" if norm[i, j] > 0.5 else "black")
+                    ax.text(
+                        j,
+                        i,
+                        int(m[i, j]),
+                        ha="center",
+                        va="center",
+                        fontsize=6,
+                        color="white" if norm[i, j] > 0.5 else "black",
+                    )
     acc = np.trace(m) / max(m.sum(), 1)
     ax.set(xlabel="predicted", ylabel="true", title=f"{title}\nlinear probe, test accuracy {acc:.2%}")
     fig.colorbar(im, ax=ax, fraction=0.046, label="fraction of true class")
@@ -65,14 +72,18 @@ def recon_grid_png(path: Path, models: dict, data, device) -> None:
     for name, model in models.items():
         model.eval()
         rows[name] = model.reconstruct(x.contiguous(memory_format=torch.channels_last)).float().cpu()
-    fig, axes = plt.subplots(len(rows), len(idx), figsize=(1.1 * len(idx), 1.15 * len(rows)),
-                             squeeze=False)
+    fig, axes = plt.subplots(len(rows), len(idx), figsize=(1.1 * len(idx), 1.15 * len(rows)), squeeze=False)
     for r, (name, imgs) in enumerate(rows.items()):
         for c in range(len(idx)):
             ax = axes[r][c]
             img = imgs[c].permute(1, 2, 0).clamp(0, 1).numpy()
-            ax.imshow(img.squeeze(-1) if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=1,
-                      interpolation="nearest")
+            ax.imshow(
+                img.squeeze(-1) if img.shape[-1] == 1 else img,
+                cmap="gray",
+                vmin=0,
+                vmax=1,
+                interpolation="nearest",
+            )
             ax.set_xticks([])
             ax.set_yticks([])
         axes[r][0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8)
@@ -85,11 +96,22 @@ def accuracy_vs_latent_png(path: Path, df, title: str) -> None:
     for label, g in df.groupby("learner", sort=True):
         g = g.sort_values("latent_dim")
         if label == "pixels":  # one point at the image size: a reference line reads better
-            ax.axhline(g["linear_mean"].iloc[0], color="gray", ls="--", lw=1,
-                       label=f"pixels (d={int(g['latent_dim'].iloc[0])})")
+            ax.axhline(
+                g["linear_mean"].iloc[0],
+                color="gray",
+                ls="--",
+                lw=1,
+                label=f"pixels (d={int(g['latent_dim'].iloc[0])})",
+            )
             continue
-        ax.errorbar(g["latent_dim"], g["linear_mean"], yerr=g["linear_std"].fillna(0),
-                    fmt="o-", capsize=3, label=label)
+        ax.errorbar(
+            g["latent_dim"],
+            g["linear_mean"],
+            yerr=g["linear_std"].fillna(0),
+            fmt="o-",
+            capsize=3,
+            label=label,
+        )
     ax.set_xscale("log", base=2)
     ax.set(xlabel="latent dimension", ylabel="linear probe test accuracy", title=title)
     ax.grid(alpha=0.3)
@@ -104,8 +126,13 @@ def accuracy_vs_psnr_png(path: Path, df, title: str) -> None:
     for label, g in df.groupby("learner", sort=True):
         ax.scatter(g["psnr_mean"], g["linear_mean"], label=label)
         for _, row in g.iterrows():
-            ax.annotate(str(int(row["latent_dim"])), (row["psnr_mean"], row["linear_mean"]),
-                        fontsize=6, xytext=(3, 3), textcoords="offset points")
+            ax.annotate(
+                str(int(row["latent_dim"])),
+                (row["psnr_mean"], row["linear_mean"]),
+                fontsize=6,
+                xytext=(3, 3),
+                textcoords="offset points",
+            )
     ax.set(xlabel="test PSNR (dB)", ylabel="linear probe test accuracy", title=title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")

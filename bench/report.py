@@ -42,6 +42,7 @@ def write(slug: str, runs: list[dict]):
     title = runs[0]["config"]["dataset"].get("title", slug)
     if len(summary):
         plots.accuracy_vs_latent_png(out / f"{slug}-accuracy-vs-latent.png", summary, title)
+    if len(summary) and summary["psnr_mean"].notna().any():
         plots.accuracy_vs_psnr_png(out / f"{slug}-accuracy-vs-psnr.png", summary, title)
     path = out / f"{slug}.md"
     store.write_text(path, render(slug, title, runs, df, summary))
@@ -56,16 +57,24 @@ def frame(runs: list[dict]) -> pd.DataFrame:
         m, c = r["metrics"], r["config"]
         ok = m.get("status") == "ok"
         recon = (m.get("recon") or {}) if ok else {}
-        rows.append({
-            "key": r["key"], "learner": label, "method": c["method"], "seed": c["seed"],
-            "latent_dim": m.get("latent_dim") or c["method_config"].get("latent_dim"),
-            "params": m.get("params"), "status": m.get("status", "?"),
-            "linear": m["linear"]["test_acc"] if ok else None,
-            "mlp": m["mlp"]["test_acc"] if ok else None,
-            "knn": m["knn"]["test_acc"] if ok else None,
-            "mse": recon.get("mse"), "psnr": recon.get("psnr"), "ssim": recon.get("ssim"),
-            "train_time": (m.get("train") or {}).get("time_s") if ok else None,
-        })
+        rows.append(
+            {
+                "key": r["key"],
+                "learner": label,
+                "method": c["method"],
+                "seed": c["seed"],
+                "latent_dim": m.get("latent_dim") or c["method_config"].get("latent_dim"),
+                "params": m.get("params"),
+                "status": m.get("status", "?"),
+                "linear": m["linear"]["test_acc"] if ok else None,
+                "mlp": m["mlp"]["test_acc"] if ok else None,
+                "knn": m["knn"]["test_acc"] if ok else None,
+                "mse": recon.get("mse"),
+                "psnr": recon.get("psnr"),
+                "ssim": recon.get("ssim"),
+                "train_time": (m.get("train") or {}).get("time_s") if ok else None,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -91,21 +100,31 @@ def _pm(mean, std, scale=1.0, digits=2) -> str:
 
 
 def main_table(summary: pd.DataFrame) -> str:
-    rows = [{
-        "learner": s.learner, "latent dim": int(s.latent_dim), "params": f"{int(s.params):,}",
-        "linear %": _pm(s.linear_mean, s.linear_std, 100), "MLP %": _pm(s.mlp_mean, s.mlp_std, 100),
-        "kNN %": _pm(s.knn_mean, s.knn_std, 100), "MSE": _pm(s.mse_mean, s.mse_std, 1, 4),
-        "PSNR dB": _pm(s.psnr_mean, s.psnr_std), "SSIM": _pm(s.ssim_mean, s.ssim_std, 1, 3),
-        "train s": _pm(s.train_time_mean, None, 1, 0) if s.train_time_mean else "-", "n": s.n,
-    } for s in summary.itertuples()]
+    rows = [
+        {
+            "learner": s.learner,
+            "latent dim": int(s.latent_dim),
+            "params": f"{int(s.params):,}",
+            "linear %": _pm(s.linear_mean, s.linear_std, 100),
+            "MLP %": _pm(s.mlp_mean, s.mlp_std, 100),
+            "kNN %": _pm(s.knn_mean, s.knn_std, 100),
+            "MSE": _pm(s.mse_mean, s.mse_std, 1, 4),
+            "PSNR dB": _pm(s.psnr_mean, s.psnr_std),
+            "SSIM": _pm(s.ssim_mean, s.ssim_std, 1, 3),
+            "train s": _pm(s.train_time_mean, None, 1, 0) if s.train_time_mean else "-",
+            "n": s.n,
+        }
+        for s in summary.itertuples()
+    ]
     return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)
 
 
 def latent_table(summary: pd.DataFrame) -> str:
     """Linear-probe accuracy (%) per learner (rows) and latent size (columns)."""
     cells = summary.assign(cell=[_pm(m, s, 100) for m, s in zip(summary.linear_mean, summary.linear_std)])
-    table = cells.pivot_table(index="learner", columns="latent_dim", values="cell", aggfunc="first",
-                              sort=False).fillna("")
+    table = cells.pivot_table(
+        index="learner", columns="latent_dim", values="cell", aggfunc="first", sort=False
+    ).fillna("")
     table.columns = [f"d={int(c)}" for c in table.columns]
     return table.reset_index().to_markdown(index=False, disable_numparse=True)
 
@@ -126,33 +145,47 @@ def render(slug: str, title: str, runs: list[dict], df: pd.DataFrame, summary: p
         f"AdamW lr {budget.get('lr')} (warmup {budget.get('warmup_epochs')} epoch, cosine), weight decay "
         f"{budget.get('weight_decay')}; baselines are not trained. Learners whose label names a setting "
         "differ from the rest in that setting only.",
-        f"- **Hardware:** {_distinct(e.get('device') for e in envs)}; torch {_distinct(e.get('torch') for e in envs)}.",
+        f"- **Hardware:** {_distinct(e.get('device') for e in envs)}; "
+        f"torch {_distinct(e.get('torch') for e in envs)}.",
         f"- **Code:** git {_distinct(e.get('git_sha') for e in envs)}; {len(runs)} runs in `results/runs/`.",
-        f"- **Reproduce:** {_distinct(_command(r) for r in runs)}, then "
-        "`python -m bench report`.",
+        f"- **Reproduce:** {_distinct(_command(r) for r in runs)}, then `python -m bench report`.",
         "",
     ]
     diverged = df[df["status"] != "ok"]
     if len(diverged):
-        lines += [f"**{len(diverged)} run(s) diverged** and are left out of the means: "
-                  + ", ".join(f"{r.learner} d={r.latent_dim} seed={r.seed}" for r in diverged.itertuples()), ""]
+        lines += [
+            f"**{len(diverged)} run(s) diverged** and are left out of the means: "
+            + ", ".join(f"{r.learner} d={r.latent_dim} seed={r.seed}" for r in diverged.itertuples()),
+            "",
+        ]
     if summary.empty:
         return "\n".join(lines + ["No finished runs yet."]) + "\n"
     lines += [
-        "## Main table", "",
+        "## Main table",
+        "",
         "Test accuracy of probes on frozen latents (%), reconstruction quality on the test split, "
-        "mean ± std over n seeds; train s = mean training wall time.", "",
-        main_table(summary), "",
-        "## Linear probe accuracy by latent size", "",
-        latent_table(summary), "",
-        f"![accuracy vs latent size]({slug}-accuracy-vs-latent.png)", "",
+        "mean ± std over n seeds; train s = mean training wall time.",
+        "",
+        main_table(summary),
+        "",
+        "## Linear probe accuracy by latent size",
+        "",
+        latent_table(summary),
+        "",
+        f"![accuracy vs latent size]({slug}-accuracy-vs-latent.png)",
+        "",
     ]
     if summary["psnr_mean"].notna().any():
         lines += [f"![accuracy vs PSNR]({slug}-accuracy-vs-psnr.png)", ""]
-    lines += ["<details><summary>Runs behind these tables</summary>", "",
-              df.sort_values(["learner", "latent_dim", "seed"])[
-                  ["key", "learner", "latent_dim", "seed", "status", "linear"]].to_markdown(index=False, disable_numparse=True),
-              "", "</details>"]
+    lines += [
+        "<details><summary>Runs behind these tables</summary>",
+        "",
+        df.sort_values(["learner", "latent_dim", "seed"])[
+            ["key", "learner", "latent_dim", "seed", "status", "linear"]
+        ].to_markdown(index=False, disable_numparse=True),
+        "",
+        "</details>",
+    ]
     return "\n".join(lines) + "\n"
 
 

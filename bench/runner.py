@@ -41,8 +41,13 @@ def spec(cfg: Config, data: Dataset, method: str, overrides: dict, seed: int) ->
     data_cfg = config.to_dict(cfg.data)
     data_cfg.pop("name")  # identified by content, not by name or path
     return {
-        "dataset": {"name": data.name, "slug": data.slug, "title": data.title,
-                    "provenance": data.provenance, "classes": data.classes},
+        "dataset": {
+            "name": data.name,
+            "slug": data.slug,
+            "title": data.title,
+            "provenance": data.provenance,
+            "classes": data.classes,
+        },
         "data": {**data_cfg, "fingerprint": data.fingerprint},
         "method": method,
         "method_config": config.to_dict(method_cfg),
@@ -68,8 +73,7 @@ def preflight(specs: list[dict], data: Dataset) -> None:
             registry.create(s["method"], config.method_config(s["method"], s["method_config"]), data.shape)
 
 
-def run_one(spec: dict, data: Dataset, device: torch.device, force: bool = False,
-            on_epoch=None) -> dict:
+def run_one(spec: dict, data: Dataset, device: torch.device, force: bool = False, on_epoch=None) -> dict:
     """Train (or load from cache), evaluate and store one run; returns its metrics.
 
     A diverged run is stored with status 'diverged'; it does not stop the caller.
@@ -99,7 +103,6 @@ def run_one(spec: dict, data: Dataset, device: torch.device, force: bool = False
     except train.Diverged as e:
         metrics = {"status": "diverged", "error": str(e), **_env(device, start)}
         store.write_json(store.run_dir(key) / "metrics.json", metrics)
-        print(f"  {label}: diverged ({e})")
         return metrics
     metrics = _evaluate(model, data, spec, device, train_key, key)
     metrics.update(train=train_info, **_env(device, start))
@@ -127,9 +130,14 @@ def _evaluate(model, data: Dataset, spec: dict, device, train_key: str, key: str
     if evaluate.weights_hash(model) != before:
         raise RuntimeError("evaluation changed the encoder's weights: the evaluator has a bug")
     return {
-        "status": "ok", "method": spec["method"], "latent_dim": model.latent_dim,
+        "status": "ok",
+        "method": spec["method"],
+        "latent_dim": model.latent_dim,
         "params": sum(p.numel() for p in model.parameters()),
-        **result, "recon": recon, "confusion": conf, "encoder_unchanged": True,
+        **result,
+        "recon": recon,
+        "confusion": conf,
+        "encoder_unchanged": True,
         "n": {"train": len(data.x_train), "val": len(data.x_val), "test": len(data.x_test)},
     }
 
@@ -139,14 +147,23 @@ def _title(spec: dict, model) -> str:
 
 
 def _env(device: torch.device, start: float) -> dict:
-    peak = (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda"
-            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-    return {"env": {
-        "git_sha": git_sha(), "torch": torch.__version__, "device": device_name(device),
-        "cpu_count": os.cpu_count(), "python": platform.python_version(),
-        "peak_memory_mb": round(peak, 1),
-        "peak_memory_kind": "cuda allocated" if device.type == "cuda" else "process max RSS",
-    }, "wall_time_s": time.perf_counter() - start}
+    peak = (
+        torch.cuda.max_memory_allocated(device) / 2**20
+        if device.type == "cuda"
+        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    )
+    return {
+        "env": {
+            "git_sha": git_sha(),
+            "torch": torch.__version__,
+            "device": device_name(device),
+            "cpu_count": os.cpu_count(),
+            "python": platform.python_version(),
+            "peak_memory_mb": round(peak, 1),
+            "peak_memory_kind": "cuda allocated" if device.type == "cuda" else "process max RSS",
+        },
+        "wall_time_s": time.perf_counter() - start,
+    }
 
 
 def device_name(device: torch.device) -> str:
@@ -158,10 +175,15 @@ def device_name(device: torch.device) -> str:
 @functools.cache
 def git_sha() -> str:
     try:
-        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                             text=True, timeout=5).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=5).stdout.strip()
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return (sha + ("-dirty" if dirty else "")) or "unknown"

@@ -73,8 +73,10 @@ def find(prefix: str) -> str:
     hits = [d.name for d in (results_dir() / "runs").glob(f"{prefix}*") if d.is_dir()]
     if len(hits) != 1:
         what = "no run" if not hits else f"{len(hits)} runs"
-        raise BenchError(f"{what} in {results_dir() / 'runs'} match key {prefix!r}: "
-                         "`python -m bench report` lists the keys in the tables' sources")
+        raise BenchError(
+            f"{what} in {results_dir() / 'runs'} match key {prefix!r}: "
+            "`python -m bench report` lists the keys in the tables' sources"
+        )
     return hits[0]
 
 

@@ -20,8 +20,15 @@ class Diverged(BenchError):
     """The loss became NaN or infinite: the run is recorded as diverged and the grid goes on."""
 
 
-def fit(model, x_train: torch.Tensor, cfg: TrainConfig, seed: int, device: torch.device,
-        on_epoch=None, desc: str = "") -> dict:
+def fit(
+    model,
+    x_train: torch.Tensor,
+    cfg: TrainConfig,
+    seed: int,
+    device: torch.device,
+    on_epoch=None,
+    desc: str = "",
+) -> dict:
     """Train `model` on uint8 images (N, C, H, W) for cfg.epochs with AdamW and a warmup+cosine
     schedule. `on_epoch(epoch, model)` is called after each epoch (tuning hooks in here).
 
@@ -45,10 +52,11 @@ def fit(model, x_train: torch.Tensor, cfg: TrainConfig, seed: int, device: torch
     for epoch in range(cfg.epochs):
         perm = torch.randperm(n, generator=gen).to(device)
         running = torch.zeros((), device=device)
-        bar = tqdm(range(steps_per_epoch), desc=f"{desc} epoch {epoch + 1}/{cfg.epochs}",
-                   leave=False, disable=None)
+        bar = tqdm(
+            range(steps_per_epoch), desc=f"{desc} epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=None
+        )
         for step in bar:
-            xb = _batch(x_train, perm[step * batch:(step + 1) * batch])
+            xb = _batch(x_train, perm[step * batch : (step + 1) * batch])
             with amp:
                 loss = model.training_step(xb)
             opt.zero_grad(set_to_none=True)
@@ -60,15 +68,21 @@ def fit(model, x_train: torch.Tensor, cfg: TrainConfig, seed: int, device: torch
             running += loss.detach()
         losses.append(running.item() / steps_per_epoch)  # one device sync per epoch, not per step
         if not math.isfinite(losses[-1]):
-            raise Diverged(f"{desc}: loss became {losses[-1]} in epoch {epoch + 1}; "
-                           "lower train.lr or set train.grad_clip")
+            raise Diverged(
+                f"{desc}: loss became {losses[-1]} in epoch {epoch + 1}; "
+                "lower train.lr or set train.grad_clip"
+            )
         if on_epoch is not None:
             on_epoch(epoch, model)
             model.train()
     elapsed = time.perf_counter() - start
     model.eval()
-    return {"epochs": cfg.epochs, "loss_per_epoch": losses, "time_s": elapsed,
-            "images_per_s": cfg.epochs * steps_per_epoch * batch / elapsed}
+    return {
+        "epochs": cfg.epochs,
+        "loss_per_epoch": losses,
+        "time_s": elapsed,
+        "images_per_s": cfg.epochs * steps_per_epoch * batch / elapsed,
+    }
 
 
 def _batch(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:

@@ -45,8 +45,12 @@ class SimCLR(Method):
     def _backbone(cfg: Config, shape: InputShape) -> nn.Module:
         if cfg.backbone == "small":
             encoder = Encoder(shape.channels, cfg.channels, (shape.height, shape.width))
-            return nn.Sequential(_FeatureMap(encoder), conv_bn(cfg.channels[-1], cfg.latent_dim, kernel=1),
-                                 nn.AdaptiveAvgPool2d(1), nn.Flatten())
+            return nn.Sequential(
+                _FeatureMap(encoder),
+                conv_bn(cfg.channels[-1], cfg.latent_dim, kernel=1),
+                nn.AdaptiveAvgPool2d(1),
+                nn.Flatten(),
+            )
         if cfg.backbone == "resnet18":
             import timm
 

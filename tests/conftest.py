@@ -1,0 +1,26 @@
+import os
+
+import pytest
+import torch
+
+from bench.method import InputShape
+
+GREY8 = InputShape(1, 8, 8, (0.3,), (0.4,))
+RGB32 = InputShape(3, 32, 32, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+
+
+@pytest.fixture(autouse=True)
+def isolated_store(tmp_path, monkeypatch):
+    """Every test writes its runs and cache under its own temp dir, never into the project."""
+    monkeypatch.setenv("BENCH_RESULTS_DIR", str(tmp_path / "results"))
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))
+    torch.manual_seed(0)
+    yield
+
+
+@pytest.fixture
+def data_dir():
+    path = os.environ.get("BENCH_DATA_DIR")
+    if not path or not os.path.isdir(os.path.join(path, "MNIST", "raw")):
+        pytest.skip("real-data test: set BENCH_DATA_DIR to a folder holding MNIST/raw/")
+    return path

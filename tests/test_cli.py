@@ -1,0 +1,181 @@
+"""The command line as a user drives it: end to end on digits, resume, and every bad input."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench import registry, runner, store
+from bench.__main__ import main
+
+ROOT = Path(__file__).resolve().parent.parent
+QUICK = [
+    "--config",
+    str(ROOT / "configs/default.toml"),
+    "--seeds",
+    "0",
+    "--latent-dims",
+    "8",
+    "--set",
+    "train.epochs=1",
+]
+
+
+def test_end_to_end_on_digits(capsys):
+    assert main(["run", *QUICK]) == 0
+    out = capsys.readouterr().out
+    assert "wrote" in out and out.count("linear") == len(registry.names())
+    table = (store.results_dir() / "digits.md").read_text()
+    assert "| learner" in table and "scikit-learn digits" in table
+    for name in registry.names():
+        assert f"| {name} " in table, name
+    assert (store.results_dir() / "digits-accuracy-vs-latent.png").stat().st_size > 1000
+    assert (store.results_dir() / "digits-accuracy-vs-psnr.png").stat().st_size > 1000
+
+    assert main(["run", *QUICK]) == 0  # everything is stored: nothing trains again
+    assert capsys.readouterr().out.count("(stored)") == len(registry.names())
+
+    assert main(["report"]) == 0
+    key = next(r["key"] for r in store.load_runs() if r["config"]["method"] == "ae")
+    assert main(["evaluate", key[:6]]) == 0
+    out = capsys.readouterr().out
+    assert "per-class accuracy" in out and "linear" in out and "PSNR" in out
+    assert (store.run_dir(key) / "confusion.png").is_file()
+    assert not list(store.results_dir().rglob("*.partial"))
+
+
+def test_interrupted_grid_continues_where_it_stopped(monkeypatch, capsys):
+    real, calls = runner.run_one, []
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "run_one", flaky)
+    args = ["run", *QUICK, "--methods", "pixels,pca,ae"]
+    assert main(args) == 130
+    assert "run the same command again" in capsys.readouterr().err
+    assert len(store.load_runs()) == 1
+    monkeypatch.setattr(runner, "run_one", real)
+    assert main(args) == 0
+    assert capsys.readouterr().out.count("(stored)") == 1 and len(store.load_runs()) == 3
+
+
+def _npz(tmp_path, **arrays):
+    base = dict(
+        x_train=np.zeros((20, 8, 8), np.uint8),
+        y_train=np.arange(20) % 2,
+        x_test=np.zeros((6, 8, 8), np.uint8),
+        y_test=np.arange(6) % 2,
+    )
+    path = tmp_path / "d.npz"
+    np.savez(path, **{**base, **arrays})
+    return f"npz:{path}"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--methods", "ae,vae"], "unknown method 'vae'"),
+        (["--dataset", "imagenet"], "unknown dataset 'imagenet'"),
+        (["--set", "train.epoch=3"], "unknown key train.epoch"),
+        (["--set", "train.epochs=abc"], "train.epochs: expected int"),
+        (["--set", "methods.ae.loss=l3"], "methods.ae.loss='l3'"),
+        (["--dataset", "npz:/no/such/file.npz"], "npz file /no/such/file.npz not found"),
+        (["--config", "/no/such.toml"], "config file /no/such.toml not found"),
+        (["--methods", "pca", "--latent-dims", "100"], "pca: latent_dim 100 exceeds the 64 input values"),
+        (["--device", "tpu"], "--device 'tpu'"),
+    ],
+)
+def test_bad_input_gives_one_line_and_exit_2(args, message, capsys):
+    assert main(["run", *QUICK, *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err and "\n" not in err
+    assert not (store.results_dir() / "runs").exists()  # nothing written, not even half
+
+
+@pytest.mark.parametrize(
+    "arrays, message",
+    [
+        ({"x_test": np.zeros((6, 9, 9), np.uint8)}, "train images (1, 8, 8) != test (1, 9, 9)"),
+        ({"y_train": np.arange(19) % 2}, "y_train has shape (19,): expected (20,)"),
+        ({"x_train": np.zeros((20, 8, 8), np.float32)}, "x_train has dtype float32"),
+        ({"y_test": np.full(6, -1)}, "y_test must hold non-negative integer"),
+    ],
+)
+def test_bad_data_files_give_one_line_and_exit_2(tmp_path, arrays, message, capsys):
+    assert main(["run", *QUICK, "--dataset", _npz(tmp_path, **arrays)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err
+
+
+def test_corrupt_npz_and_missing_torchvision_files(tmp_path, capsys):
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a zip file at all")
+    assert main(["run", *QUICK, "--dataset", f"npz:{bad}"]) == 2
+    assert "not a readable .npz file" in capsys.readouterr().err
+    assert main(["run", *QUICK, "--dataset", "mnist", "--data-dir", str(tmp_path), "--offline"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "MNIST not found under" in err and "BENCH_DATA_DIR" in err and "\n" not in err
+
+
+def test_npz_dataset_runs(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    y = np.arange(120) % 3
+    x = (rng.random((120, 8, 8, 3)) * 60 + y[:, None, None, None] * 60).astype(np.uint8)
+    path = tmp_path / "toy.npz"
+    np.savez(
+        path, x_train=x[:90], y_train=y[:90], x_test=x[90:], y_test=y[90:], classes=np.array(["a", "b", "c"])
+    )
+    assert main(["run", *QUICK, "--dataset", f"npz:{path}", "--methods", "pixels"]) == 0
+    assert (store.results_dir() / "npz-toy.md").is_file()
+    assert "linear 100.00%" in capsys.readouterr().out
+
+
+def test_nan_loss_is_recorded_as_diverged_and_the_rest_go_on(capsys):
+    args = ["run", *QUICK, "--methods", "ae,pixels", "--set", "train.lr=1e30", "--set", "train.grad_clip=0"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert "1 of 2 runs diverged" in err and "\n" not in err
+    statuses = sorted(r["metrics"]["status"] for r in store.load_runs())
+    assert statuses == ["diverged", "ok"]
+    assert "diverged" in (store.results_dir() / "digits.md").read_text()
+
+
+def test_evaluate_unknown_key(capsys):
+    assert main(["evaluate", "ffffffff"]) == 2
+    assert "no run" in capsys.readouterr().err
+
+
+def test_argparse_errors_are_one_line_with_exit_2(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["run", "--seeds", "a,b"])
+    assert e.value.code == 2
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_list_names_everything(capsys):
+    main(["list"])
+    out = capsys.readouterr().out
+    for word in [*registry.names(), "digits", "mnist", "cifar100", "npz:PATH", "configs/mnist.toml"]:
+        assert word in out
+
+
+def test_real_process_prints_no_traceback(tmp_path):
+    env = dict(os.environ, BENCH_RESULTS_DIR=str(tmp_path / "r"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "run", "--methods", "nope"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("error: unknown method 'nope'")
+    assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1

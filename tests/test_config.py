@@ -1,0 +1,63 @@
+from pathlib import Path
+
+import pytest
+
+from bench import BenchError, config
+
+CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.toml"))
+
+
+def test_there_are_configs():
+    assert {p.name for p in CONFIGS} >= {"default.toml", "mnist.toml", "cifar10.toml", "cifar10-gpu.toml"}
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_every_config_parses_and_its_methods_resolve(path):
+    cfg = config.load(path)
+    for name in cfg.grid.methods:
+        config.method_config(name, cfg.methods.get(name, {}))
+
+
+def test_layering_defaults_file_then_set(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text("[train]\nepochs = 7\nlr = 0.01\n[methods.ae]\nloss = 'l1'\n")
+    cfg = config.load(path, ["train.epochs=3", "methods.ae.channels=16,32", "eval.knn_ks=[1,5]"])
+    assert cfg.train.epochs == 3 and isinstance(cfg.train.epochs, int)
+    assert cfg.train.lr == 0.01 and cfg.train.batch_size == config.TrainConfig().batch_size
+    assert cfg.eval.knn_ks == [1, 5]
+    ae = config.method_config("ae", cfg.methods["ae"])
+    assert ae.loss == "l1" and ae.channels == (16, 32)
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        (["train.epoch=3"], "unknown key train.epoch: valid keys are .*epochs"),
+        (["trian.epochs=3"], "unknown config section 'trian'"),
+        (["methods.ae.los=l1"], "unknown key methods.ae.los: valid keys are .*loss"),
+        (["methods.vae.latent_dim=3"], "unknown method 'vae'"),
+        (["train.epochs=three"], "train.epochs: expected int, got 'three'"),
+        (["train.epochs=1.5"], "train.epochs: expected int"),
+        (["methods.unet.skips=maybe"], "methods.unet.skips: expected bool"),
+        (["epochs"], "expected section.key=value"),
+    ],
+)
+def test_bad_overrides_fail_with_one_clear_message(override, message):
+    with pytest.raises(BenchError, match=message):
+        config.load(None, override)
+
+
+def test_bad_toml_is_reported(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text("[train\nepochs=")
+    with pytest.raises(BenchError, match="not valid TOML"):
+        config.load(path)
+    with pytest.raises(BenchError, match="not found"):
+        config.load(tmp_path / "missing.toml")
+
+
+def test_toml_types_are_checked(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text("[train]\nepochs = 'many'\n")
+    with pytest.raises(BenchError, match="train.epochs: expected int"):
+        config.load(path)

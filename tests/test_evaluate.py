@@ -1,0 +1,93 @@
+"""The evaluator must be right before any table can be trusted."""
+
+import torch
+import torch.nn.functional as F
+
+from bench import config, evaluate
+from bench.config import EvalConfig
+
+
+def _splits(make):
+    z, y = {}, {}
+    for split, n in (("train", 600), ("val", 200), ("test", 300)):
+        z[split], y[split] = make(n)
+    return evaluate.standardize(z), y
+
+
+def _separable(n, k=5, d=16):
+    y = torch.arange(n) % k
+    centers = torch.eye(d)[:k] * 6
+    return centers[y] + torch.randn(n, d), y
+
+
+def test_separable_latents_score_near_100():
+    z, y = _splits(_separable)
+    result = evaluate.probes(z, y, 5, EvalConfig(), seed=0)
+    for probe in ("linear", "mlp", "knn"):
+        assert result[probe]["test_acc"] > 0.98, probe
+
+
+def test_shuffled_labels_score_near_chance():
+    z, y = _splits(_separable)
+    gen = torch.Generator().manual_seed(1)
+    y = {s: v[torch.randperm(len(v), generator=gen)] for s, v in y.items()}
+    result = evaluate.probes(z, y, 5, EvalConfig(), seed=0)
+    for probe in ("linear", "mlp", "knn"):
+        assert result[probe]["test_acc"] < 0.35, probe  # chance is 0.2
+
+
+def test_linear_probe_matches_autograd_gradient():
+    x, y = torch.randn(50, 7), torch.randint(0, 3, (50,))
+    w = evaluate._fit_logreg(x, y, 3, wd=1e-2, max_iter=200)
+    w = w.detach().requires_grad_()
+    loss = F.cross_entropy(x @ w[:-1] + w[-1], y) + 0.5 * 1e-2 * w[:-1].pow(2).sum()
+    loss.backward()
+    assert w.grad.abs().max() < 1e-4  # the hand-written gradient led L-BFGS to the true optimum
+
+
+def test_weight_decay_is_chosen_on_validation_not_test():
+    z, y = _splits(_separable)
+    y_bad_test = dict(y, test=torch.zeros_like(y["test"]))
+    a = evaluate.linear_probe(z, y, 5, [1e-4, 1e-1], 100)
+    b = evaluate.linear_probe(z, y_bad_test, 5, [1e-4, 1e-1], 100)
+    assert a["weight_decay"] == b["weight_decay"] and a["val_acc"] == b["val_acc"]
+
+
+def test_knn_votes_with_nearest_neighbours():
+    bank = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0]])
+    labels, sims = evaluate._knn_votes(torch.tensor([[1.0, 0.05]]), bank, torch.tensor([0, 0, 1]), 3, 2)
+    assert evaluate._knn_predict(labels, sims, 1, 2).item() == 0
+    assert evaluate._knn_predict(labels, sims, 3, 2).item() == 0
+
+
+def test_standardize_uses_train_statistics_only():
+    z = {"train": torch.tensor([[0.0], [2.0]]), "test": torch.tensor([[100.0]])}
+    out = evaluate.standardize(z)
+    assert torch.allclose(out["train"].mean(0), torch.zeros(1))
+    assert out["test"].item() > 50
+
+
+def test_reconstruction_metrics_of_a_perfect_and_a_blank_decoder():
+    class Identity(torch.nn.Module):
+        def reconstruct(self, x):
+            return x
+
+    class Blank(Identity):
+        def reconstruct(self, x):
+            return torch.zeros_like(x)
+
+    x = (torch.rand(20, 1, 16, 16) * 255).to(torch.uint8)
+    perfect = evaluate.reconstruction(Identity(), x, torch.device("cpu"))
+    assert perfect["mse"] == 0 and perfect["ssim"] > 0.999 and perfect["psnr"] >= 99
+    blank = evaluate.reconstruction(Blank(), x, torch.device("cpu"))
+    expected = (x.float() / 255).pow(2).mean().item()
+    assert abs(blank["mse"] - expected) < 1e-6 and blank["ssim"] < 0.1
+
+
+def test_confusion_rows_are_true_classes():
+    conf = evaluate.confusion(torch.tensor([0, 1, 1]), torch.tensor([0, 0, 1]), 2)
+    assert conf == [[1, 1], [0, 1]]
+
+
+def test_eval_config_defaults_are_lists_for_json():
+    assert config.to_dict(EvalConfig())["knn_ks"] == [1, 3, 5, 10, 20, 50]

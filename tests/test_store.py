@@ -1,0 +1,102 @@
+"""Run keys, skip/resume and atomic writes."""
+
+import copy
+import json
+
+import torch
+
+from bench import config, data, runner, store
+from bench.config import Config
+
+
+def _spec(**changes):
+    cfg = Config()
+    cfg.train.epochs = 1
+    ds = data.load(cfg.data)
+    s = runner.spec(cfg, ds, "ae", {"channels": (8, 16), "latent_dim": 8}, seed=0)
+    for path, value in changes.items():
+        section, key = path.split(".")
+        s[section][key] = value
+    return s, ds
+
+
+def test_keys_are_stable_under_dict_order():
+    s, _ = _spec()
+    shuffled = json.loads(json.dumps(s))
+    shuffled["method_config"] = dict(reversed(list(shuffled["method_config"].items())))
+    shuffled = dict(reversed(list(shuffled.items())))
+    assert store.keys(s) == store.keys(shuffled)
+
+
+def test_keys_change_with_every_semantic_field():
+    s, _ = _spec()
+    base = store.keys(s)
+    for path, value in [
+        ("method_config.latent_dim", 9),
+        ("train.lr", 0.1),
+        ("data.val_seed", 3),
+        ("data.fingerprint", "other"),
+        ("eval.mlp_hidden", 7),
+    ]:
+        changed, _ = _spec(**{path: value})
+        assert store.keys(changed)[0] != base[0], path
+    seed = copy.deepcopy(s)
+    seed["seed"] = 1
+    assert store.keys(seed)[0] != base[0]
+
+
+def test_eval_changes_keep_the_train_key_and_names_and_paths_change_nothing():
+    s, _ = _spec()
+    run_key, train_key = store.keys(s)
+    changed, _ = _spec(**{"eval.mlp_hidden": 7})
+    assert store.keys(changed)[1] == train_key
+    renamed = copy.deepcopy(s)
+    renamed["dataset"] = {"name": "npz:/elsewhere/digits.npz", "slug": "x"}
+    renamed["command"] = "python -m bench run ..."
+    assert store.keys(renamed) == (run_key, train_key)
+
+
+def test_finished_run_is_skipped_and_unfinished_is_redone():
+    s, ds = _spec()
+    first = runner.run_one(s, ds, torch.device("cpu"))
+    key = store.keys(s)[0]
+    metrics_path = store.run_dir(key) / "metrics.json"
+    mtime = metrics_path.stat().st_mtime_ns
+    again = runner.run_one(s, ds, torch.device("cpu"))
+    assert metrics_path.stat().st_mtime_ns == mtime and again == json.loads(metrics_path.read_text())
+    assert first["linear"]["test_acc"] == again["linear"]["test_acc"]
+    metrics_path.unlink()  # as if the process died after config.json was written
+    assert not store.is_done(key) and [r["key"] for r in store.load_runs()] == []
+    redone = runner.run_one(s, ds, torch.device("cpu"))
+    assert redone["linear"]["test_acc"] == first["linear"]["test_acc"]  # checkpoint cache + same seed
+
+
+def test_evaluation_leaves_encoder_unchanged_and_records_it():
+    s, ds = _spec()
+    metrics = runner.run_one(s, ds, torch.device("cpu"))
+    assert metrics["status"] == "ok" and metrics["encoder_unchanged"] is True
+    assert metrics["latent_dim"] == 8 and 0 <= metrics["linear"]["test_acc"] <= 1
+    assert set(metrics["recon"]) == {"mse", "psnr", "ssim"}
+    assert len(metrics["confusion"]) == 10 and sum(map(sum, metrics["confusion"])) == len(ds.x_test)
+
+
+def test_atomic_write_leaves_old_file_when_writer_fails(tmp_path):
+    path = tmp_path / "m.json"
+    store.write_json(path, {"a": 1})
+
+    def boom(tmp):
+        open(tmp, "w").write("half")
+        raise KeyboardInterrupt
+
+    try:
+        store.atomic_write(path, boom)
+    except KeyboardInterrupt:
+        pass
+    assert json.loads(path.read_text()) == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["m.json"]
+
+
+def test_method_config_round_trips_through_json():
+    s, _ = _spec()
+    cfg = config.method_config("ae", json.loads(json.dumps(s["method_config"])))
+    assert cfg.channels == (8, 16)
