@@ -49,13 +49,11 @@ def fit(
     amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     model.train()
     losses, start = [], time.perf_counter()
+    bar = tqdm(total=total, desc=desc, unit="step", leave=False, disable=None)
     for epoch in range(cfg.epochs):
         perm = torch.randperm(n, generator=gen).to(device)
         running = torch.zeros((), device=device)
-        bar = tqdm(
-            range(steps_per_epoch), desc=f"{desc} epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=None
-        )
-        for step in bar:
+        for step in range(steps_per_epoch):
             xb = _batch(x_train, perm[step * batch : (step + 1) * batch])
             with amp:
                 loss = model.training_step(xb)
@@ -66,8 +64,11 @@ def fit(
             opt.step()
             sched.step()
             running += loss.detach()
+            bar.update()
         losses.append(running.item() / steps_per_epoch)  # one device sync per epoch, not per step
+        bar.set_postfix(epoch=f"{epoch + 1}/{cfg.epochs}", loss=f"{losses[-1]:.4g}")
         if not math.isfinite(losses[-1]):
+            bar.close()
             raise Diverged(
                 f"{desc}: loss became {losses[-1]} in epoch {epoch + 1}; "
                 "lower train.lr or set train.grad_clip"
@@ -75,6 +76,7 @@ def fit(
         if on_epoch is not None:
             on_epoch(epoch, model)
             model.train()
+    bar.close()
     elapsed = time.perf_counter() - start
     model.eval()
     return {
