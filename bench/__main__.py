@@ -56,6 +56,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(run)
     run.add_argument("--force", action="store_true", help="redo runs that are already stored")
+    tune = sub.add_parser("tune", help="an Optuna study of one learner, on one machine or many")
+    tune.add_argument("--method", required=True)
+    tune.add_argument("--dataset", help="dataset name (default: the config's data.name)")
+    tune.add_argument("--trials", type=int, required=True, help="finished trials for the whole study")
+    tune.add_argument("--study", help="study name (default: <method>-<dataset>)")
+    tune.add_argument(
+        "--storage",
+        help="database URL, e.g. postgresql://user@host/db (default: SQLite under results/studies/)",
+    )
+    tune.add_argument("--config", help="TOML file (see configs/)")
+    tune.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    tune.add_argument("--latent-dim", type=int, help="latent size (default: the grid's first)")
+    tune.add_argument("--seeds", type=_csv(int), help="seeds for the best configuration's re-runs")
+    tune.add_argument(
+        "--multi-objective",
+        action="store_true",
+        help="maximize validation accuracy and PSNR; plot the Pareto front",
+    )
+    tune.add_argument("--no-prune", action="store_true", help="never stop a trial early")
+    tune.add_argument("--sampler-seed", type=int, default=0)
+    _common(tune)
     sub.add_parser("report", help="rebuild results/*.md and plots from the store")
     ev = sub.add_parser("evaluate", help="accuracy, per-class accuracy and confusion matrix of a stored run")
     ev.add_argument("key", help="run key or a unique prefix of it")
@@ -133,6 +154,37 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_tune(args) -> None:
+    from bench import config, data, registry, report, runner, store, tune
+
+    cfg = config.load(args.config, args.set)
+    if args.dataset:
+        cfg.data.name = args.dataset
+    if args.latent_dim:
+        cfg.grid.latent_dims = [args.latent_dim]
+    cfg.grid.seeds = args.seeds or cfg.grid.seeds
+    if args.trials < 1:
+        raise BenchError(f"--trials {args.trials}: give a positive number of trials")
+    if not hasattr(registry.get(args.method), "search_space"):
+        raise BenchError(f"{args.method} declares no search space: there is nothing to tune")
+    device = runner.pick_device(args.device)
+    ds = data.load(cfg.data, args.data_dir, args.offline)
+    name = args.study or f"{args.method}-{ds.slug}" + ("-pareto" if args.multi_objective else "")
+    study, url = tune.open_study(
+        name, args.storage, args.multi_objective, args.sampler_seed, not args.no_prune
+    )
+    print(f"study {name}: {args.trials} trials of {args.method} on {ds.provenance}")
+    tune.optimize(study, url, cfg, ds, args.method, args.trials, device, prune=not args.no_prune)
+    running = study.get_trials(deepcopy=False, states=(tune.TrialState.RUNNING,))
+    if not args.multi_objective and not running:
+        best = study.best_trial
+        print(f"best trial {best.number}: validation accuracy {best.value:.2%} {best.params}")
+        for m in tune.rerun_best(study, cfg, ds, args.method, device):
+            print(f"  tuned re-run: linear {m['linear']['test_acc']:.2%} (test)")
+        print(f"wrote {report.write(ds.slug, store.load_runs())}")  # the tuned rows
+    print(f"wrote {report.write_study(study)}")
+
+
 def cmd_report(args) -> None:
     from bench import report
 
@@ -171,9 +223,13 @@ def cmd_evaluate(args) -> None:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"list": cmd_list, "run": cmd_run, "report": cmd_report, "evaluate": cmd_evaluate}[args.verb](
-            args
-        ) or 0
+        return {
+            "list": cmd_list,
+            "run": cmd_run,
+            "tune": cmd_tune,
+            "report": cmd_report,
+            "evaluate": cmd_evaluate,
+        }[args.verb](args) or 0
     except BenchError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -166,6 +166,16 @@ def knn_probe(z, y, num_classes, ks) -> dict:
     }
 
 
+def quick_val_probe(model, data, device: torch.device, n_train: int = 5000) -> float:
+    """Cheap per-epoch signal for pruning: a linear probe (fixed weight decay, few L-BFGS steps)
+    fitted on at most `n_train` training latents, scored on the validation slice. Never test."""
+    z = {"train": extract(model, data.x_train[:n_train], device), "val": extract(model, data.x_val, device)}
+    z = standardize(z)
+    k = len(data.classes)
+    w = _fit_logreg(z["train"], data.y_train[:n_train], k, wd=1e-4, max_iter=30)
+    return _accuracy(_logits(z["val"], w), data.y_val)
+
+
 @torch.inference_mode()
 def reconstruction(model, x: torch.Tensor, device: torch.device, batch: int = 512) -> dict:
     """Test-split MSE, PSNR (dB, mean over images) and SSIM of [0, 1] images."""

@@ -3,7 +3,8 @@
 A method is a small nn.Module with a `Config` dataclass (its defaults are the only defaults), a
 `latent_dim`, `training_step(x) -> loss` and `encode(x) -> (B, D)`. Inputs are float images in
 [0, 1], shape (B, C, H, W), already on the training device; labels never reach a method.
-Optional: `reconstruct(x)` for learners that reconstruct (enables MSE/PSNR/SSIM and the grid) and
+Optional: `search_space(trial) -> dict` (Optuna suggestions as config overrides, for `bench tune`),
+`reconstruct(x)` for learners that reconstruct (enables MSE/PSNR/SSIM and the grid) and
 `prepare(x_train)` for closed-form fitting on training images (PCA). Baselines set
 `trainable = False` and are evaluated as built.
 """

@@ -137,3 +137,17 @@ def accuracy_vs_psnr_png(path: Path, df, title: str) -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")
     _save(fig, path)
+
+
+def pareto_png(path: Path, trials, pareto: list[int], names: list[str], title: str) -> None:
+    """Every complete trial of a two-objective study; the Pareto-optimal ones highlighted."""
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    front = [t for t in trials if t.number in pareto]
+    rest = [t for t in trials if t.number not in pareto]
+    ax.scatter([t.values[1] for t in rest], [t.values[0] for t in rest], c="lightgray", label="trials")
+    front.sort(key=lambda t: t.values[1])
+    ax.plot([t.values[1] for t in front], [t.values[0] for t in front], "o-", c="C3", label="Pareto front")
+    ax.set(xlabel=names[1], ylabel=names[0], title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    _save(fig, path)

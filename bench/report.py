@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from pathlib import Path
 
 import pandas as pd
 
@@ -27,15 +28,28 @@ PROTOCOL = (
 
 
 def write_all() -> list:
-    """Rebuild the report of every dataset in the store; returns the paths written."""
+    """Rebuild the report of every dataset in the store and of every local study."""
+    import optuna
+
     runs = store.load_runs()
     slugs = sorted({r["config"]["dataset"]["slug"] for r in runs})
-    return [write(slug, [r for r in runs if r["config"]["dataset"]["slug"] == slug]) for slug in slugs]
+    paths = [p for p in (write(slug, runs) for slug in slugs) if p]
+    for db in sorted((store.results_dir() / "studies").glob("*.db")):
+        url = f"sqlite:///{db}"
+        for summary in optuna.get_all_study_summaries(url):
+            paths.append(write_study(optuna.load_study(study_name=summary.study_name, storage=url)))
+    return paths
 
 
 def write(slug: str, runs: list[dict]):
-    """Write results/<slug>.md and its plots from `runs` (all of one dataset)."""
+    """Write results/<slug>.md and its plots from the store's `runs` of that dataset.
+
+    Study trials are left out (their study has its own page); tuned re-runs are labelled.
+    """
+    runs = [r for r in runs if r["config"]["dataset"]["slug"] == slug and not _only_trial(r)]
     out = store.results_dir()
+    if not runs:
+        return None
     df = frame(runs)
     ok = df[df["status"] == "ok"]
     summary = summarize(ok)
@@ -215,8 +229,15 @@ def _labels(runs: list[dict]) -> list[str]:
             if json.dumps(v) != reference[(scope, k)].most_common(1)[0][0]:
                 diffs.append(f"{k.removeprefix('method.')}={_short(v)}")
         method = r["config"]["method"]
+        if any(p.startswith("tuned:") for p in r["config"].get("purposes", [])):
+            diffs = ["tuned"]  # its settings are on the study's page
         labels.append(f"{method} ({', '.join(diffs)})" if diffs else method)
     return labels
+
+
+def _only_trial(run: dict) -> bool:
+    purposes = run["config"].get("purposes", [])
+    return bool(purposes) and all(p.startswith("trial:") for p in purposes)
 
 
 def _settings(cfg: dict) -> dict:
@@ -228,3 +249,96 @@ def _settings(cfg: dict) -> dict:
 
 def _short(v) -> str:
     return ",".join(map(str, v)) if isinstance(v, list) else str(v)
+
+
+def write_study(study) -> Path:
+    """results/studies/<study>.md: best configuration, trials table, parameter importances."""
+    import optuna
+
+    out = store.results_dir() / "studies"
+    trials = study.get_trials(deepcopy=False)
+    multi = len(study.directions) > 1
+    names = ["val linear acc", "val PSNR dB"] if multi else ["val linear acc"]
+    rows = [
+        {
+            "trial": t.number,
+            "state": t.state.name.lower(),
+            **{
+                n: (f"{v:.4f}" if v is not None else "-")
+                for n, v in zip(names, t.values or [None] * len(names))
+            },
+            **{k: _fmt_param(v) for k, v in t.params.items()},
+            "minutes": f"{t.duration.total_seconds() / 60:.1f}" if t.duration else "-",
+            "run": t.user_attrs.get("run_key", "-")[:8],
+        }
+        for t in trials
+    ]
+    done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    lines = [
+        f"# Study {study.study_name}",
+        "",
+        f"- **Objective:** maximize {' and '.join(names)} (validation slice of the training split; "
+        "the test split never steers a study).",
+        f"- **Trials:** {len(done)} complete, "
+        f"{sum(t.state.name == 'PRUNED' for t in trials)} pruned, "
+        f"{sum(t.state.name == 'FAIL' for t in trials)} failed; TPE sampler"
+        + ("" if multi else ", median pruner on a per-epoch validation probe")
+        + ".",
+        "",
+    ]
+    if done and not multi:
+        best = study.best_trial
+        lines += [
+            "## Best configuration",
+            "",
+            f"Trial {best.number}: validation linear accuracy {best.value:.4f}, run "
+            f"`{best.user_attrs.get('run_key', '?')}`.",
+            "",
+            pd.DataFrame([{k: _fmt_param(v) for k, v in best.params.items()}]).to_markdown(
+                index=False, disable_numparse=True
+            ),
+            "",
+            "Its re-runs over all seeds appear in the dataset table as `<learner> (tuned)`.",
+            "",
+        ]
+        lines += _importances(study)
+    if done and multi:
+        path = out / f"{study.study_name}-pareto.png"
+        plots.pareto_png(path, done, [t.number for t in study.best_trials], names, study.study_name)
+        lines += [
+            "## Pareto front",
+            "",
+            f"![pareto front]({path.name})",
+            "",
+            "Pareto-optimal trials: " + ", ".join(str(t.number) for t in study.best_trials),
+            "",
+        ]
+    lines += [
+        "## Trials",
+        "",
+        pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True) if rows else "No trials yet.",
+        "",
+    ]
+    path = out / f"{study.study_name}.md"
+    store.write_text(path, "\n".join(lines))
+    return path
+
+
+def _importances(study) -> list[str]:
+    import optuna
+
+    try:
+        imp = optuna.importance.get_param_importances(study)
+    except (RuntimeError, ValueError):  # too few trials, or a single distinct value
+        return []
+    table = pd.DataFrame([{"parameter": k, "importance": f"{v:.3f}"} for k, v in imp.items()])
+    return [
+        "## Parameter importances (fANOVA)",
+        "",
+        table.to_markdown(index=False, disable_numparse=True),
+        "",
+    ]
+
+
+def _fmt_param(v) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)

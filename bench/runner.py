@@ -79,9 +79,12 @@ def run_one(spec: dict, data: Dataset, device: torch.device, force: bool = False
     A diverged run is stored with status 'diverged'; it does not stop the caller.
     """
     key, train_key = store.keys(spec)
+    spec = dict(spec)
+    purpose = spec.pop("purpose", "grid")  # why it ran: grid, trial:<study> or tuned:<study>
     if store.is_done(key) and not force:
+        store.add_purpose(key, purpose)  # e.g. a tuned re-run that a trial already made
         return store.load_json(store.run_dir(key) / "metrics.json")
-    store.write_json(store.run_dir(key) / "config.json", spec)
+    store.write_json(store.run_dir(key) / "config.json", dict(spec, purposes=[purpose]))
     start = time.perf_counter()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -122,7 +125,10 @@ def _evaluate(model, data: Dataset, spec: dict, device, train_key: str, key: str
     result = evaluate.probes(evaluate.standardize(z), y, len(data.classes), eval_cfg, spec["seed"])
     pred = result["linear"].pop("test_pred")
     conf = evaluate.confusion(pred, y["test"], len(data.classes))
-    recon = evaluate.reconstruction(model, data.x_test, device) if model.reconstructs else None
+    recon = recon_val = None
+    if model.reconstructs:
+        recon = evaluate.reconstruction(model, data.x_test, device)
+        recon_val = evaluate.reconstruction(model, data.x_val, device)  # what a study may optimise
     run_dir = store.run_dir(key)
     plots.confusion_png(run_dir / "confusion.png", conf, data.classes, _title(spec, model))
     if model.reconstructs:
@@ -136,6 +142,7 @@ def _evaluate(model, data: Dataset, spec: dict, device, train_key: str, key: str
         "params": sum(p.numel() for p in model.parameters()),
         **result,
         "recon": recon,
+        "recon_val": recon_val,
         "confusion": conf,
         "encoder_unchanged": True,
         "n": {"train": len(data.x_train), "val": len(data.x_val), "test": len(data.x_test)},

@@ -55,6 +55,14 @@ def load_json(path: Path):
     return json.loads(path.read_text())
 
 
+def add_purpose(key: str, purpose: str) -> None:
+    path = run_dir(key) / "config.json"
+    cfg = load_json(path)
+    if purpose not in cfg.setdefault("purposes", []):
+        cfg["purposes"].append(purpose)
+        write_json(path, cfg)
+
+
 def load_runs() -> list[dict]:
     """Every finished run as {'key', 'config', 'metrics'}, in key order."""
     runs = []

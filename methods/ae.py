@@ -34,6 +34,14 @@ class AE(Method):
 
     skips = False  # the U-Net subclass turns them on
 
+    @staticmethod
+    def search_space(trial) -> dict:
+        """Optuna suggestions as config overrides (bare keys are this method's own options)."""
+        return {
+            "train.lr": trial.suggest_float("lr", 3e-4, 1e-2, log=True),
+            "loss": trial.suggest_categorical("loss", ["mse", "l1", "l1+ssim"]),
+        }
+
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         feat, _ = self.encoder(self.normalize(x))
         return self.bottleneck.down(feat)  # (B, latent_dim)

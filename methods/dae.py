@@ -23,6 +23,14 @@ class DAE(AE):
         noise_std: float = 0.3  # Gaussian noise std, on the [0, 1] pixel scale
         mask_prob: float = 0.25  # fraction of pixels set to 0 (masking noise)
 
+    @staticmethod
+    def search_space(trial) -> dict:
+        return {
+            "train.lr": trial.suggest_float("lr", 3e-4, 1e-2, log=True),
+            "noise_std": trial.suggest_float("noise_std", 0.0, 0.8),
+            "mask_prob": trial.suggest_float("mask_prob", 0.0, 0.75),
+        }
+
     def corrupt(self, x: torch.Tensor) -> torch.Tensor:
         noisy = x + self.cfg.noise_std * torch.randn_like(x)
         keep = torch.rand_like(x[:, :1]) >= self.cfg.mask_prob  # (B, 1, H, W): whole pixels

@@ -29,6 +29,10 @@ class PCA(Method):
         self.register_buffer("components", torch.zeros(cfg.latent_dim, shape.numel))  # (D, P)
         self.register_buffer("scale", torch.ones(cfg.latent_dim))
 
+    @staticmethod
+    def search_space(trial) -> dict:
+        return {"whiten": trial.suggest_categorical("whiten", [False, True])}
+
     def prepare(self, x_train: torch.Tensor) -> None:
         from sklearn.decomposition import PCA as SkPCA
 

@@ -42,6 +42,15 @@ class SimCLR(Method):
         self.criterion = NTXentLoss(temperature=cfg.temperature)
 
     @staticmethod
+    def search_space(trial) -> dict:
+        return {
+            "train.lr": trial.suggest_float("lr", 3e-4, 1e-2, log=True),
+            "temperature": trial.suggest_float("temperature", 0.05, 1.0, log=True),
+            "crop_scale": (trial.suggest_float("crop_min", 0.08, 0.6), 1.0),
+            "jitter_strength": trial.suggest_float("jitter_strength", 0.0, 1.0),
+        }
+
+    @staticmethod
     def _backbone(cfg: Config, shape: InputShape) -> nn.Module:
         if cfg.backbone == "small":
             encoder = Encoder(shape.channels, cfg.channels, (shape.height, shape.width))

@@ -30,6 +30,14 @@ class UNet(AE):
         self.skips = cfg.skips  # read by AE.__init__ when it builds the decoder
         super().__init__(cfg, shape)
 
+    @staticmethod
+    def search_space(trial) -> dict:
+        return {
+            "train.lr": trial.suggest_float("lr", 3e-4, 1e-2, log=True),
+            "loss": trial.suggest_categorical("loss", ["mse", "l1", "l1+ssim"]),
+            "skip_drop": trial.suggest_float("skip_drop", 0.0, 0.9),
+        }
+
     def _forward(self, x: torch.Tensor, drop_skips: bool) -> tuple[torch.Tensor, torch.Tensor]:
         feat, skips = self.encoder(self.normalize(x))
         z = self.bottleneck.down(feat)  # (B, latent_dim)

@@ -1,0 +1,199 @@
+"""Optuna studies over the single-run path: every trial is an ordinary run in the store.
+
+One machine: SQLite under results/studies/. Many machines: the same command with
+`--storage postgresql://...` on each; all workers join one study. Optuna's heartbeat marks a dead
+worker's trial failed and RetryHeartbeatStaleTrialCallback queues it again. `--trials` caps the
+study's total across workers: the check-and-ask step holds a lock (a file lock for SQLite, a
+PostgreSQL advisory lock) so that concurrent workers never overshoot it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import fcntl
+import os
+import socket
+import threading
+import time
+import warnings
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+from bench import BenchError, config, evaluate, registry, runner, store
+
+# Heartbeats are Optuna's documented mechanism; we drive them from an ask/tell loop (to hold the
+# trial cap exactly), which Optuna flags as unusual and experimental. Both warnings are expected.
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+
+HEARTBEAT_S = 2  # a worker silent for GRACE_S has its running trial failed and queued again
+GRACE_S = 15
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def studies_dir() -> Path:
+    return store.results_dir() / "studies"
+
+
+def open_study(name: str, url: str | None, multi: bool, seed: int, prune: bool):
+    """Create or join study `name`; SQLite under results/studies/ unless `url` is given.
+    Returns (study, url)."""
+    if url is None:
+        studies_dir().mkdir(parents=True, exist_ok=True)
+        url = f"sqlite:///{studies_dir() / (name + '.db')}"
+    try:
+        storage = optuna.storages.RDBStorage(
+            url,
+            heartbeat_interval=HEARTBEAT_S,
+            grace_period=GRACE_S,
+            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3),
+        )
+    except Exception as e:  # bad URL, server down, missing driver: one line
+        raise BenchError(f"cannot open study storage {url} ({str(e).splitlines()[0]})") from None
+    directions = ["maximize", "maximize"] if multi else ["maximize"]
+    sampler = optuna.samplers.TPESampler(seed=seed)  # TPE handles multi-objective too
+    pruner = optuna.pruners.MedianPruner(n_warmup_steps=1) if prune and not multi else None
+    try:
+        study = optuna.create_study(
+            study_name=name,
+            storage=storage,
+            directions=directions,
+            sampler=sampler,
+            pruner=pruner,
+            load_if_exists=True,
+        )
+    except ValueError as e:  # e.g. joining a single-objective study with --multi-objective
+        raise BenchError(f"study {name}: {e}") from None
+    return study, url
+
+
+def optimize(study, url: str, cfg, data, method: str, trials: int, device, prune: bool) -> None:
+    """Work on `study` until it holds `trials` finished trials (counting every worker's)."""
+    failures = 0
+    while True:
+        optuna.storages.fail_stale_trials(study)
+        with _cap_lock(url, study.study_name):
+            done = len(study.get_trials(deepcopy=False, states=FINISHED))
+            busy = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+            if done >= trials:
+                return
+            trial = study.ask() if done + busy < trials else None
+        if trial is None:  # the cap is held by running trials: wait in case one of them dies
+            time.sleep(HEARTBEAT_S)
+            continue
+        with _Heartbeat(study, trial):
+            state, values = _run_trial(trial, cfg, data, method, device, prune, len(study.directions))
+        study.tell(trial, values, state=state)
+        failures += state == TrialState.FAIL
+        if failures > trials:
+            raise BenchError(
+                f"study {study.study_name}: {failures} trials failed (diverged); "
+                "narrow the search space or lower train.lr"
+            )
+
+
+def trial_spec(cfg, data, method: str, params: dict, seed: int, purpose: str) -> dict:
+    """A run spec for `method` with search-space `params` ("train.lr" or bare method keys)."""
+    cfg = copy.deepcopy(cfg)
+    overrides = dict(cfg.methods.get(method, {}))
+    for key, value in params.items():
+        section, _, field = key.rpartition(".")
+        if section:
+            setattr(cfg, section, config.replace(getattr(cfg, section), {field: value}, section))
+        else:
+            overrides[key] = value
+    if cfg.grid.latent_dims and "latent_dim" not in overrides and _has_latent(method):
+        overrides["latent_dim"] = cfg.grid.latent_dims[0]
+    return dict(runner.spec(cfg, data, method, overrides, seed), purpose=purpose)  # purpose: not keyed
+
+
+def _run_trial(trial, cfg, data, method, device, prune, n_objectives):
+    trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+    params = registry.get(method).search_space(trial)
+    spec = trial_spec(cfg, data, method, params, cfg.grid.seeds[0], f"trial:{trial.study.study_name}")
+    trial.set_user_attr("run_key", store.keys(spec)[0])
+
+    def report(epoch, model):  # pruning signal from the validation slice only
+        trial.report(evaluate.quick_val_probe(model, data, device), epoch)
+        if trial.should_prune():
+            raise optuna.TrialPruned()
+
+    try:
+        m = runner.run_one(spec, data, device, on_epoch=report if prune and n_objectives == 1 else None)
+    except optuna.TrialPruned:
+        return TrialState.PRUNED, None
+    if m["status"] != "ok":
+        trial.set_user_attr("error", m.get("error", ""))
+        return TrialState.FAIL, None
+    values = [m["linear"]["val_acc"]]  # validation slice: the test split never steers a study
+    if n_objectives == 2:
+        if not m.get("recon_val"):
+            raise BenchError(f"{method} does not reconstruct: the accuracy-vs-PSNR study needs one that does")
+        values.append(m["recon_val"]["psnr"])
+    return TrialState.COMPLETE, values
+
+
+def rerun_best(study, cfg, data, method: str, device) -> list[dict]:
+    """Re-run the best trial's configuration over every seed through the normal run path."""
+    best = study.best_trial
+    params = _replay(method, best.params)
+    out = []
+    for seed in cfg.grid.seeds:
+        spec = trial_spec(cfg, data, method, params, seed, f"tuned:{study.study_name}")
+        out.append(runner.run_one(spec, data, device))
+    return out
+
+
+def _replay(method: str, params: dict) -> dict:
+    """Turn a finished trial's params back into the search space's overrides."""
+    return registry.get(method).search_space(optuna.trial.FixedTrial(params))
+
+
+def _has_latent(method: str) -> bool:
+    return "latent_dim" in registry.get(method).Config.__dataclass_fields__
+
+
+@contextlib.contextmanager
+def _cap_lock(url: str, name: str):
+    if url.startswith("sqlite:///"):
+        with open(url.removeprefix("sqlite:///") + ".lock", "a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)  # released when the file closes
+            yield
+    elif url.startswith("postgresql"):
+        import sqlalchemy
+
+        key = int(store.digest(["bench-tune", name])[:15], 16)  # fits PostgreSQL's bigint
+        engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+        with engine.connect() as conn:
+            conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": key})
+            try:
+                yield
+            finally:
+                conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+        engine.dispose()
+    else:
+        yield  # other databases: the cap is checked without a lock and may overshoot by a few
+
+
+class _Heartbeat:
+    """Records the trial's heartbeat every HEARTBEAT_S from a thread, as study.optimize does."""
+
+    def __init__(self, study, trial):
+        self.storage, self.trial_id = study._storage, trial._trial_id  # noqa: SLF001
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._beat, daemon=True)
+
+    def _beat(self):
+        while not self.stop.is_set():
+            self.storage.record_heartbeat(self.trial_id)
+            self.stop.wait(HEARTBEAT_S)
+
+    def __enter__(self):
+        self.thread.start()
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()

@@ -1,0 +1,183 @@
+"""Optuna studies: one SQLite study through the normal run path, and workers on PostgreSQL."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+
+from bench import config, data, registry, store, tune
+from bench.__main__ import main
+from bench.config import Config
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ["--set", "train.epochs=2", "--set", "methods.ae.channels=8,16", "--seeds", "0", "--latent-dim", "8"]
+
+
+def _study(name, ds, trials=3):
+    cfg = Config()
+    cfg.train.epochs, cfg.grid.seeds, cfg.grid.latent_dims = 2, [0], [8]
+    cfg.methods = {"ae": {"channels": (8, 16)}}
+    study, url = tune.open_study(name, None, multi=False, seed=0, prune=True)
+    tune.optimize(study, url, cfg, ds, "ae", trials, torch.device("cpu"), prune=True)
+    return study
+
+
+def test_objective_never_reads_test_labels(tmp_path, monkeypatch):
+    ds = data.load(config.DataConfig())
+    values = _study("a", ds).trials
+    monkeypatch.setenv("BENCH_RESULTS_DIR", str(tmp_path / "other"))
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "other-cache"))
+    gen = torch.Generator().manual_seed(0)
+    ds.y_test = ds.y_test[torch.randperm(len(ds.y_test), generator=gen)]  # scrambled test labels
+    scrambled = _study("a", ds).trials
+    assert [t.values for t in values] == [t.values for t in scrambled]
+    assert [t.params for t in values] == [t.params for t in scrambled]
+
+
+def test_sqlite_study_lands_in_the_store_and_the_tables(capsys):
+    assert main(["tune", "--method", "ae", "--trials", "3", *TINY]) == 0
+    out = capsys.readouterr().out
+    assert "best trial" in out and "tuned re-run" in out
+    study = optuna.load_study(
+        study_name="ae-digits", storage=f"sqlite:///{tune.studies_dir() / 'ae-digits.db'}"
+    )
+    finished = [t for t in study.trials if t.state.is_finished()]
+    assert len(finished) == 3
+    for t in study.trials:
+        if t.state == optuna.trial.TrialState.COMPLETE:
+            assert store.is_done(t.user_attrs["run_key"])
+    page = (tune.studies_dir() / "ae-digits.md").read_text()
+    assert "Best configuration" in page and "## Trials" in page
+    table = (store.results_dir() / "digits.md").read_text()
+    assert "ae (tuned)" in table
+    assert main(["tune", "--method", "ae", "--trials", "3", *TINY]) == 0  # the cap is the study's
+    assert len(optuna.load_study(study_name="ae-digits", storage=study._storage).trials) == 3
+    assert main(["report"]) == 0
+
+
+def test_multi_objective_study_plots_its_pareto_front(capsys):
+    assert main(["tune", "--method", "ae", "--trials", "3", "--multi-objective", *TINY]) == 0
+    page = (tune.studies_dir() / "ae-digits-pareto.md").read_text()
+    assert "Pareto front" in page and (tune.studies_dir() / "ae-digits-pareto-pareto.png").is_file()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--method", "pixels", "--trials", "2"], "pixels declares no search space"),
+        (["--method", "ae", "--trials", "0"], "--trials 0"),
+        (
+            ["--method", "ae", "--trials", "2", "--storage", "postgresql://nobody@127.0.0.1:1/none"],
+            "cannot open study storage",
+        ),
+    ],
+)
+def test_tune_bad_input(args, message, capsys):
+    assert main(["tune", *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err
+
+
+def test_every_trainable_learner_has_a_search_space():
+    for name in registry.names():
+        cls = registry.get(name)
+        if cls.trainable:
+            params = cls.search_space(
+                optuna.trial.FixedTrial(
+                    {
+                        "lr": 1e-3,
+                        "loss": "mse",
+                        "skip_drop": 0.5,
+                        "noise_std": 0.1,
+                        "mask_prob": 0.1,
+                        "temperature": 0.2,
+                        "crop_min": 0.3,
+                        "jitter_strength": 0.5,
+                    }
+                )
+            )
+            config.method_config(name, {k: v for k, v in params.items() if "." not in k})
+
+
+POSTGRES = os.environ.get("BENCH_TEST_POSTGRES_URL")
+
+
+@pytest.mark.skipif(not POSTGRES, reason="set BENCH_TEST_POSTGRES_URL (.ci/postgres.sh starts one)")
+def test_workers_on_postgres_share_one_capped_study_and_survive_a_killed_worker(tmp_path):
+    name = f"pg-{os.getpid()}-{time.time_ns()}"
+    n = 6
+    env = dict(
+        os.environ,
+        BENCH_RESULTS_DIR=str(tmp_path / "results"),
+        BENCH_CACHE_DIR=str(tmp_path / "c"),
+        OMP_NUM_THREADS="1",
+    )  # four workers share two cores: no thread oversubscription
+    cmd = [
+        sys.executable,
+        "-m",
+        "bench",
+        "tune",
+        "--method",
+        "ae",
+        "--trials",
+        str(n),
+        "--storage",
+        POSTGRES,
+        "--study",
+        name,
+        "--no-prune",
+        "--set",
+        "train.epochs=6",
+        "--set",
+        "methods.ae.channels=8,16",
+        "--seeds",
+        "0",
+        "--latent-dim",
+        "8",
+    ]
+
+    def spawn():
+        return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    victim = spawn()
+    deadline = time.time() + 120
+    victim_trial = None
+    while victim_trial is None and time.time() < deadline:
+        time.sleep(0.2)
+        try:
+            study = optuna.load_study(study_name=name, storage=POSTGRES)
+        except KeyError:  # not created yet
+            continue
+        for t in study.get_trials(states=(optuna.trial.TrialState.RUNNING,)):
+            if t.user_attrs.get("worker", "").endswith(f":{victim.pid}"):
+                victim_trial = t.number
+    assert victim_trial is not None, "the first worker never started a trial"
+    victim.send_signal(signal.SIGKILL)  # dies in the middle of its trial
+    victim.wait()
+    workers = [spawn() for _ in range(3)]
+    for w in workers:
+        _, err = w.communicate(timeout=600)
+        assert w.returncode == 0, err.decode()[-2000:]
+
+    trials = optuna.load_study(study_name=name, storage=POSTGRES).get_trials()
+    complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) == n
+    numbers = [t.number for t in trials]
+    assert len(numbers) == len(set(numbers))
+    results = Path(env["BENCH_RESULTS_DIR"]) / "runs"
+    assert all((results / t.user_attrs["run_key"] / "metrics.json").is_file() for t in complete)
+    dead = next(t for t in trials if t.number == victim_trial)
+    assert dead.state == optuna.trial.TrialState.FAIL
+    retried = [
+        t
+        for t in trials
+        if optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(t) == victim_trial
+    ]
+    assert retried and retried[0].state == optuna.trial.TrialState.COMPLETE
+    assert retried[0].params == dead.params
