@@ -177,11 +177,14 @@ def _torchvision(name: str, root: Path, offline: bool) -> dict:
         train = cls(str(root), train=True, download=not offline)
         test = cls(str(root), train=False, download=not offline)
     except Exception as e:  # missing files, no network, failed checksum: all one actionable line
-        how = "" if offline else " and could not be downloaded"
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        reason = (
+            "files missing or corrupt; --offline forbids downloading"
+            if offline
+            else f"could not download: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+        )
         raise BenchError(
-            f"{title} not found under {root / folder}{how} ({reason}): point "
-            "--data-dir or BENCH_DATA_DIR at the folder that holds it"
+            f"{title} not found under {root / folder} ({reason}): point --data-dir "
+            "or BENCH_DATA_DIR at the folder that holds it"
         ) from None
     out = {}
     for split, ds in (("train", train), ("test", test)):
@@ -262,4 +265,6 @@ def _folder(path: Path) -> dict:
         out[f"x_{split}"], out[f"y_{split}"] = np.stack(images), np.asarray(ds.targets)
         if split == "train":
             out["classes"] = ds.classes
+        elif ds.classes != out["classes"]:
+            raise BenchError(f"{path}: test/ classes {ds.classes} differ from train/ {out['classes']}")
     return dict(out, provenance=f"image folder {path.name}")

@@ -230,7 +230,7 @@ def _labels(runs: list[dict]) -> list[str]:
                 diffs.append(f"{k.removeprefix('method.')}={_short(v)}")
         method = r["config"]["method"]
         if any(p.startswith("tuned:") for p in r["config"].get("purposes", [])):
-            diffs = ["tuned"]  # its settings are on the study's page
+            diffs = ["tuned", *diffs]  # the study's page explains the settings
         labels.append(f"{method} ({', '.join(diffs)})" if diffs else method)
     return labels
 
@@ -298,7 +298,7 @@ def write_study(study) -> Path:
                 index=False, disable_numparse=True
             ),
             "",
-            "Its re-runs over all seeds appear in the dataset table as `<learner> (tuned)`.",
+            "Its re-runs over all seeds appear in the dataset table as `<learner> (tuned, ...)`.",
             "",
         ]
         lines += _importances(study)

@@ -121,7 +121,7 @@ def test_corrupt_npz_and_missing_torchvision_files(tmp_path, capsys):
     assert "not a readable .npz file" in capsys.readouterr().err
     assert main(["run", *QUICK, "--dataset", "mnist", "--data-dir", str(tmp_path), "--offline"]) == 2
     err = capsys.readouterr().err.strip()
-    assert "MNIST not found under" in err and "BENCH_DATA_DIR" in err and "\n" not in err
+    assert "MNIST not found under" in err and "--offline forbids" in err and "\n" not in err
 
 
 def test_npz_dataset_runs(tmp_path, capsys):
@@ -179,3 +179,21 @@ def test_real_process_prints_no_traceback(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("error: unknown method 'nope'")
     assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
+
+
+def test_image_folder_dataset_runs(tmp_path, capsys):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 30), ("test", 10)):
+        for cls, level in (("dark", 40), ("light", 200)):
+            folder = tmp_path / "imgs" / split / cls
+            folder.mkdir(parents=True)
+            for i in range(n):
+                pixels = np.clip(rng.normal(level, 20, (8, 8, 3)), 0, 255).astype(np.uint8)
+                Image.fromarray(pixels).save(folder / f"{i}.png")
+    assert main(["run", *QUICK, "--dataset", f"folder:{tmp_path / 'imgs'}", "--methods", "pixels"]) == 0
+    assert "linear 100.00%" in capsys.readouterr().out
+    (tmp_path / "imgs" / "test" / "dark").rename(tmp_path / "imgs" / "test" / "dim")
+    assert main(["run", *QUICK, "--dataset", f"folder:{tmp_path / 'imgs'}", "--methods", "pixels"]) == 2
+    assert "differ from train/" in capsys.readouterr().err
