@@ -195,6 +195,24 @@ def reconstruction(model, x: torch.Tensor, device: torch.device, batch: int = 51
     }
 
 
+def grid_indices(y: torch.Tensor, count: int = 10) -> list[int]:
+    """The first test image of each class (up to `count` classes): the same images for every run."""
+    first = {}
+    for i, c in enumerate(y.tolist()):
+        first.setdefault(c, i)
+    return [first[c] for c in sorted(first)][:count]
+
+
+@torch.inference_mode()
+def grid_reconstructions(model, x_test: torch.Tensor, y_test: torch.Tensor, device) -> dict:
+    """uint8 inputs and reconstructions (N, C, H, W) of the fixed grid images."""
+    x = x_test[grid_indices(y_test)]
+    model.eval()
+    xb = x.to(device).float().div(255).contiguous(memory_format=torch.channels_last)
+    recon = model.reconstruct(xb).float().clamp(0, 1).mul(255).round().to(torch.uint8).cpu()
+    return {"input": x.numpy(), "recon": recon.numpy()}
+
+
 def confusion(pred: torch.Tensor, y: torch.Tensor, k: int) -> list[list[int]]:
     """Rows: true class, columns: predicted class."""
     return torch.bincount(y * k + pred, minlength=k * k).view(k, k).tolist()

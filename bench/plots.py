@@ -11,7 +11,6 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
 
 from bench import store  # noqa: E402
 
@@ -51,41 +50,22 @@ def confusion_png(path: Path, conf: list[list[int]], classes: list[str], title: 
     _save(fig, path)
 
 
-def grid_indices(y: torch.Tensor, count: int = 10) -> list[int]:
-    """The first test image of each class (up to `count` classes): the same images for every run."""
-    idx = []
-    for c in range(int(y.max()) + 1):
-        hits = (y == c).nonzero()
-        if len(hits):
-            idx.append(int(hits[0]))
-        if len(idx) == count:
-            break
-    return idx
-
-
-@torch.inference_mode()
-def recon_grid_png(path: Path, models: dict, data, device) -> None:
-    """Top row: test images; one row of reconstructions per model, on the same images."""
-    idx = grid_indices(data.y_test)
-    x = data.x_test[idx].to(device).float().div(255)
-    rows = {"input": x.cpu()}
-    for name, model in models.items():
-        model.eval()
-        rows[name] = model.reconstruct(x.contiguous(memory_format=torch.channels_last)).float().cpu()
-    fig, axes = plt.subplots(len(rows), len(idx), figsize=(1.1 * len(idx), 1.15 * len(rows)), squeeze=False)
+def recon_grid_png(path: Path, rows: dict[str, np.ndarray]) -> None:
+    """One row per entry (e.g. 'input', then one per learner) of uint8 images (N, C, H, W)."""
+    n = len(next(iter(rows.values())))
+    fig, axes = plt.subplots(len(rows), n, figsize=(1.1 * n, 1.15 * len(rows)), squeeze=False)
     for r, (name, imgs) in enumerate(rows.items()):
-        for c in range(len(idx)):
-            ax = axes[r][c]
-            img = imgs[c].permute(1, 2, 0).clamp(0, 1).numpy()
-            ax.imshow(
+        for c in range(n):
+            img = np.asarray(imgs[c]).transpose(1, 2, 0)
+            axes[r][c].imshow(
                 img.squeeze(-1) if img.shape[-1] == 1 else img,
                 cmap="gray",
                 vmin=0,
-                vmax=1,
+                vmax=255,
                 interpolation="nearest",
             )
-            ax.set_xticks([])
-            ax.set_yticks([])
+            axes[r][c].set_xticks([])
+            axes[r][c].set_yticks([])
         axes[r][0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8)
     _save(fig, path)
 

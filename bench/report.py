@@ -10,6 +10,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from bench import plots, store
@@ -54,12 +55,9 @@ def write(slug: str, runs: list[dict]):
     ok = df[df["status"] == "ok"]
     summary = summarize(ok)
     title = runs[0]["config"]["dataset"].get("title", slug)
-    if len(summary):
-        plots.accuracy_vs_latent_png(out / f"{slug}-accuracy-vs-latent.png", summary, title)
-    if len(summary) and summary["psnr_mean"].notna().any():
-        plots.accuracy_vs_psnr_png(out / f"{slug}-accuracy-vs-psnr.png", summary, title)
+    figures = _figures(slug, title, runs, df, summary)
     path = out / f"{slug}.md"
-    store.write_text(path, render(slug, title, runs, df, summary))
+    store.write_text(path, render(title, runs, df, summary, figures))
     return path
 
 
@@ -143,7 +141,77 @@ def latent_table(summary: pd.DataFrame) -> str:
     return table.reset_index().to_markdown(index=False, disable_numparse=True)
 
 
-def render(slug: str, title: str, runs: list[dict], df: pd.DataFrame, summary: pd.DataFrame) -> str:
+def _figures(slug: str, title: str, runs: list[dict], df: pd.DataFrame, summary: pd.DataFrame) -> dict:
+    """Write the dataset's plots; returns {kind: file name} of those written."""
+    if summary.empty:
+        return {}
+    out, figs = store.results_dir(), {"latent": f"{slug}-accuracy-vs-latent.png"}
+    plots.accuracy_vs_latent_png(out / figs["latent"], summary, title)
+    if summary["psnr_mean"].notna().any():
+        figs["psnr"] = f"{slug}-accuracy-vs-psnr.png"
+        plots.accuracy_vs_psnr_png(out / figs["psnr"], summary, title)
+    rows = _recon_rows(df[df["status"] == "ok"])
+    if len(rows) > 1:
+        figs["recon"] = f"{slug}-reconstructions.png"
+        plots.recon_grid_png(out / figs["recon"], rows)
+    best = summary.loc[summary["linear_mean"].idxmax()]
+    pick = df[
+        (df["learner"] == best.learner) & (df["latent_dim"] == best.latent_dim) & (df["status"] == "ok")
+    ]
+    run = next(r for r in runs if r["key"] == pick.sort_values("seed")["key"].iloc[0])
+    figs["confusion"] = f"{slug}-confusion-best.png"
+    classes = run["config"]["dataset"].get("classes") or [
+        str(i) for i in range(len(run["metrics"]["confusion"]))
+    ]
+    plots.confusion_png(
+        out / figs["confusion"],
+        run["metrics"]["confusion"],
+        classes,
+        f"best: {best.learner} d={int(best.latent_dim)} seed={run['config']['seed']}",
+    )
+    return figs
+
+
+def _recon_rows(df: pd.DataFrame) -> dict:
+    """Inputs and one row per plain learner that reconstructs, on the same test images, at the
+    latent size most of them share (lowest seed)."""
+    has = df[[(store.run_dir(k) / "recon.npz").is_file() for k in df["key"]]]
+    has = has[has["learner"] == has["method"]]
+    if has.empty:
+        return {}
+    dim = has["latent_dim"].mode().iloc[0]
+    rows = {}
+    for learner, g in has[has["latent_dim"] == dim].groupby("learner", sort=True):
+        with np.load(store.run_dir(g.sort_values("seed")["key"].iloc[0]) / "recon.npz") as f:
+            rows.setdefault("input", f["input"])
+            rows[f"{learner} d={int(dim)}"] = f["recon"]
+    return rows
+
+
+def ablation_table(summary: pd.DataFrame) -> str | None:
+    """Each variant (a learner label that names a setting) beside its plain learner at the same size."""
+    variants = summary[summary["learner"] != summary["method"]]
+    if variants.empty:
+        return None
+    base = summary[summary["learner"] == summary["method"]]
+    rows = []
+    for v in variants.sort_values(["method", "latent_dim", "learner"]).itertuples():
+        for s in [*base[(base.method == v.method) & (base.latent_dim == v.latent_dim)].itertuples(), v]:
+            row = {
+                "learner": s.learner,
+                "latent dim": int(s.latent_dim),
+                "linear %": _pm(s.linear_mean, s.linear_std, 100),
+                "kNN %": _pm(s.knn_mean, s.knn_std, 100),
+                "PSNR dB": _pm(s.psnr_mean, s.psnr_std),
+                "SSIM": _pm(s.ssim_mean, s.ssim_std, 1, 3),
+                "n": s.n,
+            }
+            if row not in rows:
+                rows.append(row)
+    return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)
+
+
+def render(title: str, runs: list[dict], df: pd.DataFrame, summary: pd.DataFrame, figures: dict) -> str:
     c0 = runs[0]["config"]
     envs = [r["metrics"].get("env", {}) for r in runs]
     budgets = Counter(json.dumps(r["config"]["train"], sort_keys=True) for r in runs if r["config"]["train"])
@@ -186,17 +254,46 @@ def render(slug: str, title: str, runs: list[dict], df: pd.DataFrame, summary: p
         "",
         latent_table(summary),
         "",
-        f"![accuracy vs latent size]({slug}-accuracy-vs-latent.png)",
+        f"![accuracy vs latent size]({figures['latent']})",
         "",
     ]
-    if summary["psnr_mean"].notna().any():
-        lines += [f"![accuracy vs PSNR]({slug}-accuracy-vs-psnr.png)", ""]
+    if "psnr" in figures:
+        lines += [f"![accuracy vs PSNR]({figures['psnr']})", ""]
+    ablations = ablation_table(summary)
+    if ablations:
+        lines += [
+            "## Ablations",
+            "",
+            "Each variant beside the plain learner at the same latent size.",
+            "",
+            ablations,
+            "",
+        ]
+    if "recon" in figures:
+        lines += [
+            "## Reconstructions",
+            "",
+            "The same test images (the first of each class) for every "
+            "learner that reconstructs (seed with the lowest number).",
+            "",
+            f"![reconstructions]({figures['recon']})",
+            "",
+        ]
+    lines += [
+        "## Confusion matrix of the best learner",
+        "",
+        f"![confusion matrix]({figures['confusion']})",
+        "",
+    ]
     lines += [
         "<details><summary>Runs behind these tables</summary>",
         "",
-        df.sort_values(["learner", "latent_dim", "seed"])[
-            ["key", "learner", "latent_dim", "seed", "status", "linear"]
-        ].to_markdown(index=False, disable_numparse=True),
+        df.sort_values(["learner", "latent_dim", "seed"])
+        .assign(linear=lambda d: [_pm(v, None, 100) for v in d["linear"]])
+        .rename(columns={"latent_dim": "latent dim", "linear": "linear %"})[
+            ["key", "learner", "latent dim", "seed", "status", "linear %"]
+        ]
+        .to_markdown(index=False, disable_numparse=True),
         "",
         "</details>",
     ]

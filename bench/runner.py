@@ -131,8 +131,10 @@ def _evaluate(model, data: Dataset, spec: dict, device, train_key: str, key: str
         recon_val = evaluate.reconstruction(model, data.x_val, device)  # what a study may optimise
     run_dir = store.run_dir(key)
     plots.confusion_png(run_dir / "confusion.png", conf, data.classes, _title(spec, model))
-    if model.reconstructs:
-        plots.recon_grid_png(run_dir / "recon.png", {spec["method"]: model}, data, device)
+    if model.reconstructs:  # kept small in the store, so the report can compare learners later
+        grid = evaluate.grid_reconstructions(model, data.x_test, data.y_test, device)
+        store.atomic_save_npz(run_dir / "recon.npz", grid)
+        plots.recon_grid_png(run_dir / "recon.png", {"input": grid["input"], spec["method"]: grid["recon"]})
     if evaluate.weights_hash(model) != before:
         raise RuntimeError("evaluation changed the encoder's weights: the evaluator has a bug")
     return {
