@@ -165,8 +165,13 @@ def cmd_tune(args) -> None:
     cfg.grid.seeds = args.seeds or cfg.grid.seeds
     if args.trials < 1:
         raise BenchError(f"--trials {args.trials}: give a positive number of trials")
-    if not hasattr(registry.get(args.method), "search_space"):
+    cls = registry.get(args.method)
+    if not hasattr(cls, "search_space"):
         raise BenchError(f"{args.method} declares no search space: there is nothing to tune")
+    if args.multi_objective and not hasattr(cls, "reconstruct"):
+        raise BenchError(
+            f"--multi-objective trades accuracy against PSNR: {args.method} does not reconstruct"
+        )
     device = runner.pick_device(args.device)
     ds = data.load(cfg.data, args.data_dir, args.offline)
     name = args.study or f"{args.method}-{ds.slug}" + ("-pareto" if args.multi_objective else "")

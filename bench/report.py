@@ -425,7 +425,9 @@ def _importances(study) -> list[str]:
     import optuna
 
     try:
-        imp = optuna.importance.get_param_importances(study)
+        imp = optuna.importance.get_param_importances(
+            study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0)
+        )
     except (RuntimeError, ValueError):  # too few trials, or a single distinct value
         return []
     table = pd.DataFrame([{"parameter": k, "importance": f"{v:.3f}"} for k, v in imp.items()])

@@ -72,6 +72,7 @@ def test_multi_objective_study_plots_its_pareto_front(capsys):
     [
         (["--method", "pixels", "--trials", "2"], "pixels declares no search space"),
         (["--method", "ae", "--trials", "0"], "--trials 0"),
+        (["--method", "simclr", "--trials", "2", "--multi-objective"], "simclr does not reconstruct"),
         (
             ["--method", "ae", "--trials", "2", "--storage", "postgresql://nobody@127.0.0.1:1/none"],
             "cannot open study storage",
