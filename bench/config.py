@@ -65,6 +65,12 @@ class Config:
     grid: GridConfig = field(default_factory=GridConfig)
     # method name -> overrides of that method's Config; checked against it (see `method_config`)
     methods: dict[str, dict] = field(default_factory=dict)
+    # method name -> its own training budget, from [train.<method>] tables (e.g. SimCLR's longer
+    # schedule); the report names every such difference in the learner's label
+    train_overrides: dict[str, dict] = field(default_factory=dict)
+
+    def train_for(self, method: str) -> TrainConfig:
+        return replace(self.train, self.train_overrides.get(method, {}), f"train.{method}")
 
 
 def load(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
@@ -88,6 +94,9 @@ def load(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
         if section == "methods":
             cfg.methods = _method_overrides(values)
             continue
+        if section == "train" and isinstance(values, dict):
+            values = dict(values)
+            cfg.train_overrides = _train_overrides(values)  # takes the [train.<method>] tables out
         current = getattr(cfg, section, None) if section in _fields(Config) else None
         if current is None or not isinstance(values, dict):
             raise BenchError(f"unknown config section {section!r}: valid are {sorted(_fields(Config))}")
@@ -158,6 +167,17 @@ def _method_overrides(values) -> dict[str, dict]:
         registry.get(name)  # unknown method names fail here, listing the known ones
         method_config(name, overrides)  # unknown keys and bad types fail here, not mid-grid
     return values
+
+
+def _train_overrides(values: dict) -> dict[str, dict]:
+    from bench import registry
+
+    out = {}
+    for name in [k for k, v in values.items() if isinstance(v, dict)]:
+        registry.get(name)
+        out[name] = values.pop(name)
+        replace(TrainConfig(), out[name], f"train.{name}")  # unknown keys and bad types fail now
+    return out
 
 
 def _set_path(raw: dict, keys: list[str], value: str) -> None:

@@ -51,7 +51,7 @@ def spec(cfg: Config, data: Dataset, method: str, overrides: dict, seed: int) ->
         "data": {**data_cfg, "fingerprint": data.fingerprint},
         "method": method,
         "method_config": config.to_dict(method_cfg),
-        "train": config.to_dict(cfg.train) if trainable else None,  # baselines ignore the budget
+        "train": config.to_dict(cfg.train_for(method)) if trainable else None,  # baselines: no budget
         "eval": config.to_dict(cfg.eval),
         "seed": seed,
     }

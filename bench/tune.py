@@ -101,7 +101,9 @@ def trial_spec(cfg, data, method: str, params: dict, seed: int, purpose: str) ->
     overrides = dict(cfg.methods.get(method, {}))
     for key, value in params.items():
         section, _, field = key.rpartition(".")
-        if section:
+        if section == "train":  # this method's own budget, above any [train.<method>] table
+            cfg.train_overrides[method] = {**cfg.train_overrides.get(method, {}), field: value}
+        elif section:
             setattr(cfg, section, config.replace(getattr(cfg, section), {field: value}, section))
         else:
             overrides[key] = value

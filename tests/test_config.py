@@ -47,6 +47,18 @@ def test_bad_overrides_fail_with_one_clear_message(override, message):
         config.load(None, override)
 
 
+def test_per_method_training_budget(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text("[train]\nepochs = 7\n[train.simclr]\nepochs = 30\n")
+    cfg = config.load(path, ["train.simclr.lr=0.5"])
+    assert cfg.train.epochs == 7 and cfg.train_for("ae").epochs == 7
+    assert cfg.train_for("simclr").epochs == 30 and cfg.train_for("simclr").lr == 0.5
+    with pytest.raises(BenchError, match="unknown key train.simclr.epoch"):
+        config.load(None, ["train.simclr.epoch=3"])
+    with pytest.raises(BenchError, match="unknown method 'vae'"):
+        config.load(None, ["train.vae.epochs=3"])
+
+
 def test_bad_toml_is_reported(tmp_path):
     path = tmp_path / "bad.toml"
     path.write_text("[train\nepochs=")
