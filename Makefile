@@ -5,7 +5,7 @@ PY := .venv/bin/python
 export MALLOC_MMAP_MAX_ := 0
 export MALLOC_TRIM_THRESHOLD_ := 100000000000
 
-.PHONY: bench test lint report clean-cache
+.PHONY: bench bench-mnist bench-cifar10 bench-cifar10-gpu test lint report clean-cache
 
 .venv/installed: requirements.txt
 	test -x $(PY) || python3 -m venv .venv
@@ -15,6 +15,33 @@ export MALLOC_TRIM_THRESHOLD_ := 100000000000
 
 bench: .venv/installed  ## every learner and baseline on the embedded digits data -> results/digits.md
 	$(PY) -m bench run --config configs/default.toml
+
+# Real data: BENCH_DATA_DIR must hold MNIST/raw/ (and cifar10_jpeg.npz for CIFAR-10). Each line is
+# resumable: stop at any point, run the target again, and finished runs are not redone.
+MNIST := $(PY) -m bench run --config configs/mnist.toml
+bench-mnist: .venv/installed  ## -> results/mnist.md
+	$(MNIST)
+	$(MNIST) --methods pca,random,ae,unet,dae,simclr --latent-dims 16,64,256,1024 --seeds 0
+	$(MNIST) --methods ae --latent-dims 1024 --seeds 0 \
+	    --set methods.ae.channels=16,32,64,256 --set methods.ae.bottleneck=spatial
+	$(MNIST) --methods ae --set methods.ae.loss=l1+ssim
+	$(MNIST) --methods unet --set methods.unet.skips=false
+	$(MNIST) --methods unet --set methods.unet.skip_drop=0.5
+	$(MNIST) --methods dae --set methods.dae.noise_std=0.1 --set methods.dae.mask_prob=0.1
+	$(MNIST) --methods dae --set methods.dae.noise_std=0.6 --set methods.dae.mask_prob=0.5
+
+CIFAR10 := $(PY) -m bench run --config configs/cifar10.toml --dataset $(or $(CIFAR10_DATASET),cifar10-jpeg)
+bench-cifar10: .venv/installed  ## -> results/cifar10-jpeg.md (CIFAR10_DATASET=cifar10 for the original files)
+	$(CIFAR10)
+	$(CIFAR10) --methods pca,random,ae,unet,dae,simclr --latent-dims 16,64,256,1024 --seeds 0
+	$(CIFAR10) --methods ae --set methods.ae.loss=l1+ssim
+	$(CIFAR10) --methods unet --set methods.unet.skips=false
+	$(CIFAR10) --methods unet --set methods.unet.skip_drop=0.5
+	$(CIFAR10) --methods dae --set methods.dae.noise_std=0.05 --set methods.dae.mask_prob=0.1
+	$(CIFAR10) --methods dae --set methods.dae.noise_std=0.4 --set methods.dae.mask_prob=0.5
+
+bench-cifar10-gpu: .venv/installed  ## the full-size grid, on a GPU
+	$(PY) -m bench run --config configs/cifar10-gpu.toml --dataset $(or $(CIFAR10_DATASET),cifar10-jpeg)
 
 test: .venv/installed
 	$(PY) -m pytest
