@@ -127,7 +127,7 @@ def cmd_run(args) -> int:
     ds = data.load(cfg.data, args.data_dir, args.offline)
     specs = runner.specs(cfg, ds)
     runner.preflight(specs, ds)
-    command = "python -m bench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = "python -m bench " + " ".join(shlex.quote(a) for a in args.argv)  # for the report
     print(f"{ds.provenance}: {len(specs)} runs on {runner.device_name(device)}")
     diverged = []
     for i, spec in enumerate(specs, 1):
@@ -144,7 +144,7 @@ def cmd_run(args) -> int:
             f"{what}: linear {m['linear']['test_acc']:.2%}  mlp {m['mlp']['test_acc']:.2%}  "
             f"knn {m['knn']['test_acc']:.2%}  ({'stored' if stored else f'{took:.0f} s'})"
         )
-    path = report.write(ds.slug, [r for r in store.load_runs() if r["config"]["dataset"]["slug"] == ds.slug])
+    path = report.write(ds.slug, store.load_runs())
     print(f"wrote {path}")
     if diverged:
         raise BenchError(
@@ -226,7 +226,9 @@ def cmd_evaluate(args) -> None:
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     try:
         return {
             "list": cmd_list,
