@@ -83,3 +83,14 @@ def test_dae_corruption_is_batched_and_bounded():
     noisy = model.corrupt(x)
     assert noisy.shape == x.shape and noisy.min() >= 0 and noisy.max() <= 1
     assert not torch.equal(noisy, x)
+
+
+def test_simclr_resnet18_backbone_with_cifar_stem():
+    cfg = config.method_config("simclr", {"backbone": "resnet18", "latent_dim": 512, "proj_hidden": 64})
+    model = registry.create("simclr", cfg, RGB32)
+    assert model.backbone.conv1.stride == (1, 1)  # CIFAR stem: 3x3 stride 1, no max-pool
+    x = torch.rand(4, 3, 32, 32)
+    assert torch.isfinite(model.training_step(x))
+    assert model.eval().encode(x).shape == (4, 512)
+    with pytest.raises(BenchError, match="set latent_dim=512"):
+        registry.create("simclr", config.method_config("simclr", {"backbone": "resnet18"}), RGB32)
