@@ -359,7 +359,7 @@ def write_study(study) -> Path:
     rows = [
         {
             "trial": t.number,
-            "state": t.state.name.lower(),
+            "state": _state(t),
             **{
                 n: (f"{v:.4f}" if v is not None else "-")
                 for n, v in zip(names, t.values or [None] * len(names))
@@ -419,6 +419,13 @@ def write_study(study) -> Path:
     path = out / f"{study.study_name}.md"
     store.write_text(path, "\n".join(lines))
     return path
+
+
+def _state(trial) -> str:
+    """A pruned trial's value is its last per-epoch probe, not a finished run's: say so."""
+    if trial.state.name == "PRUNED" and trial.intermediate_values:
+        return f"pruned after epoch {max(trial.intermediate_values) + 1}"
+    return trial.state.name.lower()
 
 
 def _importances(study) -> list[str]:
