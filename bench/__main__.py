@@ -155,7 +155,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_tune(args) -> None:
-    from bench import config, data, registry, report, runner, store, tune
+    from bench import config, data, registry, report, runner, store, studies, tune
 
     cfg = config.load(args.config, args.set)
     if args.dataset:
@@ -187,7 +187,7 @@ def cmd_tune(args) -> None:
         for m in tune.rerun_best(study, cfg, ds, args.method, device):
             print(f"  tuned re-run: linear {m['linear']['test_acc']:.2%} (test)")
         print(f"wrote {report.write(ds.slug, store.load_runs())}")  # the tuned rows
-    print(f"wrote {report.write_study(study)}")
+    print(f"wrote {studies.write(study)}")
 
 
 def cmd_report(args) -> None:

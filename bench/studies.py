@@ -1,0 +1,112 @@
+"""Study pages: results/studies/<study>.md with the best configuration, every trial and the
+parameter importances (and the Pareto front of a two-objective study)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from bench import plots, store
+
+
+def write(study) -> Path:
+    """results/studies/<study>.md: best configuration, trials table, parameter importances."""
+    import optuna
+
+    out = store.results_dir() / "studies"
+    trials = study.get_trials(deepcopy=False)
+    multi = len(study.directions) > 1
+    names = ["val linear acc", "val PSNR dB"] if multi else ["val linear acc"]
+    rows = [
+        {
+            "trial": t.number,
+            "state": _state(t),
+            **{
+                n: (f"{v:.4f}" if v is not None else "-")
+                for n, v in zip(names, t.values or [None] * len(names))
+            },
+            **{k: _fmt_param(v) for k, v in t.params.items()},
+            "minutes": f"{t.duration.total_seconds() / 60:.1f}" if t.duration else "-",
+            "run": t.user_attrs.get("run_key", "-")[:8],
+        }
+        for t in trials
+    ]
+    done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    lines = [
+        f"# Study {study.study_name}",
+        "",
+        f"- **Objective:** maximize {' and '.join(names)} (validation slice of the training split; "
+        "the test split never steers a study).",
+        f"- **Trials:** {len(done)} complete, "
+        f"{sum(t.state.name == 'PRUNED' for t in trials)} pruned, "
+        f"{sum(t.state.name == 'FAIL' for t in trials)} failed; TPE sampler"
+        + ("" if multi else ", median pruner on a per-epoch validation probe")
+        + ".",
+        "",
+    ]
+    if done and not multi:
+        best = study.best_trial
+        lines += [
+            "## Best configuration",
+            "",
+            f"Trial {best.number}: validation linear accuracy {best.value:.4f}, run "
+            f"`{best.user_attrs.get('run_key', '?')}`.",
+            "",
+            pd.DataFrame([{k: _fmt_param(v) for k, v in best.params.items()}]).to_markdown(
+                index=False, disable_numparse=True
+            ),
+            "",
+            "Its re-runs over all seeds appear in the dataset table as `<learner> (tuned, ...)`.",
+            "",
+        ]
+        lines += _importances(study)
+    if done and multi:
+        path = out / f"{study.study_name}-pareto.png"
+        plots.pareto_png(path, done, [t.number for t in study.best_trials], names, study.study_name)
+        lines += [
+            "## Pareto front",
+            "",
+            f"![pareto front]({path.name})",
+            "",
+            "Pareto-optimal trials: " + ", ".join(str(t.number) for t in study.best_trials),
+            "",
+        ]
+    lines += [
+        "## Trials",
+        "",
+        pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True) if rows else "No trials yet.",
+        "",
+    ]
+    path = out / f"{study.study_name}.md"
+    store.write_text(path, "\n".join(lines))
+    return path
+
+
+def _state(trial) -> str:
+    """A pruned trial's value is its last per-epoch probe, not a finished run's: say so."""
+    if trial.state.name == "PRUNED" and trial.intermediate_values:
+        return f"pruned after epoch {max(trial.intermediate_values) + 1}"
+    return trial.state.name.lower()
+
+
+def _importances(study) -> list[str]:
+    import optuna
+
+    try:
+        imp = optuna.importance.get_param_importances(
+            study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0)
+        )
+    except (RuntimeError, ValueError):  # too few trials, or a single distinct value
+        return []
+    table = pd.DataFrame([{"parameter": k, "importance": f"{v:.3f}"} for k, v in imp.items()])
+    return [
+        "## Parameter importances (fANOVA)",
+        "",
+        table.to_markdown(index=False, disable_numparse=True),
+        "",
+    ]
+
+
+def _fmt_param(v) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
