@@ -102,7 +102,12 @@ def accuracy_vs_latent_png(path: Path, df, title: str) -> None:
 def accuracy_vs_psnr_png(path: Path, df, title: str) -> None:
     """Does reconstruction quality predict class information? One point per learner and size."""
     df = df.dropna(subset=["psnr_mean"])
+    lossless = df[df["psnr_mean"] >= 99]  # PSNR is capped at 100 dB: off any useful scale
+    df = df[df["psnr_mean"] < 99]
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    if len(lossless):
+        names = ", ".join(f"{r.learner} d={int(r.latent_dim)}" for r in lossless.itertuples())
+        ax.text(0.01, 0.01, f"not shown, lossless: {names}", transform=ax.transAxes, fontsize=7)
     for label, g in df.groupby("learner", sort=True):
         ax.scatter(g["psnr_mean"], g["linear_mean"], label=label)
         for _, row in g.iterrows():
