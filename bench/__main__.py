@@ -217,8 +217,7 @@ def cmd_evaluate(args) -> None:
         print(f"  recon   MSE {r['mse']:.5f}  PSNR {r['psnr']:.2f} dB  SSIM {r['ssim']:.4f}")
     classes = spec["dataset"].get("classes") or [str(i) for i in range(len(m["confusion"]))]
     print("  per-class accuracy (linear probe, test):")
-    for name, row in zip(classes, m["confusion"]):
-        i = classes.index(name)
+    for i, (name, row) in enumerate(zip(classes, m["confusion"])):
         print(f"    {name:<12} {row[i] / max(1, sum(row)):.2%}  ({sum(row)} images)")
     path = run / "confusion.png"
     plots.confusion_png(path, m["confusion"], classes, f"{spec['method']} {runner.describe(spec)}")
