@@ -125,8 +125,7 @@ def cmd_run(args) -> int:
         registry.get(name)
     device = runner.pick_device(args.device)
     ds = data.load(cfg.data, args.data_dir, args.offline)
-    specs = runner.specs(cfg, ds)
-    runner.preflight(specs, ds)
+    specs = runner.preflight(runner.specs(cfg, ds), ds)
     command = "python -m bench " + " ".join(shlex.quote(a) for a in args.argv)  # for the report
     print(f"{ds.provenance}: {len(specs)} runs on {runner.device_name(device)}")
     diverged = []

@@ -16,6 +16,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from bench import BenchError
+
+
+class Unsupported(BenchError):
+    """This learner cannot take this setting on this data (e.g. PCA wider than the image): a grid
+    skips the combination with a note instead of failing."""
+
 
 @dataclass(frozen=True)
 class InputShape:

@@ -345,4 +345,6 @@ def _settings(cfg: dict) -> dict:
 
 
 def _short(v) -> str:
-    return ",".join(map(str, v)) if isinstance(v, list) else str(v)
+    if isinstance(v, list):
+        return ",".join(map(_short, v))
+    return f"{v:.3g}" if isinstance(v, float) else str(v)

@@ -17,6 +17,7 @@ import torch
 from bench import BenchError, config, evaluate, plots, registry, store, train
 from bench.config import Config
 from bench.data import Dataset
+from bench.method import Unsupported
 
 
 def specs(cfg: Config, data: Dataset) -> list[dict]:
@@ -62,15 +63,28 @@ def describe(spec: dict) -> str:
     return (f"d={dim} " if dim else "") + f"seed={spec['seed']}"
 
 
-def preflight(specs: list[dict], data: Dataset) -> None:
+def preflight(specs: list[dict], data: Dataset) -> list[dict]:
     """Build every distinct model once before any training, so a bad option fails the grid at
-    the start (exit 2) instead of after hours of finished runs."""
-    seen = set()
+    the start (exit 2) instead of after hours of finished runs. A combination that a learner
+    cannot take (PCA wider than the image) is skipped with a note; if none is left, that is the
+    error. Returns the specs to run."""
+    verdict: dict[str, str | None] = {}
+    kept, skipped = [], []
     for s in specs:
         sig = store.digest([s["method"], s["method_config"]])
-        if sig not in seen:
-            seen.add(sig)
-            registry.create(s["method"], config.method_config(s["method"], s["method_config"]), data.shape)
+        if sig not in verdict:
+            try:
+                cfg = config.method_config(s["method"], s["method_config"])
+                registry.create(s["method"], cfg, data.shape)
+                verdict[sig] = None
+            except Unsupported as e:
+                verdict[sig] = str(e)
+        (kept if verdict[sig] is None else skipped).append(verdict[sig] or s)
+    for reason in dict.fromkeys(skipped):
+        print(f"skipped: {reason}")
+    if not kept:
+        raise BenchError(skipped[0])
+    return kept
 
 
 def run_one(spec: dict, data: Dataset, device: torch.device, force: bool = False, on_epoch=None) -> dict:
@@ -188,7 +202,7 @@ def git_sha() -> str:
             ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!results"],
             capture_output=True,
             text=True,
             timeout=5,

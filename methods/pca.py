@@ -7,8 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from bench import BenchError
-from bench.method import InputShape, Method
+from bench.method import InputShape, Method, Unsupported
 from bench.registry import register
 
 
@@ -24,7 +23,7 @@ class PCA(Method):
     def __init__(self, cfg: Config, shape: InputShape):
         super().__init__(cfg, shape)
         if cfg.latent_dim > shape.numel:
-            raise BenchError(f"pca: latent_dim {cfg.latent_dim} exceeds the {shape.numel} input values")
+            raise Unsupported(f"pca: latent_dim {cfg.latent_dim} exceeds the {shape.numel} input values")
         self.register_buffer("center", torch.zeros(shape.numel))
         self.register_buffer("components", torch.zeros(cfg.latent_dim, shape.numel))  # (D, P)
         self.register_buffer("scale", torch.ones(cfg.latent_dim))

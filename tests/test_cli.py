@@ -124,6 +124,13 @@ def test_corrupt_npz_and_missing_torchvision_files(tmp_path, capsys):
     assert "MNIST not found under" in err and "--offline forbids" in err and "\n" not in err
 
 
+def test_grid_skips_what_a_learner_cannot_take(capsys):
+    assert main(["run", *QUICK, "--methods", "pca", "--latent-dims", "8,100"]) == 0
+    out = capsys.readouterr().out
+    assert "skipped: pca: latent_dim 100 exceeds the 64 input values" in out
+    assert [r["config"]["method_config"]["latent_dim"] for r in store.load_runs()] == [8]
+
+
 def test_npz_dataset_runs(tmp_path, capsys):
     rng = np.random.default_rng(0)
     y = np.arange(120) % 3
