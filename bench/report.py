@@ -223,10 +223,8 @@ def render(title: str, runs: list[dict], df: pd.DataFrame, summary: pd.DataFrame
         f"- **Data:** {c0['dataset']['provenance']}; train {n.get('train')}, validation "
         f"{n.get('val')}, test {n.get('test')} images.",
         f"- **Protocol:** {PROTOCOL}",
-        f"- **Budget (trained learners):** {budget.get('epochs')} epochs, batch {budget.get('batch_size')}, "
-        f"AdamW lr {budget.get('lr')} (warmup {budget.get('warmup_epochs')} epoch, cosine), weight decay "
-        f"{budget.get('weight_decay')}; baselines are not trained. Learners whose label names a setting "
-        "differ from the rest in that setting only.",
+        f"- **Budget (trained learners):** {_budget(budget)}; baselines are not trained. Learners "
+        "whose label names a setting differ from the rest in that setting only.",
         f"- **Hardware:** {_distinct(e.get('device') for e in envs)}; "
         f"torch {_distinct(e.get('torch') for e in envs)}.",
         f"- **Code:** git {_distinct(e.get('git_sha') for e in envs)}; {len(runs)} runs in `results/runs/`.",
@@ -298,6 +296,15 @@ def render(title: str, runs: list[dict], df: pd.DataFrame, summary: pd.DataFrame
         "</details>",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _budget(b: dict) -> str:
+    if not b:
+        return "no trained learner in the store yet"
+    return (
+        f"{b['epochs']} epochs, batch {b['batch_size']}, AdamW lr {b['lr']} (warmup "
+        f"{b['warmup_epochs']} epoch, cosine), weight decay {b['weight_decay']}"
+    )
 
 
 def _command(run: dict) -> str | None:
