@@ -15,6 +15,8 @@ from bench.registry import register
 
 @register("ae")
 class AE(Method):
+    skips = False  # the U-Net subclass turns them on
+
     @dataclass
     class Config:
         latent_dim: int = 64
@@ -31,8 +33,6 @@ class AE(Method):
         size = self.encoder.sizes[-1]
         self.bottleneck = Bottleneck(self.encoder.out_channels, size, cfg.latent_dim, cfg.bottleneck)
         self.decoder = Decoder(cfg.channels, self.encoder.sizes, shape.channels, skips=self.skips)
-
-    skips = False  # the U-Net subclass turns them on
 
     @staticmethod
     def search_space(trial) -> dict:
