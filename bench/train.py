@@ -7,6 +7,7 @@ training device; augmentation happens inside the method, on the batch. Labels ne
 from __future__ import annotations
 
 import math
+import sys
 import time
 
 import torch
@@ -14,6 +15,9 @@ from tqdm import tqdm
 
 from bench import BenchError
 from bench.config import TrainConfig
+
+
+LOG_EVERY_S = 60.0
 
 
 class Diverged(BenchError):
@@ -50,6 +54,7 @@ def fit(
     model.train()
     losses, start = [], time.perf_counter()
     bar = tqdm(total=total, desc=desc, unit="step", leave=False, disable=None)
+    last_line = start  # without a terminal the bar is off: a line every LOG_EVERY_S instead
     for epoch in range(cfg.epochs):
         perm = torch.randperm(n, generator=gen).to(device)
         running = torch.zeros((), device=device)
@@ -72,6 +77,14 @@ def fit(
             raise Diverged(
                 f"{desc}: loss became {losses[-1]} in epoch {epoch + 1}; "
                 "lower train.lr or set train.grad_clip"
+            )
+        if bar.disable and time.perf_counter() - last_line >= LOG_EVERY_S:
+            last_line = time.perf_counter()
+            print(
+                f"  {desc}: epoch {epoch + 1}/{cfg.epochs}  loss {losses[-1]:.4g}  "
+                f"({last_line - start:.0f} s)",
+                file=sys.stderr,
+                flush=True,
             )
         if on_epoch is not None:
             on_epoch(epoch, model)
