@@ -1,5 +1,6 @@
 """Figures: confusion matrix and reconstruction grid per run, comparison plots per dataset.
-Every PNG is rendered in memory and written atomically."""
+Every PNG is rendered in memory and written atomically; `dataset_figures` picks what a
+dataset's page shows."""
 
 from __future__ import annotations
 
@@ -13,6 +14,53 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from bench import store  # noqa: E402
+
+
+def dataset_figures(slug: str, title: str, runs: list[dict], df, summary) -> dict:
+    """Write the dataset's plots; returns {kind: file name} of those written."""
+    if summary.empty:
+        return {}
+    out, figs = store.results_dir(), {"latent": f"{slug}-accuracy-vs-latent.png"}
+    accuracy_vs_latent_png(out / figs["latent"], summary, title)
+    if summary["psnr_mean"].notna().any():
+        figs["psnr"] = f"{slug}-accuracy-vs-psnr.png"
+        accuracy_vs_psnr_png(out / figs["psnr"], summary, title)
+    rows = _recon_rows(df[df["status"] == "ok"])
+    if len(rows) > 1:
+        figs["recon"] = f"{slug}-reconstructions.png"
+        recon_grid_png(out / figs["recon"], rows)
+    best = summary.loc[summary["linear_mean"].idxmax()]
+    pick = df[
+        (df["learner"] == best.learner) & (df["latent_dim"] == best.latent_dim) & (df["status"] == "ok")
+    ]
+    run = next(r for r in runs if r["key"] == pick.sort_values("seed")["key"].iloc[0])
+    figs["confusion"] = f"{slug}-confusion-best.png"
+    classes = run["config"]["dataset"].get("classes") or [
+        str(i) for i in range(len(run["metrics"]["confusion"]))
+    ]
+    confusion_png(
+        out / figs["confusion"],
+        run["metrics"]["confusion"],
+        classes,
+        f"best: {best.learner} d={int(best.latent_dim)} seed={run['config']['seed']}",
+    )
+    return figs
+
+
+def _recon_rows(df) -> dict:
+    """Inputs and one row per plain learner that reconstructs, on the same test images, at the
+    latent size most of them share (lowest seed)."""
+    has = df[[(store.run_dir(k) / "recon.npz").is_file() for k in df["key"]]]
+    has = has[has["learner"] == has["method"]]
+    if has.empty:
+        return {}
+    dim = has["latent_dim"].mode().iloc[0]
+    rows = {}
+    for learner, g in has[has["latent_dim"] == dim].groupby("learner", sort=True):
+        with np.load(store.run_dir(g.sort_values("seed")["key"].iloc[0]) / "recon.npz") as f:
+            rows.setdefault("input", f["input"])
+            rows[f"{learner} d={int(dim)}"] = f["recon"]
+    return rows
 
 
 def _save(fig, path: Path) -> None:

@@ -9,10 +9,9 @@ from __future__ import annotations
 import json
 from collections import Counter
 
-import numpy as np
 import pandas as pd
 
-from bench import plots, store, studies
+from bench import labels, plots, store, studies
 
 BASELINES = ("pixels", "pca", "random")
 METRICS = ("linear", "mlp", "knn", "mse", "psnr", "ssim", "train_time")
@@ -47,7 +46,7 @@ def write(slug: str, runs: list[dict]):
 
     Study trials are left out (their study has its own page); tuned re-runs are labelled.
     """
-    runs = [r for r in runs if r["config"]["dataset"]["slug"] == slug and not _only_trial(r)]
+    runs = [r for r in runs if r["config"]["dataset"]["slug"] == slug and not labels.only_trial(r)]
     out = store.results_dir()
     if not runs:
         return None
@@ -55,7 +54,7 @@ def write(slug: str, runs: list[dict]):
     ok = df[df["status"] == "ok"]
     summary = summarize(ok)
     title = runs[0]["config"]["dataset"].get("title", slug)
-    figures = _figures(slug, title, runs, df, summary)
+    figures = plots.dataset_figures(slug, title, runs, df, summary)
     path = out / f"{slug}.md"
     store.write_text(path, render(title, runs, df, summary, figures))
     return path
@@ -63,9 +62,9 @@ def write(slug: str, runs: list[dict]):
 
 def frame(runs: list[dict]) -> pd.DataFrame:
     """One row per run, with a learner label that names how it differs from its siblings."""
-    labels = _labels(runs)
+    names = labels.labels(runs)
     rows = []
-    for r, label in zip(runs, labels):
+    for r, label in zip(runs, names):
         m, c = r["metrics"], r["config"]
         ok = m.get("status") == "ok"
         recon = (m.get("recon") or {}) if ok else {}
@@ -139,53 +138,6 @@ def latent_table(summary: pd.DataFrame) -> str:
     ).fillna("")
     table.columns = [f"d={int(c)}" for c in table.columns]
     return table.reset_index().to_markdown(index=False, disable_numparse=True)
-
-
-def _figures(slug: str, title: str, runs: list[dict], df: pd.DataFrame, summary: pd.DataFrame) -> dict:
-    """Write the dataset's plots; returns {kind: file name} of those written."""
-    if summary.empty:
-        return {}
-    out, figs = store.results_dir(), {"latent": f"{slug}-accuracy-vs-latent.png"}
-    plots.accuracy_vs_latent_png(out / figs["latent"], summary, title)
-    if summary["psnr_mean"].notna().any():
-        figs["psnr"] = f"{slug}-accuracy-vs-psnr.png"
-        plots.accuracy_vs_psnr_png(out / figs["psnr"], summary, title)
-    rows = _recon_rows(df[df["status"] == "ok"])
-    if len(rows) > 1:
-        figs["recon"] = f"{slug}-reconstructions.png"
-        plots.recon_grid_png(out / figs["recon"], rows)
-    best = summary.loc[summary["linear_mean"].idxmax()]
-    pick = df[
-        (df["learner"] == best.learner) & (df["latent_dim"] == best.latent_dim) & (df["status"] == "ok")
-    ]
-    run = next(r for r in runs if r["key"] == pick.sort_values("seed")["key"].iloc[0])
-    figs["confusion"] = f"{slug}-confusion-best.png"
-    classes = run["config"]["dataset"].get("classes") or [
-        str(i) for i in range(len(run["metrics"]["confusion"]))
-    ]
-    plots.confusion_png(
-        out / figs["confusion"],
-        run["metrics"]["confusion"],
-        classes,
-        f"best: {best.learner} d={int(best.latent_dim)} seed={run['config']['seed']}",
-    )
-    return figs
-
-
-def _recon_rows(df: pd.DataFrame) -> dict:
-    """Inputs and one row per plain learner that reconstructs, on the same test images, at the
-    latent size most of them share (lowest seed)."""
-    has = df[[(store.run_dir(k) / "recon.npz").is_file() for k in df["key"]]]
-    has = has[has["learner"] == has["method"]]
-    if has.empty:
-        return {}
-    dim = has["latent_dim"].mode().iloc[0]
-    rows = {}
-    for learner, g in has[has["latent_dim"] == dim].groupby("learner", sort=True):
-        with np.load(store.run_dir(g.sort_values("seed")["key"].iloc[0]) / "recon.npz") as f:
-            rows.setdefault("input", f["input"])
-            rows[f"{learner} d={int(dim)}"] = f["recon"]
-    return rows
 
 
 def ablation_table(summary: pd.DataFrame) -> str | None:
@@ -315,43 +267,3 @@ def _command(run: dict) -> str | None:
 def _distinct(values) -> str:
     seen = [v for v, _ in Counter(v for v in values if v).most_common()]
     return ", ".join(str(v) for v in seen) or "unknown"
-
-
-def _labels(runs: list[dict]) -> list[str]:
-    """`ae` for the runs that share the most common settings, `ae (loss=l1+ssim)` for the rest."""
-    flat = [_settings(r["config"]) for r in runs]
-    reference: dict = {}
-    for r, s in zip(runs, flat):
-        for k, v in s.items():
-            scope = r["config"]["method"] if k.startswith("method.") else "shared"
-            reference.setdefault((scope, k), Counter())[json.dumps(v)] += 1
-    labels = []
-    for r, s in zip(runs, flat):
-        diffs = []
-        for k, v in s.items():
-            scope = r["config"]["method"] if k.startswith("method.") else "shared"
-            if json.dumps(v) != reference[(scope, k)].most_common(1)[0][0]:
-                diffs.append(f"{k.removeprefix('method.')}={_short(v)}")
-        method = r["config"]["method"]
-        if any(p.startswith("tuned:") for p in r["config"].get("purposes", [])):
-            diffs = ["tuned", *diffs]  # the study's page explains the settings
-        labels.append(f"{method} ({', '.join(diffs)})" if diffs else method)
-    return labels
-
-
-def _only_trial(run: dict) -> bool:
-    purposes = run["config"].get("purposes", [])
-    return bool(purposes) and all(p.startswith("trial:") for p in purposes)
-
-
-def _settings(cfg: dict) -> dict:
-    out = {f"method.{k}": v for k, v in cfg["method_config"].items() if k != "latent_dim"}
-    for section in ("train", "eval", "data"):
-        out.update({f"{section}.{k}": v for k, v in (cfg[section] or {}).items()})
-    return out
-
-
-def _short(v) -> str:
-    if isinstance(v, list):
-        return ",".join(map(_short, v))
-    return f"{v:.3g}" if isinstance(v, float) else str(v)

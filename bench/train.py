@@ -16,7 +16,6 @@ from tqdm import tqdm
 from bench import BenchError
 from bench.config import TrainConfig
 
-
 LOG_EVERY_S = 60.0
 
 

@@ -1,0 +1,47 @@
+"""Learner labels: a run is named by its method plus every setting in which it differs from its
+siblings, so `ae (loss=l1+ssim)` sits beside `ae` and the ablation table needs no bookkeeping."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+
+def labels(runs: list[dict]) -> list[str]:
+    """`ae` for the runs that share the most common settings, `ae (loss=l1+ssim)` for the rest."""
+    flat = [_settings(r["config"]) for r in runs]
+    reference: dict = {}
+    for r, s in zip(runs, flat):
+        for k, v in s.items():
+            scope = r["config"]["method"] if k.startswith("method.") else "shared"
+            reference.setdefault((scope, k), Counter())[json.dumps(v)] += 1
+    labels = []
+    for r, s in zip(runs, flat):
+        diffs = []
+        for k, v in s.items():
+            scope = r["config"]["method"] if k.startswith("method.") else "shared"
+            if json.dumps(v) != reference[(scope, k)].most_common(1)[0][0]:
+                diffs.append(f"{k.removeprefix('method.')}={_short(v)}")
+        method = r["config"]["method"]
+        if any(p.startswith("tuned:") for p in r["config"].get("purposes", [])):
+            diffs = ["tuned", *diffs]  # the study's page explains the settings
+        labels.append(f"{method} ({', '.join(diffs)})" if diffs else method)
+    return labels
+
+
+def only_trial(run: dict) -> bool:
+    purposes = run["config"].get("purposes", [])
+    return bool(purposes) and all(p.startswith("trial:") for p in purposes)
+
+
+def _settings(cfg: dict) -> dict:
+    out = {f"method.{k}": v for k, v in cfg["method_config"].items() if k != "latent_dim"}
+    for section in ("train", "eval", "data"):
+        out.update({f"{section}.{k}": v for k, v in (cfg[section] or {}).items()})
+    return out
+
+
+def _short(v) -> str:
+    if isinstance(v, list):
+        return ",".join(map(_short, v))
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
