@@ -28,7 +28,7 @@ def dataset_figures(slug: str, title: str, runs: list[dict], df, summary) -> dic
     rows = _recon_rows(df[df["status"] == "ok"])
     if len(rows) > 1:
         figs["recon"] = f"{slug}-reconstructions.png"
-        recon_grid_png(out / figs["recon"], rows)
+        recon_grid_png(out / figs["recon"], rows, f"{title}: the same test images")
     best = summary.loc[summary["linear_mean"].idxmax()]
     pick = df[
         (df["learner"] == best.learner) & (df["latent_dim"] == best.latent_dim) & (df["status"] == "ok")
@@ -42,7 +42,7 @@ def dataset_figures(slug: str, title: str, runs: list[dict], df, summary) -> dic
         out / figs["confusion"],
         run["metrics"]["confusion"],
         classes,
-        f"best: {best.learner} d={int(best.latent_dim)} seed={run['config']['seed']}",
+        f"{title}\nbest: {best.learner} d={int(best.latent_dim)} seed={run['config']['seed']}",
     )
     return figs
 
@@ -98,7 +98,7 @@ def confusion_png(path: Path, conf: list[list[int]], classes: list[str], title: 
     _save(fig, path)
 
 
-def recon_grid_png(path: Path, rows: dict[str, np.ndarray]) -> None:
+def recon_grid_png(path: Path, rows: dict[str, np.ndarray], title: str) -> None:
     """One row per entry (e.g. 'input', then one per learner) of uint8 images (N, C, H, W)."""
     n = len(next(iter(rows.values())))
     fig, axes = plt.subplots(len(rows), n, figsize=(1.1 * n, 1.15 * len(rows)), squeeze=False)
@@ -115,6 +115,7 @@ def recon_grid_png(path: Path, rows: dict[str, np.ndarray]) -> None:
             axes[r][c].set_xticks([])
             axes[r][c].set_yticks([])
         axes[r][0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8)
+    fig.suptitle(title, fontsize=9)
     _save(fig, path)
 
 

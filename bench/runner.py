@@ -148,7 +148,8 @@ def _evaluate(model, data: Dataset, spec: dict, device, train_key: str, key: str
     if model.reconstructs:  # kept small in the store, so the report can compare learners later
         grid = evaluate.grid_reconstructions(model, data.x_test, data.y_test, device)
         store.atomic_save_npz(run_dir / "recon.npz", grid)
-        plots.recon_grid_png(run_dir / "recon.png", {"input": grid["input"], spec["method"]: grid["recon"]})
+        rows = {"input": grid["input"], spec["method"]: grid["recon"]}
+        plots.recon_grid_png(run_dir / "recon.png", rows, _title(spec, model))
     if evaluate.weights_hash(model) != before:
         raise RuntimeError("evaluation changed the encoder's weights: the evaluator has a bug")
     return {
@@ -166,7 +167,8 @@ def _evaluate(model, data: Dataset, spec: dict, device, train_key: str, key: str
 
 
 def _title(spec: dict, model) -> str:
-    return f"{spec['method']} d={model.latent_dim} seed={spec['seed']} on {spec['dataset']['name']}"
+    dataset = spec["dataset"].get("title", spec["dataset"]["name"])
+    return f"{spec['method']} d={model.latent_dim} seed={spec['seed']} on {dataset}"
 
 
 def _env(device: torch.device, start: float) -> dict:
