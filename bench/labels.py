@@ -3,30 +3,55 @@ siblings, so `ae (loss=l1+ssim)` sits beside `ae` and the ablation table needs n
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import Counter
 
+from bench import BenchError, registry
+
 
 def labels(runs: list[dict]) -> list[str]:
-    """`ae` for the runs that share the most common settings, `ae (loss=l1+ssim)` for the rest."""
+    """`ae` for the runs that share the most common settings, `ae (loss=l1+ssim)` for the rest.
+
+    A tie (one default run beside one ablation run) goes to the learner's own default setting.
+    """
     flat = [_settings(r["config"]) for r in runs]
-    reference: dict = {}
+    counts: dict = {}
     for r, s in zip(runs, flat):
         for k, v in s.items():
             scope = r["config"]["method"] if k.startswith("method.") else "shared"
-            reference.setdefault((scope, k), Counter())[json.dumps(v)] += 1
+            counts.setdefault((scope, k), Counter())[json.dumps(v)] += 1
+    reference = {}
+    for (scope, k), c in counts.items():
+        default = _defaults(scope).get(k.removeprefix("method."))
+        reference[(scope, k)] = max(c, key=lambda v: (c[v], v == default))
     labels = []
     for r, s in zip(runs, flat):
         diffs = []
         for k, v in s.items():
             scope = r["config"]["method"] if k.startswith("method.") else "shared"
-            if json.dumps(v) != reference[(scope, k)].most_common(1)[0][0]:
+            if json.dumps(v) != reference[(scope, k)]:
                 diffs.append(f"{k.removeprefix('method.')}={_short(v)}")
         method = r["config"]["method"]
         if any(p.startswith("tuned:") for p in r["config"].get("purposes", [])):
             diffs = ["tuned", *diffs]  # the study's page explains the settings
         labels.append(f"{method} ({', '.join(diffs)})" if diffs else method)
     return labels
+
+
+def _defaults(method: str) -> dict:
+    """The learner's own Config defaults, JSON-encoded ({} for a learner no longer registered)."""
+    try:
+        cls = registry.get(method).Config
+    except BenchError:
+        return {}
+    out = {}
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = json.dumps(f.default)
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f.name] = json.dumps(f.default_factory())
+    return out
 
 
 def only_trial(run: dict) -> bool:

@@ -1,11 +1,11 @@
-"""Run keys, skip/resume and atomic writes."""
+"""Run keys, skip/resume, atomic writes, and the learner labels the report derives from runs."""
 
 import copy
 import json
 
 import torch
 
-from bench import config, data, runner, store
+from bench import config, data, labels, runner, store
 from bench.config import Config
 
 
@@ -100,3 +100,28 @@ def test_method_config_round_trips_through_json():
     s, _ = _spec()
     cfg = config.method_config("ae", json.loads(json.dumps(s["method_config"])))
     assert cfg.channels == (8, 16)
+
+
+def _run(method: str, seed: int, **method_config) -> dict:
+    return {
+        "config": {
+            "method": method,
+            "seed": seed,
+            "method_config": {"latent_dim": 64, **method_config},
+            "train": {"epochs": 10},
+            "eval": {},
+            "data": {},
+        }
+    }
+
+
+def test_labels_name_the_ablation_not_the_default_on_a_tie():
+    runs = [_run("unet", 0, skip_drop=0.0), _run("unet", 0, skip_drop=0.5)]
+    assert labels.labels(runs) == ["unet", "unet (skip_drop=0.5)"]
+    assert labels.labels(runs[::-1]) == ["unet (skip_drop=0.5)", "unet"]
+
+
+def test_labels_follow_the_majority_and_scope_settings_per_learner():
+    runs = [_run("dae", s, noise_std=0.1) for s in (0, 1)] + [_run("dae", 0, noise_std=0.3)]
+    runs.append(_run("ae", 0, noise_std=0.3))  # another learner's setting is not compared
+    assert labels.labels(runs) == ["dae", "dae", "dae (noise_std=0.3)", "ae"]
