@@ -136,6 +136,7 @@ def latent_table(summary: pd.DataFrame) -> str:
     table = cells.pivot_table(
         index="learner", columns="latent_dim", values="cell", aggfunc="first", sort=False
     ).fillna("")
+    table = table[sorted(table.columns)]
     table.columns = [f"d={int(c)}" for c in table.columns]
     return table.reset_index().to_markdown(index=False, disable_numparse=True)
 

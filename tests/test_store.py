@@ -3,9 +3,10 @@
 import copy
 import json
 
+import pandas as pd
 import torch
 
-from bench import config, data, labels, runner, store
+from bench import config, data, labels, report, runner, store
 from bench.config import Config
 
 
@@ -125,3 +126,11 @@ def test_labels_follow_the_majority_and_scope_settings_per_learner():
     runs = [_run("dae", s, noise_std=0.1) for s in (0, 1)] + [_run("dae", 0, noise_std=0.3)]
     runs.append(_run("ae", 0, noise_std=0.3))  # another learner's setting is not compared
     assert labels.labels(runs) == ["dae", "dae", "dae (noise_std=0.3)", "ae"]
+
+
+def test_latent_table_orders_sizes_numerically():
+    summary = pd.DataFrame(
+        {"learner": ["pixels", "ae", "ae"], "latent_dim": [3072, 256, 1024], "linear_mean": [0.4, 0.5, 0.6]}
+    ).assign(linear_std=float("nan"))
+    header = report.latent_table(summary).splitlines()[0]
+    assert header.index("d=256") < header.index("d=1024") < header.index("d=3072")
