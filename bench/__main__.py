@@ -219,9 +219,7 @@ def cmd_evaluate(args) -> None:
     for i, (name, row) in enumerate(zip(classes, m["confusion"])):
         print(f"    {name:<12} {row[i] / max(1, sum(row)):.2%}  ({sum(row)} images)")
     path = run / "confusion.png"
-    dataset = spec["dataset"].get("title", spec["dataset"]["name"])
-    title = f"{spec['method']} {runner.describe(spec)} on {dataset}"
-    plots.confusion_png(path, m["confusion"], classes, title)
+    plots.confusion_png(path, m["confusion"], classes, runner.title(spec, m.get("latent_dim")))
     print(f"wrote {path}")
 
 

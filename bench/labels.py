@@ -19,24 +19,28 @@ def labels(runs: list[dict]) -> list[str]:
     counts: dict = {}
     for r, s in zip(runs, flat):
         for k, v in s.items():
-            scope = r["config"]["method"] if k.startswith("method.") else "shared"
-            counts.setdefault((scope, k), Counter())[json.dumps(v)] += 1
+            counts.setdefault(_scope(r, k), Counter())[json.dumps(v)] += 1
+    defaults = {m: _defaults(m) for m in {r["config"]["method"] for r in runs}}
     reference = {}
     for (scope, k), c in counts.items():
-        default = _defaults(scope).get(k.removeprefix("method."))
+        default = defaults.get(scope, {}).get(k.removeprefix("method."))
         reference[(scope, k)] = max(c, key=lambda v: (c[v], v == default))
     labels = []
     for r, s in zip(runs, flat):
         diffs = []
         for k, v in s.items():
-            scope = r["config"]["method"] if k.startswith("method.") else "shared"
-            if json.dumps(v) != reference[(scope, k)]:
+            if json.dumps(v) != reference[_scope(r, k)]:
                 diffs.append(f"{k.removeprefix('method.')}={_short(v)}")
         method = r["config"]["method"]
         if any(p.startswith("tuned:") for p in r["config"].get("purposes", [])):
             diffs = ["tuned", *diffs]  # the study's page explains the settings
         labels.append(f"{method} ({', '.join(diffs)})" if diffs else method)
     return labels
+
+
+def _scope(run: dict, key: str) -> tuple[str, str]:
+    """Method settings compare within one learner; budget, evaluator and data across all."""
+    return (run["config"]["method"] if key.startswith("method.") else "shared", key)
 
 
 def _defaults(method: str) -> dict:

@@ -58,8 +58,8 @@ def spec(cfg: Config, data: Dataset, method: str, overrides: dict, seed: int) ->
     }
 
 
-def describe(spec: dict) -> str:
-    dim = spec["method_config"].get("latent_dim")
+def describe(spec: dict, latent_dim: int | None = None) -> str:
+    dim = latent_dim or spec["method_config"].get("latent_dim")
     return (f"d={dim} " if dim else "") + f"seed={spec['seed']}"
 
 
@@ -144,12 +144,12 @@ def _evaluate(model, data: Dataset, spec: dict, device, train_key: str, key: str
         recon = evaluate.reconstruction(model, data.x_test, device)
         recon_val = evaluate.reconstruction(model, data.x_val, device)  # what a study may optimise
     run_dir = store.run_dir(key)
-    plots.confusion_png(run_dir / "confusion.png", conf, data.classes, _title(spec, model))
+    plots.confusion_png(run_dir / "confusion.png", conf, data.classes, title(spec, model.latent_dim))
     if model.reconstructs:  # kept small in the store, so the report can compare learners later
         grid = evaluate.grid_reconstructions(model, data.x_test, data.y_test, device)
         store.atomic_save_npz(run_dir / "recon.npz", grid)
         rows = {"input": grid["input"], spec["method"]: grid["recon"]}
-        plots.recon_grid_png(run_dir / "recon.png", rows, _title(spec, model))
+        plots.recon_grid_png(run_dir / "recon.png", rows, title(spec, model.latent_dim))
     if evaluate.weights_hash(model) != before:
         raise RuntimeError("evaluation changed the encoder's weights: the evaluator has a bug")
     return {
@@ -166,9 +166,10 @@ def _evaluate(model, data: Dataset, spec: dict, device, train_key: str, key: str
     }
 
 
-def _title(spec: dict, model) -> str:
+def title(spec: dict, latent_dim: int | None = None) -> str:
+    """`ae d=64 seed=0 on MNIST (...)`: a run's name in figure titles."""
     dataset = spec["dataset"].get("title", spec["dataset"]["name"])
-    return f"{spec['method']} d={model.latent_dim} seed={spec['seed']} on {dataset}"
+    return f"{spec['method']} {describe(spec, latent_dim)} on {dataset}"
 
 
 def _env(device: torch.device, start: float) -> dict:
