@@ -77,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--no-prune", action="store_true", help="never stop a trial early")
     tune.add_argument("--sampler-seed", type=int, default=0)
     _common(tune)
-    sub.add_parser("report", help="rebuild results/*.md and plots from the store")
+    rep = sub.add_parser("report", help="rebuild results/*.md and plots from the store")
+    rep.add_argument("--runs", action="store_true", help="also redraw every run's own figures")
     ev = sub.add_parser("evaluate", help="accuracy, per-class accuracy and confusion matrix of a stored run")
     ev.add_argument("key", help="run key or a unique prefix of it")
     return p
@@ -112,7 +113,7 @@ def cmd_list(args) -> None:
 
 
 def cmd_run(args) -> int:
-    from bench import config, data, registry, report, runner, store
+    from bench import config, data, labels, registry, report, runner, store
 
     cfg = config.load(args.config, args.set)
     if args.methods:
@@ -133,7 +134,7 @@ def cmd_run(args) -> int:
         start = time.perf_counter()
         stored = not args.force and store.is_done(store.keys(spec)[0])
         m = runner.run_one(dict(spec, command=command), ds, device, force=args.force)
-        what = f"[{i}/{len(specs)}] {spec['method']} {runner.describe(spec)}"
+        what = f"[{i}/{len(specs)}] {spec['method']} {labels.describe(spec)}"
         if m["status"] != "ok":
             diverged.append(what)
             print(f"{what}: {m['error']}")
@@ -192,7 +193,7 @@ def cmd_tune(args) -> None:
 def cmd_report(args) -> None:
     from bench import report
 
-    paths = report.write_all()
+    paths = report.write_all(redraw_runs=args.runs)
     if not paths:
         raise BenchError("the store is empty: run `python -m bench run` first")
     for path in paths:
@@ -200,12 +201,12 @@ def cmd_report(args) -> None:
 
 
 def cmd_evaluate(args) -> None:
-    from bench import plots, runner, store
+    from bench import labels, plots, store
 
     key = store.find(args.key)
     run = store.run_dir(key)
     spec, m = store.load_json(run / "config.json"), store.load_json(run / "metrics.json")
-    print(f"run {key}: {spec['method']} {runner.describe(spec)} on {spec['dataset']['name']}")
+    print(f"run {key}: {spec['method']} {labels.describe(spec)} on {spec['dataset']['name']}")
     if m["status"] != "ok":
         raise BenchError(f"run {key} has status {m['status']}: {m.get('error', '')}")
     for probe in ("linear", "mlp", "knn"):
@@ -214,13 +215,12 @@ def cmd_evaluate(args) -> None:
     if m.get("recon"):
         r = m["recon"]
         print(f"  recon   MSE {r['mse']:.5f}  PSNR {r['psnr']:.2f} dB  SSIM {r['ssim']:.4f}")
-    classes = spec["dataset"].get("classes") or [str(i) for i in range(len(m["confusion"]))]
+    classes = plots.class_names(spec, len(m["confusion"]))
     print("  per-class accuracy (linear probe, test):")
     for i, (name, row) in enumerate(zip(classes, m["confusion"])):
         print(f"    {name:<12} {row[i] / max(1, sum(row)):.2%}  ({sum(row)} images)")
-    path = run / "confusion.png"
-    plots.confusion_png(path, m["confusion"], classes, runner.title(spec, m.get("latent_dim")))
-    print(f"wrote {path}")
+    plots.run_figures(run, spec, m["confusion"], labels.title(spec, m.get("latent_dim")))
+    print(f"wrote {run / 'confusion.png'}")
 
 
 def main(argv=None) -> int:

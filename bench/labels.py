@@ -1,5 +1,6 @@
-"""Learner labels: a run is named by its method plus every setting in which it differs from its
-siblings, so `ae (loss=l1+ssim)` sits beside `ae` and the ablation table needs no bookkeeping."""
+"""Names. A learner's label is its method plus every setting in which it differs from its
+siblings, so `ae (loss=l1+ssim)` sits beside `ae` and the ablation table needs no bookkeeping;
+a single run is `ae d=64 seed=0 on MNIST`."""
 
 from __future__ import annotations
 
@@ -56,6 +57,17 @@ def _defaults(method: str) -> dict:
         elif f.default_factory is not dataclasses.MISSING:
             out[f.name] = json.dumps(f.default_factory())
     return out
+
+
+def describe(spec: dict, latent_dim: int | None = None) -> str:
+    dim = latent_dim or spec["method_config"].get("latent_dim")
+    return (f"d={dim} " if dim else "") + f"seed={spec['seed']}"
+
+
+def title(spec: dict, latent_dim: int | None = None) -> str:
+    """`ae d=64 seed=0 on MNIST (...)`: a run's name in figure titles."""
+    dataset = spec["dataset"].get("title", spec["dataset"]["name"])
+    return f"{spec['method']} {describe(spec, latent_dim)} on {dataset}"
 
 
 def only_trial(run: dict) -> bool:

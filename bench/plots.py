@@ -35,16 +35,26 @@ def dataset_figures(slug: str, title: str, runs: list[dict], df, summary) -> dic
     ]
     run = next(r for r in runs if r["key"] == pick.sort_values("seed")["key"].iloc[0])
     figs["confusion"] = f"{slug}-confusion-best.png"
-    classes = run["config"]["dataset"].get("classes") or [
-        str(i) for i in range(len(run["metrics"]["confusion"]))
-    ]
+    conf = run["metrics"]["confusion"]
     confusion_png(
         out / figs["confusion"],
-        run["metrics"]["confusion"],
-        classes,
+        conf,
+        class_names(run["config"], len(conf)),
         f"{title}\nbest: {best.learner} d={int(best.latent_dim)} seed={run['config']['seed']}",
     )
     return figs
+
+
+def run_figures(run_dir: Path, spec: dict, confusion: list[list[int]], title: str) -> None:
+    """A run's confusion matrix and, if it stored reconstructions, its reconstruction grid."""
+    confusion_png(run_dir / "confusion.png", confusion, class_names(spec, len(confusion)), title)
+    if (run_dir / "recon.npz").is_file():
+        with np.load(run_dir / "recon.npz") as f:
+            recon_grid_png(run_dir / "recon.png", {"input": f["input"], spec["method"]: f["recon"]}, title)
+
+
+def class_names(spec: dict, n: int) -> list[str]:
+    return spec["dataset"].get("classes") or [str(i) for i in range(n)]
 
 
 def _recon_rows(df) -> dict:

@@ -27,11 +27,17 @@ PROTOCOL = (
 )
 
 
-def write_all() -> list:
-    """Rebuild the report of every dataset in the store and of every local study."""
+def write_all(redraw_runs: bool = False) -> list:
+    """Rebuild the report of every dataset in the store and of every local study; with
+    `redraw_runs`, also every finished run's confusion matrix and reconstruction grid."""
     import optuna
 
     runs = store.load_runs()
+    if redraw_runs:
+        for r in runs:
+            if r["metrics"].get("status") == "ok":
+                title = labels.title(r["config"], r["metrics"].get("latent_dim"))
+                plots.run_figures(store.run_dir(r["key"]), r["config"], r["metrics"]["confusion"], title)
     slugs = sorted({r["config"]["dataset"]["slug"] for r in runs})
     paths = [p for p in (write(slug, runs) for slug in slugs) if p]
     for db in sorted((store.results_dir() / "studies").glob("*.db")):

@@ -14,7 +14,7 @@ import time
 
 import torch
 
-from bench import BenchError, config, evaluate, plots, registry, store, train
+from bench import BenchError, config, evaluate, labels, plots, registry, store, train
 from bench.config import Config
 from bench.data import Dataset
 from bench.method import Unsupported
@@ -56,11 +56,6 @@ def spec(cfg: Config, data: Dataset, method: str, overrides: dict, seed: int) ->
         "eval": config.to_dict(cfg.eval),
         "seed": seed,
     }
-
-
-def describe(spec: dict, latent_dim: int | None = None) -> str:
-    dim = latent_dim or spec["method_config"].get("latent_dim")
-    return (f"d={dim} " if dim else "") + f"seed={spec['seed']}"
 
 
 def preflight(specs: list[dict], data: Dataset) -> list[dict]:
@@ -106,7 +101,7 @@ def run_one(spec: dict, data: Dataset, device: torch.device, force: bool = False
     method = spec["method"]
     model = registry.create(method, config.method_config(method, spec["method_config"]), data.shape)
     model = model.to(device, memory_format=torch.channels_last)
-    label = f"{method} {describe(spec)}"
+    label = f"{method} {labels.describe(spec)}"
     ckpt_path = store.cache_dir() / "ckpt" / f"{train_key}.pt"
     cached = None if force else store.load_tensor(ckpt_path)
     try:
@@ -143,13 +138,10 @@ def _evaluate(model, data: Dataset, spec: dict, device, train_key: str, key: str
     if model.reconstructs:
         recon = evaluate.reconstruction(model, data.x_test, device)
         recon_val = evaluate.reconstruction(model, data.x_val, device)  # what a study may optimise
-    run_dir = store.run_dir(key)
-    plots.confusion_png(run_dir / "confusion.png", conf, data.classes, title(spec, model.latent_dim))
     if model.reconstructs:  # kept small in the store, so the report can compare learners later
         grid = evaluate.grid_reconstructions(model, data.x_test, data.y_test, device)
-        store.atomic_save_npz(run_dir / "recon.npz", grid)
-        rows = {"input": grid["input"], spec["method"]: grid["recon"]}
-        plots.recon_grid_png(run_dir / "recon.png", rows, title(spec, model.latent_dim))
+        store.atomic_save_npz(store.run_dir(key) / "recon.npz", grid)
+    plots.run_figures(store.run_dir(key), spec, conf, labels.title(spec, model.latent_dim))
     if evaluate.weights_hash(model) != before:
         raise RuntimeError("evaluation changed the encoder's weights: the evaluator has a bug")
     return {
@@ -164,12 +156,6 @@ def _evaluate(model, data: Dataset, spec: dict, device, train_key: str, key: str
         "encoder_unchanged": True,
         "n": {"train": len(data.x_train), "val": len(data.x_val), "test": len(data.x_test)},
     }
-
-
-def title(spec: dict, latent_dim: int | None = None) -> str:
-    """`ae d=64 seed=0 on MNIST (...)`: a run's name in figure titles."""
-    dataset = spec["dataset"].get("title", spec["dataset"]["name"])
-    return f"{spec['method']} {describe(spec, latent_dim)} on {dataset}"
 
 
 def _env(device: torch.device, start: float) -> dict:

@@ -40,6 +40,11 @@ def test_end_to_end_on_digits(capsys):
 
     assert main(["report"]) == 0
     key = next(r["key"] for r in store.load_runs() if r["config"]["method"] == "ae")
+    figures = [store.run_dir(key) / n for n in ("confusion.png", "recon.png")]
+    for path in figures:
+        path.unlink()
+    assert main(["report", "--runs"]) == 0  # a run's own figures come back from what it stored
+    assert all(path.stat().st_size > 1000 for path in figures)
     assert main(["evaluate", key[:6]]) == 0
     out = capsys.readouterr().out
     assert "per-class accuracy" in out and "linear" in out and "PSNR" in out
