@@ -176,6 +176,7 @@ def render(title: str, runs: list[dict], df: pd.DataFrame, summary: pd.DataFrame
     budgets = Counter(json.dumps(r["config"]["train"], sort_keys=True) for r in runs if r["config"]["train"])
     budget = json.loads(budgets.most_common(1)[0][0]) if budgets else {}
     n = next((r["metrics"]["n"] for r in runs if "n" in r["metrics"]), {})
+    commands = Counter(r["config"]["command"] for r in runs if r["config"].get("command"))
     lines = [
         f"# {title}",
         "",
@@ -187,7 +188,7 @@ def render(title: str, runs: list[dict], df: pd.DataFrame, summary: pd.DataFrame
         f"- **Hardware:** {_distinct(e.get('device') for e in envs)}; "
         f"torch {_distinct(e.get('torch') for e in envs)}.",
         f"- **Code:** git {_distinct(e.get('git_sha') for e in envs)}; {len(runs)} runs in `results/runs/`.",
-        f"- **Reproduce:** {_distinct(_command(r) for r in runs)}, then `python -m bench report`.",
+        f"- **Reproduce:** {_reproduce(commands)}, then `python -m bench report`.",
         "",
     ]
     diverged = df[df["status"] != "ok"]
@@ -252,6 +253,10 @@ def render(title: str, runs: list[dict], df: pd.DataFrame, summary: pd.DataFrame
         ]
         .to_markdown(index=False, disable_numparse=True),
         "",
+        "Commands that made them (each skips the runs already stored):",
+        "",
+        *(f"- `{c}` ({k} run{'s' * (k > 1)})" for c, k in commands.most_common()),
+        "",
         "</details>",
     ]
     return "\n".join(lines) + "\n"
@@ -266,9 +271,12 @@ def _budget(b: dict) -> str:
     )
 
 
-def _command(run: dict) -> str | None:
-    command = run["config"].get("command")
-    return f"`{command}`" if command else None
+def _reproduce(commands: Counter) -> str:
+    if len(commands) == 1:
+        return f"`{next(iter(commands))}`"
+    if commands:
+        return f"the {len(commands)} commands listed under *Runs behind these tables*"
+    return "unknown"
 
 
 def _distinct(values) -> str:

@@ -30,6 +30,7 @@ def test_end_to_end_on_digits(capsys):
     assert "wrote" in out and out.count("linear") == len(registry.names())
     table = (store.results_dir() / "digits.md").read_text()
     assert "| learner" in table and "scikit-learn digits" in table
+    assert f"**Reproduce:** `python -m bench {' '.join(['run', *QUICK])}`, then" in table
     for name in registry.names():
         assert f"| {name} " in table, name
     assert (store.results_dir() / "digits-accuracy-vs-latent.png").stat().st_size > 1000
@@ -50,6 +51,12 @@ def test_end_to_end_on_digits(capsys):
     assert "per-class accuracy" in out and "linear" in out and "PSNR" in out
     assert (store.run_dir(key) / "confusion.png").is_file()
     assert not list(store.results_dir().rglob("*.partial"))
+
+    assert main(["run", *QUICK[:2], "--methods", "pixels", "--seeds", "1"]) == 0
+    table = (store.results_dir() / "digits.md").read_text()
+    assert "the 2 commands listed under *Runs behind these tables*" in table
+    assert f"`python -m bench run {' '.join(QUICK)}` ({len(registry.names())} runs)" in table
+    assert "--methods pixels --seeds 1` (1 run)" in table
 
 
 def test_interrupted_grid_continues_where_it_stopped(monkeypatch, capsys):
