@@ -128,7 +128,7 @@ def cmd_run(args) -> int:
     ds = data.load(cfg.data, args.data_dir, args.offline)
     specs = runner.preflight(runner.specs(cfg, ds), ds)
     command = "python -m bench " + " ".join(shlex.quote(a) for a in args.argv)  # for the report
-    print(f"{ds.provenance}: {len(specs)} runs on {runner.device_name(device)}")
+    print(f"{ds.provenance}: {len(specs)} run{'s' * (len(specs) != 1)} on {runner.device_name(device)}")
     diverged = []
     for i, spec in enumerate(specs, 1):
         start = time.perf_counter()
