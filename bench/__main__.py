@@ -220,7 +220,8 @@ def cmd_evaluate(args) -> None:
     for i, (name, row) in enumerate(zip(classes, m["confusion"])):
         print(f"    {name:<12} {row[i] / max(1, sum(row)):.2%}  ({sum(row)} images)")
     plots.run_figures(run, spec, m["confusion"], labels.title(spec, m.get("latent_dim")))
-    print(f"wrote {run / 'confusion.png'}")
+    for path in sorted(run.glob("*.png")):
+        print(f"wrote {path}")
 
 
 def main(argv=None) -> int:

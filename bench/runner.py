@@ -138,10 +138,11 @@ def _evaluate(model, data: Dataset, spec: dict, device, train_key: str, key: str
     if model.reconstructs:
         recon = evaluate.reconstruction(model, data.x_test, device)
         recon_val = evaluate.reconstruction(model, data.x_val, device)  # what a study may optimise
+    run_dir = store.run_dir(key)
     if model.reconstructs:  # kept small in the store, so the report can compare learners later
         grid = evaluate.grid_reconstructions(model, data.x_test, data.y_test, device)
-        store.atomic_save_npz(store.run_dir(key) / "recon.npz", grid)
-    plots.run_figures(store.run_dir(key), spec, conf, labels.title(spec, model.latent_dim))
+        store.atomic_save_npz(run_dir / "recon.npz", grid)
+    plots.run_figures(run_dir, spec, conf, labels.title(spec, model.latent_dim))
     if evaluate.weights_hash(model) != before:
         raise RuntimeError("evaluation changed the encoder's weights: the evaluator has a bug")
     return {
