@@ -135,11 +135,11 @@ def _evaluate(model, data: Dataset, spec: dict, device, train_key: str, key: str
     pred = result["linear"].pop("test_pred")
     conf = evaluate.confusion(pred, y["test"], len(data.classes))
     recon = recon_val = None
+    run_dir = store.run_dir(key)
     if model.reconstructs:
         recon = evaluate.reconstruction(model, data.x_test, device)
         recon_val = evaluate.reconstruction(model, data.x_val, device)  # what a study may optimise
-    run_dir = store.run_dir(key)
-    if model.reconstructs:  # kept small in the store, so the report can compare learners later
+        # the grid is kept small in the store, so the report can compare learners later
         grid = evaluate.grid_reconstructions(model, data.x_test, data.y_test, device)
         store.atomic_save_npz(run_dir / "recon.npz", grid)
     plots.run_figures(run_dir, spec, conf, labels.title(spec, model.latent_dim))
