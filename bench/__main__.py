@@ -92,6 +92,7 @@ def _common(p) -> None:
     )
     p.add_argument("--offline", action="store_true", help="never download; fail if files are missing")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--tensorboard", metavar="DIR", help="also write each run's per-epoch loss terms there")
 
 
 def cmd_list(args) -> None:
@@ -100,9 +101,10 @@ def cmd_list(args) -> None:
     print("learners:")
     for name in registry.names():
         cls = registry.get(name)
-        kind = "baseline" if not cls.trainable else "learner"
+        kind = "baseline" if not cls.trainable else "reference" if cls.needs_labels else "learner"
+        can = [w for w, yes in (("reconstructs", cls.reconstructs), (cls.family, cls.family)) if yes]
         doc = (sys.modules[cls.__module__].__doc__ or "").strip().split("\n")[0]
-        print(f"  {name:<8} {kind:<9} {doc}")
+        print(f"  {name:<12} {kind:<9} {','.join(can):<25} {doc}")
     print("datasets:")
     for name, doc in data.DATASETS.items():
         print(f"  {name:<13} {doc}")
@@ -122,7 +124,7 @@ def cmd_run(args) -> int:
         cfg.data.name = args.dataset
     cfg.grid.latent_dims = args.latent_dims or cfg.grid.latent_dims
     cfg.grid.seeds = args.seeds or cfg.grid.seeds
-    for name in cfg.grid.methods:
+    for name in cfg.grid_methods():
         registry.get(name)
     device = runner.pick_device(args.device)
     ds = data.load(cfg.data, args.data_dir, args.offline)
@@ -133,8 +135,8 @@ def cmd_run(args) -> int:
     for i, spec in enumerate(specs, 1):
         start = time.perf_counter()
         stored = not args.force and store.is_done(store.keys(spec)[0])
-        m = runner.run_one(dict(spec, command=command), ds, device, force=args.force)
-        what = f"[{i}/{len(specs)}] {spec['method']} {labels.describe(spec)}"
+        m = runner.run_one(dict(spec, command=command), ds, device, args.force, tensorboard=args.tensorboard)
+        what = f"[{i}/{len(specs)}] {labels.name(spec)} {labels.describe(spec)}"
         if m["status"] != "ok":
             diverged.append(what)
             print(f"{what}: {m['error']}")
@@ -166,9 +168,9 @@ def cmd_tune(args) -> None:
     if args.trials < 1:
         raise BenchError(f"--trials {args.trials}: give a positive number of trials")
     cls = registry.get(args.method)
-    if not hasattr(cls, "search_space"):
+    if not registry.tunable(args.method):
         raise BenchError(f"{args.method} declares no search space: there is nothing to tune")
-    if args.multi_objective and not hasattr(cls, "reconstruct"):
+    if args.multi_objective and not cls.reconstructs:
         raise BenchError(
             f"--multi-objective trades accuracy against PSNR: {args.method} does not reconstruct"
         )
@@ -179,7 +181,17 @@ def cmd_tune(args) -> None:
         name, args.storage, args.multi_objective, args.sampler_seed, not args.no_prune
     )
     print(f"study {name}: {args.trials} trials of {args.method} on {ds.provenance}")
-    tune.optimize(study, url, cfg, ds, args.method, args.trials, device, prune=not args.no_prune)
+    tune.optimize(
+        study,
+        url,
+        cfg,
+        ds,
+        args.method,
+        args.trials,
+        device,
+        prune=not args.no_prune,
+        tensorboard=args.tensorboard,
+    )
     running = study.get_trials(deepcopy=False, states=(tune.TrialState.RUNNING,))
     if not args.multi_objective and not running:
         best = study.best_trial
@@ -206,7 +218,7 @@ def cmd_evaluate(args) -> None:
     key = store.find(args.key)
     run = store.run_dir(key)
     spec, m = store.load_json(run / "config.json"), store.load_json(run / "metrics.json")
-    print(f"run {key}: {spec['method']} {labels.describe(spec)} on {spec['dataset']['name']}")
+    print(f"run {key}: {labels.name(spec)} {labels.describe(spec)} on {spec['dataset']['name']}")
     if m["status"] != "ok":
         raise BenchError(f"run {key} has status {m['status']}: {m.get('error', '')}")
     for probe in ("linear", "mlp", "knn"):
@@ -219,7 +231,11 @@ def cmd_evaluate(args) -> None:
     print("  per-class accuracy (linear probe, test):")
     for i, (name, row) in enumerate(zip(classes, m["confusion"])):
         print(f"    {name:<12} {row[i] / max(1, sum(row)):.2%}  ({sum(row)} images)")
-    plots.run_figures(run, spec, m["confusion"], labels.title(spec, m.get("latent_dim")))
+    train = m.get("train") or {}
+    for term, values in {"loss": train.get("loss_per_epoch"), **train.get("terms_per_epoch", {})}.items():
+        if values:
+            print(f"  train {term:<12} epoch 1 {values[0]:.4g} -> epoch {len(values)} {values[-1]:.4g}")
+    plots.run_figures(run, spec, m["confusion"], labels.title(spec, m.get("latent_dim")), train)
     for path in sorted(run.glob("*.png")):
         print(f"wrote {path}")
 

@@ -11,9 +11,22 @@ grayscale with p=0.2.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
+
+@dataclass
+class Views:
+    """Augmentation settings shared by every view-based learner (their Configs inherit these
+    fields, so `[methods.views]` sets them for all of them at once). Defaults: SimCLR's."""
+
+    crop_scale: tuple[float, ...] = (0.08, 1.0)
+    hflip: bool = True
+    jitter_strength: float = 0.5  # 0.5 on CIFAR-10 in the paper; grey images get no hue/sat
+    jitter_prob: float = 0.8
+    gray_prob: float = 0.2
 
 
 def random_resized_crop(x: torch.Tensor, scale: tuple[float, float], hflip: bool) -> torch.Tensor:
@@ -85,9 +98,8 @@ def random_grayscale(x: torch.Tensor, p: float) -> torch.Tensor:
     return apply * _gray(x).expand_as(x) + (1 - apply) * x
 
 
-def view(x: torch.Tensor, cfg) -> torch.Tensor:
-    """One random view of every image in the batch; `cfg` has crop_scale, hflip, jitter_strength,
-    jitter_prob and gray_prob (the simclr method's Config)."""
-    x = random_resized_crop(x, cfg.crop_scale, cfg.hflip)
-    x = color_jitter(x, cfg.jitter_strength, cfg.jitter_prob)
-    return random_grayscale(x, cfg.gray_prob)
+def view(x: torch.Tensor, aug: Views) -> torch.Tensor:
+    """One random view of every image in the batch (x in [0, 1], (B, C, H, W))."""
+    x = random_resized_crop(x, aug.crop_scale, aug.hflip)
+    x = color_jitter(x, aug.jitter_strength, aug.jitter_prob)
+    return random_grayscale(x, aug.gray_prob)

@@ -2,11 +2,19 @@
 
 Each section owns its defaults. Unknown keys are errors that list the valid ones, and values are
 coerced to the type of the field they land in, so `--set train.epochs=5` gives an int.
-A method's own options live in `[methods.<name>]` and are checked against that method's `Config`.
+
+Learner settings come in three layers, so a new learner gets its neighbours' sizes with no edit:
+`[methods.all]` (e.g. the network widths: each key applies to every learner whose Config has
+it), then `[methods.<family>]` (e.g. `views`: the augmentations of every view-based learner),
+then `[methods.<name>]`. Budgets layer the same way: `[train]`, `[train.<family>]`,
+`[train.<name>]`. The file's shared tables are the *protocol* of a page; a run records what it
+was asked beyond that protocol (its learner's own tables, `--set` values, tuned parameters) as
+its `overrides`, and that is what names its row.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import tomllib
@@ -50,9 +58,7 @@ class EvalConfig:
 
 @dataclass
 class GridConfig:
-    methods: list[str] = field(
-        default_factory=lambda: ["pixels", "pca", "random", "ae", "unet", "dae", "simclr"]
-    )
+    methods: list[str] | None = None  # None: every registered learner
     latent_dims: list[int] = field(default_factory=lambda: [16, 64])
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
 
@@ -63,18 +69,50 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     grid: GridConfig = field(default_factory=GridConfig)
-    # method name -> overrides of that method's Config; checked against it (see `method_config`)
+    # "all", a family or a learner -> overrides of learners' Configs (see `method_overrides`)
     methods: dict[str, dict] = field(default_factory=dict)
-    # method name -> its own training budget, from [train.<method>] tables (e.g. SimCLR's longer
-    # schedule); the report names every such difference in the learner's label
+    # a family or a learner -> its own training budget, from [train.<name>] tables
     train_overrides: dict[str, dict] = field(default_factory=dict)
+    # the same file without its learner-named tables and without --set: what a run's recorded
+    # overrides are measured against
+    protocol: Config | None = field(default=None, repr=False, compare=False)
+
+    def grid_methods(self) -> list[str]:
+        from bench import registry
+
+        return registry.names() if self.grid.methods is None else self.grid.methods
+
+    def method_overrides(self, method: str) -> dict:
+        """[methods.all] < [methods.<family>] < [methods.<method>], shared keys kept only where
+        the learner's Config has them."""
+        from bench import registry
+
+        cls = registry.get(method)
+        own = _fields(cls.Config)
+        out = {k: v for k, v in self.methods.get("all", {}).items() if k in own}
+        out.update(
+            {k: v for k, v in self.methods.get(cls.family, {}).items() if k in own} if cls.family else {}
+        )
+        out.update(self.methods.get(method, {}))
+        return out
 
     def train_for(self, method: str) -> TrainConfig:
-        return replace(self.train, self.train_overrides.get(method, {}), f"train.{method}")
+        from bench import registry
+
+        family = registry.get(method).family
+        values = {**self.train_overrides.get(family, {}), **self.train_overrides.get(method, {})}
+        return replace(self.train, values, f"train.{method}")
 
 
 def load(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
     """Build the resolved config: defaults, then the TOML file at `path`, then `key=value` overrides."""
+    raw = _read(path)
+    cfg = _build(copy.deepcopy(raw), overrides)
+    cfg.protocol = _build(_shared_only(raw), ())
+    return cfg
+
+
+def _read(path) -> dict:
     raw: dict = {}
     if path is not None:
         path = Path(path)
@@ -84,6 +122,22 @@ def load(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
             raw = tomllib.loads(path.read_text())
         except tomllib.TOMLDecodeError as e:
             raise BenchError(f"config file {path} is not valid TOML ({e})") from None
+    return raw
+
+
+def _shared_only(raw: dict) -> dict:
+    """`raw` without the tables named after one learner: the protocol shared by every learner."""
+    from bench import registry
+
+    out = copy.deepcopy(raw)
+    for section in ("methods", "train"):
+        if isinstance(out.get(section), dict):
+            for name in registry.names():
+                out[section].pop(name, None)
+    return out
+
+
+def _build(raw: dict, overrides) -> Config:
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep or not key:
@@ -157,24 +211,46 @@ def to_dict(obj) -> dict:
 
 
 def _method_overrides(values) -> dict[str, dict]:
+    """Check every [methods.<selector>] table now, not mid-grid: unknown names, keys and types."""
     from bench import registry
 
     if not isinstance(values, dict):
-        raise BenchError("[methods] must hold one table per method, e.g. [methods.ae]")
+        raise BenchError("[methods] must hold one table per learner, family or 'all', e.g. [methods.ae]")
     for name, overrides in values.items():
         if not isinstance(overrides, dict):
             raise BenchError(f"methods.{name} must be a table of options, got {overrides!r}")
-        registry.get(name)  # unknown method names fail here, listing the known ones
-        method_config(name, overrides)  # unknown keys and bad types fail here, not mid-grid
+        members = _selected(name)
+        if members is None:
+            method_config(name, overrides)  # one learner: every key must be its own
+            continue
+        for key, value in overrides.items():
+            having = [m for m in members if key in _fields(registry.get(m).Config)]
+            if not having:
+                valid = sorted(set().union(*(_fields(registry.get(m).Config) for m in members)))
+                raise BenchError(
+                    f"unknown key methods.{name}.{key}: no learner there has it; valid keys are {valid}"
+                )
+            for m in having:  # typed and checked against each learner that will take it
+                method_config(m, {key: value})
     return values
 
 
-def _train_overrides(values: dict) -> dict[str, dict]:
+def _selected(name: str) -> list[str] | None:
+    """The learners a shared table name selects ('all' or a family); None for one learner's name."""
     from bench import registry
 
+    if name == "all":
+        return registry.names()
+    if name in registry.families():
+        return registry.families()[name]
+    registry.get(name)  # unknown names fail here, listing the known learners
+    return None
+
+
+def _train_overrides(values: dict) -> dict[str, dict]:
     out = {}
     for name in [k for k, v in values.items() if isinstance(v, dict)]:
-        registry.get(name)
+        _selected(name)
         out[name] = values.pop(name)
         replace(TrainConfig(), out[name], f"train.{name}")  # unknown keys and bad types fail now
     return out

@@ -104,7 +104,7 @@ def _split(name: str, raw: dict, cfg: DataConfig) -> Dataset:
     xf = x_train.float().div_(255)
     mean = xf.mean(dim=(0, 2, 3))
     std = xf.std(dim=(0, 2, 3)).clamp_min(1e-3)
-    shape = InputShape(*x.shape[1:], tuple(mean.tolist()), tuple(std.tolist()))
+    shape = InputShape(*x.shape[1:], tuple(mean.tolist()), tuple(std.tolist()), len(classes))
     title = raw.get("title", name)
     return Dataset(
         name,

@@ -11,9 +11,8 @@ from collections import Counter
 
 import pandas as pd
 
-from bench import labels, plots, store, studies
+from bench import BenchError, labels, plots, registry, store, studies
 
-BASELINES = ("pixels", "pca", "random")
 METRICS = ("linear", "mlp", "knn", "mse", "psnr", "ssim", "train_time")
 
 PROTOCOL = (
@@ -37,7 +36,8 @@ def write_all(redraw_runs: bool = False) -> list:
         for r in runs:
             if r["metrics"].get("status") == "ok":
                 title = labels.title(r["config"], r["metrics"].get("latent_dim"))
-                plots.run_figures(store.run_dir(r["key"]), r["config"], r["metrics"]["confusion"], title)
+                m = r["metrics"]
+                plots.run_figures(store.run_dir(r["key"]), r["config"], m["confusion"], title, m.get("train"))
     slugs = sorted({r["config"]["dataset"]["slug"] for r in runs})
     paths = [p for p in (write(slug, runs) for slug in slugs) if p]
     for db in sorted((store.results_dir() / "studies").glob("*.db")):
@@ -67,18 +67,19 @@ def write(slug: str, runs: list[dict]):
 
 
 def frame(runs: list[dict]) -> pd.DataFrame:
-    """One row per run, with a learner label that names how it differs from its siblings."""
-    names = labels.labels(runs)
+    """One row per run, named by its learner and recorded overrides (see labels.name)."""
     rows = []
-    for r, label in zip(runs, names):
+    for r in runs:
         m, c = r["metrics"], r["config"]
         ok = m.get("status") == "ok"
         recon = (m.get("recon") or {}) if ok else {}
         rows.append(
             {
                 "key": r["key"],
-                "learner": label,
+                "learner": labels.name(c),
                 "method": c["method"],
+                "variant": labels.is_variant(c),
+                "kind": _kind(c["method"]),
                 "seed": c["seed"],
                 "latent_dim": m.get("latent_dim") or c["method_config"].get("latent_dim"),
                 "params": m.get("params"),
@@ -100,13 +101,31 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
     if df.empty:
         return pd.DataFrame()
     g = df.groupby(["learner", "latent_dim"], sort=False)
-    out = g.agg(method=("method", "first"), params=("params", "first"), n=("seed", "nunique"))
+    out = g.agg(
+        method=("method", "first"),
+        variant=("variant", "first"),
+        kind=("kind", "first"),
+        params=("params", "first"),
+        n=("seed", "nunique"),
+    )
     for col in METRICS:
         out[f"{col}_mean"] = g[col].mean()
         out[f"{col}_std"] = g[col].std()
     out = out.reset_index()
-    out["order"] = out["method"].map(lambda m: (m not in BASELINES, m))
+    out["order"] = out["kind"].map(KIND_ORDER)
     return out.sort_values(["order", "learner", "latent_dim"]).drop(columns="order")
+
+
+KIND_ORDER = {"baseline": 0, "learner": 1, "reference": 2}
+
+
+def _kind(method: str) -> str:
+    """baseline (untrained floor), learner, or reference (trained with labels: a ceiling)."""
+    try:
+        cls = registry.get(method)
+    except BenchError:  # a learner no longer registered: an old run, shown as a learner
+        return "learner"
+    return "baseline" if not cls.trainable else "reference" if cls.needs_labels else "learner"
 
 
 def _pm(mean, std, scale=1.0, digits=2) -> str:
@@ -153,9 +172,9 @@ def ablation_table(summary: pd.DataFrame) -> str | None:
     A variant with no plain run at its size (say SimCLR trained on its own epoch budget) compares
     with nothing and is left to the main table.
     """
-    plain_rows = summary[summary["learner"] == summary["method"]].itertuples()
+    plain_rows = summary[~summary["variant"]].itertuples()
     base = {(p.method, p.latent_dim): p for p in plain_rows}
-    variants = summary[summary["learner"] != summary["method"]]
+    variants = summary[summary["variant"]]
     rows = []
     for v in variants.sort_values(["method", "latent_dim", "learner"]).itertuples():
         plain = base.get((v.method, v.latent_dim))
@@ -180,8 +199,6 @@ def ablation_table(summary: pd.DataFrame) -> str | None:
 def render(title: str, runs: list[dict], df: pd.DataFrame, summary: pd.DataFrame, figures: dict) -> str:
     c0 = runs[0]["config"]
     envs = [r["metrics"].get("env", {}) for r in runs]
-    budgets = Counter(json.dumps(r["config"]["train"], sort_keys=True) for r in runs if r["config"]["train"])
-    budget = json.loads(budgets.most_common(1)[0][0]) if budgets else {}
     n = next((r["metrics"]["n"] for r in runs if "n" in r["metrics"]), {})
     commands = Counter(r["config"]["command"] for r in runs if r["config"].get("command"))
     lines = [
@@ -190,8 +207,9 @@ def render(title: str, runs: list[dict], df: pd.DataFrame, summary: pd.DataFrame
         f"- **Data:** {c0['dataset']['provenance']}; train {n.get('train')}, validation "
         f"{n.get('val')}, test {n.get('test')} images.",
         f"- **Protocol:** {PROTOCOL}",
-        f"- **Budget (trained learners):** {_budget(budget)}; baselines are not trained. Learners "
-        "whose label names a setting differ from the rest in that setting only.",
+        f"- **Budget (trained learners):** {_budgets(runs)}; baselines are not trained. A learner "
+        "whose name lists a setting was asked for it beyond this protocol (`--set`, its own config "
+        "table or a study), and differs from the plain row in that setting only.",
         f"- **Hardware:** {_distinct(e.get('device') for e in envs)}; "
         f"torch {_distinct(e.get('torch') for e in envs)}.",
         f"- **Code:** git {_distinct(e.get('git_sha') for e in envs)}; {len(runs)} runs in `results/runs/`.",
@@ -270,9 +288,24 @@ def render(title: str, runs: list[dict], df: pd.DataFrame, summary: pd.DataFrame
     return "\n".join(lines) + "\n"
 
 
-def _budget(b: dict) -> str:
-    if not b:
+def _budgets(runs: list[dict]) -> str:
+    """The protocol's budget(s): the most common one, then any a group of learners has instead
+    (e.g. the view-based learners' longer schedule). Runs that asked for another budget are named."""
+    by_budget: dict[str, set] = {}
+    for r in runs:
+        c = r["config"]
+        if c["train"] and not any(k.startswith("train.") for k in c.get("overrides", {})):
+            by_budget.setdefault(json.dumps(c["train"], sort_keys=True), set()).add(c["method"])
+    if not by_budget:
         return "no trained learner in the store yet"
+    ordered = sorted(by_budget.items(), key=lambda kv: -len(kv[1]))
+    text = _budget(json.loads(ordered[0][0]))
+    for budget, methods in ordered[1:]:
+        text += f"; {', '.join(sorted(methods))}: {_budget(json.loads(budget))}"
+    return text
+
+
+def _budget(b: dict) -> str:
     return (
         f"{b['epochs']} epochs, batch {b['batch_size']}, AdamW lr {b['lr']} (warmup "
         f"{b['warmup_epochs']} epoch, cosine), weight decay {b['weight_decay']}"

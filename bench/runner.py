@@ -4,13 +4,14 @@ runs and `bench tune` calls `run_one` per trial: one code path, one store.
 
 from __future__ import annotations
 
-import dataclasses
+import contextlib
 import functools
 import os
 import platform
 import resource
 import subprocess
 import time
+from pathlib import Path
 
 import torch
 
@@ -22,25 +23,25 @@ from bench.method import Unsupported
 
 def specs(cfg: Config, data: Dataset) -> list[dict]:
     """Expand the grid (methods x latent dims x seeds) into run specs, seed-major so that a partial
-    grid already covers every learner. Methods without a latent_dim (pixels) run once per seed."""
+    grid already covers every learner. Learners without a latent_dim (pixels), or whose config
+    fixes one, run once per seed."""
     out = []
     for seed in cfg.grid.seeds:
-        for method in cfg.grid.methods:
-            overrides = cfg.methods.get(method, {})
-            has_dim = "latent_dim" in {f.name for f in dataclasses.fields(registry.get(method).Config)}
-            dims = cfg.grid.latent_dims if has_dim and "latent_dim" not in overrides else [None]
-            for dim in dims:
-                extra = {} if dim is None else {"latent_dim": dim}
-                out.append(spec(cfg, data, method, {**overrides, **extra}, seed))
+        for method in cfg.grid_methods():
+            fixed = not registry.get(method).takes_latent_dim or "latent_dim" in cfg.method_overrides(method)
+            for dim in [None] if fixed else cfg.grid.latent_dims:
+                out.append(spec(cfg, data, method, {} if dim is None else {"latent_dim": dim}, seed))
     return out
 
 
-def spec(cfg: Config, data: Dataset, method: str, overrides: dict, seed: int) -> dict:
-    """Everything that determines a run's result (the run key hashes all but `dataset`)."""
-    method_cfg = config.method_config(method, overrides)
-    trainable = registry.get(method).trainable
-    data_cfg = config.to_dict(cfg.data)
-    data_cfg.pop("name")  # identified by content, not by name or path
+def spec(cfg: Config, data: Dataset, method: str, extra: dict, seed: int) -> dict:
+    """Everything that determines a run's result (the run key hashes all but `dataset`,
+    `overrides` and `command`). `extra`: this run's own method settings (latent_dim, tuned values)
+    on top of the config's layered tables."""
+    sections = _sections(cfg, data, method, extra)
+    protocol = _sections(
+        cfg.protocol or cfg, data, method, {k: v for k, v in extra.items() if k == "latent_dim"}
+    )
     return {
         "dataset": {
             "name": data.name,
@@ -49,13 +50,36 @@ def spec(cfg: Config, data: Dataset, method: str, overrides: dict, seed: int) ->
             "provenance": data.provenance,
             "classes": data.classes,
         },
-        "data": {**data_cfg, "fingerprint": data.fingerprint},
+        **sections,
         "method": method,
-        "method_config": config.to_dict(method_cfg),
+        "seed": seed,
+        "overrides": _asked(sections, protocol),
+    }
+
+
+def _sections(cfg: Config, data: Dataset, method: str, extra: dict) -> dict:
+    data_cfg = config.to_dict(cfg.data)
+    data_cfg.pop("name")  # identified by content, not by name or path
+    trainable = registry.get(method).trainable
+    return {
+        "data": {**data_cfg, "fingerprint": data.fingerprint},
+        "method_config": config.to_dict(
+            config.method_config(method, {**cfg.method_overrides(method), **extra})
+        ),
         "train": config.to_dict(cfg.train_for(method)) if trainable else None,  # baselines: no budget
         "eval": config.to_dict(cfg.eval),
-        "seed": seed,
     }
+
+
+def _asked(sections: dict, protocol: dict) -> dict:
+    """The settings in which a run differs from its page's protocol: the learner's own keys bare
+    (`loss`), the rest by section (`train.epochs`). The latent size is a column, not a name."""
+    out = {}
+    for section, values in sections.items():
+        for k, v in (values or {}).items():
+            if k != "latent_dim" and v != (protocol[section] or {}).get(k):
+                out[k if section == "method_config" else f"{section}.{k}"] = v
+    return out
 
 
 def preflight(specs: list[dict], data: Dataset) -> list[dict]:
@@ -82,10 +106,13 @@ def preflight(specs: list[dict], data: Dataset) -> list[dict]:
     return kept
 
 
-def run_one(spec: dict, data: Dataset, device: torch.device, force: bool = False, on_epoch=None) -> dict:
+def run_one(
+    spec: dict, data: Dataset, device: torch.device, force: bool = False, on_epoch=None, tensorboard=None
+) -> dict:
     """Train (or load from cache), evaluate and store one run; returns its metrics.
 
-    A diverged run is stored with status 'diverged'; it does not stop the caller.
+    A diverged run is stored with status 'diverged'; it does not stop the caller. With
+    `tensorboard` (a folder), each epoch's loss terms are also written there as scalars.
     """
     key, train_key = store.keys(spec)
     spec = dict(spec)
@@ -110,7 +137,11 @@ def run_one(spec: dict, data: Dataset, device: torch.device, force: bool = False
             train_info = cached["train"]
         else:
             cfg = config.TrainConfig(**spec["train"]) if spec["train"] else config.TrainConfig()
-            train_info = train.fit(model, data.x_train, cfg, spec["seed"], device, on_epoch, label)
+            labels_ = data.y_train if model.needs_labels else None  # only a declared reference gets them
+            with _tensorboard(tensorboard, spec, key) as log:
+                train_info = train.fit(
+                    model, data.x_train, cfg, spec["seed"], device, on_epoch, label, labels_, log
+                )
             store.save_tensor(ckpt_path, {"state": model.state_dict(), "train": train_info})
     except train.Diverged as e:
         metrics = {"status": "diverged", "error": str(e), **_env(device, start)}
@@ -118,8 +149,29 @@ def run_one(spec: dict, data: Dataset, device: torch.device, force: bool = False
         return metrics
     metrics = _evaluate(model, data, spec, device, train_key, key)
     metrics.update(train=train_info, **_env(device, start))
+    plots.run_figures(
+        store.run_dir(key), spec, metrics["confusion"], labels.title(spec, model.latent_dim), train_info
+    )
     store.write_json(store.run_dir(key) / "metrics.json", metrics)
     return metrics
+
+
+@contextlib.contextmanager
+def _tensorboard(folder, spec: dict, key: str):
+    """A `log(epoch, terms)` that writes TensorBoard scalars under folder/<dataset>/<run>, or None."""
+    if not folder:
+        yield None
+        return
+    from torch.utils.tensorboard import SummaryWriter
+
+    name = (
+        f"{labels.name(spec)} d={spec['method_config'].get('latent_dim', '-')} seed={spec['seed']} {key[:8]}"
+    )
+    writer = SummaryWriter(str(Path(folder) / spec["dataset"]["slug"] / name.replace(" ", "_")))
+    try:
+        yield lambda epoch, terms: [writer.add_scalar(f"train/{k}", v, epoch + 1) for k, v in terms.items()]
+    finally:
+        writer.close()
 
 
 def _evaluate(model, data: Dataset, spec: dict, device, train_key: str, key: str) -> dict:
@@ -142,7 +194,6 @@ def _evaluate(model, data: Dataset, spec: dict, device, train_key: str, key: str
         # the grid is kept small in the store, so the report can compare learners later
         grid = evaluate.grid_reconstructions(model, data.x_test, data.y_test, device)
         store.atomic_save_npz(run_dir / "recon.npz", grid)
-    plots.run_figures(run_dir, spec, conf, labels.title(spec, model.latent_dim))
     if evaluate.weights_hash(model) != before:
         raise RuntimeError("evaluation changed the encoder's weights: the evaluator has a bug")
     return {

@@ -1,7 +1,8 @@
 """One training loop for every learner: same optimiser, schedule and budget rules for all.
 
 Batches are index slices of the in-memory uint8 tensor, converted to [0, 1] floats on the
-training device; augmentation happens inside the method, on the batch. Labels never come here.
+training device; augmentation happens inside the method, on the batch. Labels come here only for
+a learner that declares `needs_labels`, and only the training split's.
 """
 
 from __future__ import annotations
@@ -31,16 +32,24 @@ def fit(
     device: torch.device,
     on_epoch=None,
     desc: str = "",
+    y_train: torch.Tensor | None = None,
+    log=None,
 ) -> dict:
     """Train `model` on uint8 images (N, C, H, W) for cfg.epochs with AdamW and a warmup+cosine
-    schedule. `on_epoch(epoch, model)` is called after each epoch (tuning hooks in here).
+    schedule. `on_epoch(epoch, model)` is called after each epoch (tuning hooks in here),
+    `log(epoch, {term: value})` with the epoch's mean loss terms, `model.on_step(step, total)`
+    after every optimiser step. `y_train` is given to a learner that declares `needs_labels`, and
+    to no other.
 
-    Returns the per-epoch mean loss, wall time and throughput.
+    Returns the per-epoch mean loss and loss terms, wall time and throughput.
     """
+    if (y_train is not None) != model.needs_labels:
+        raise BenchError(f"{model.name}: labels go to a learner that declares needs_labels, and only to it")
     model.prepare(x_train)
     if not model.trainable:
         return {"epochs": 0, "loss_per_epoch": [], "time_s": 0.0, "images_per_s": None}
     x_train = x_train.to(device)
+    y_train = y_train.to(device) if y_train is not None else None
     n = len(x_train)
     batch = min(cfg.batch_size, n)
     steps_per_epoch = n // batch  # drop the ragged last batch: contrastive losses want full ones
@@ -51,25 +60,33 @@ def fit(
     gen = torch.Generator().manual_seed(seed)
     amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     model.train()
-    losses, start = [], time.perf_counter()
+    losses, terms, start = [], {}, time.perf_counter()
     bar = tqdm(total=total, desc=desc, unit="step", leave=False, disable=None)
     last_line = start  # without a terminal the bar is off: a line every LOG_EVERY_S instead
     for epoch in range(cfg.epochs):
         perm = torch.randperm(n, generator=gen).to(device)
-        running = torch.zeros((), device=device)
+        running: dict[str, torch.Tensor] = {}
         for step in range(steps_per_epoch):
-            xb = _batch(x_train, perm[step * batch : (step + 1) * batch])
+            idx = perm[step * batch : (step + 1) * batch]
             with amp:
-                loss = model.training_step(xb)
+                out = model.training_step(_batch(x_train, idx), *(() if y_train is None else (y_train[idx],)))
+            out = out if isinstance(out, dict) else {"loss": out}
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            out["loss"].backward()
             if cfg.grad_clip:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
             sched.step()
-            running += loss.detach()
+            model.on_step(epoch * steps_per_epoch + step + 1, total)
+            for name, value in out.items():
+                running[name] = running.get(name, 0) + value.detach().float().to(device)
             bar.update()
-        losses.append(running.item() / steps_per_epoch)  # one device sync per epoch, not per step
+        means = {k: v.item() / steps_per_epoch for k, v in running.items()}  # one sync per epoch
+        losses.append(means.pop("loss"))
+        for name, value in means.items():
+            terms.setdefault(name, []).append(value)
+        if log is not None:
+            log(epoch, {"loss": losses[-1], **means})
         bar.set_postfix(epoch=f"{epoch + 1}/{cfg.epochs}", loss=f"{losses[-1]:.4g}")
         if not math.isfinite(losses[-1]):
             bar.close()
@@ -94,6 +111,7 @@ def fit(
     return {
         "epochs": cfg.epochs,
         "loss_per_epoch": losses,
+        "terms_per_epoch": terms,  # the learner's named loss terms (e.g. a VAE's recon and kl)
         "time_s": elapsed,
         "images_per_s": cfg.epochs * steps_per_epoch * batch / elapsed,
     }

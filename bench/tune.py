@@ -70,7 +70,9 @@ def open_study(name: str, url: str | None, multi: bool, seed: int, prune: bool):
     return study, url
 
 
-def optimize(study, url: str, cfg, data, method: str, trials: int, device, prune: bool) -> None:
+def optimize(
+    study, url: str, cfg, data, method: str, trials: int, device, prune: bool, tensorboard=None
+) -> None:
     """Work on `study` until it holds `trials` finished trials (counting every worker's)."""
     failures = 0
     while True:
@@ -85,7 +87,9 @@ def optimize(study, url: str, cfg, data, method: str, trials: int, device, prune
             time.sleep(HEARTBEAT_S)
             continue
         with _Heartbeat(study, trial):
-            state, values = _run_trial(trial, cfg, data, method, device, prune, len(study.directions))
+            state, values = _run_trial(
+                trial, cfg, data, method, device, prune, len(study.directions), tensorboard
+            )
         study.tell(trial, values, state=state)
         failures += state == TrialState.FAIL
         if failures > trials:
@@ -98,7 +102,7 @@ def optimize(study, url: str, cfg, data, method: str, trials: int, device, prune
 def trial_spec(cfg, data, method: str, params: dict, seed: int, purpose: str) -> dict:
     """A run spec for `method` with search-space `params` ("train.lr" or bare method keys)."""
     cfg = copy.deepcopy(cfg)
-    overrides = dict(cfg.methods.get(method, {}))
+    overrides = {}
     for key, value in params.items():
         section, _, field = key.rpartition(".")
         if section == "train":  # this method's own budget, above any [train.<method>] table
@@ -107,12 +111,13 @@ def trial_spec(cfg, data, method: str, params: dict, seed: int, purpose: str) ->
             setattr(cfg, section, config.replace(getattr(cfg, section), {field: value}, section))
         else:
             overrides[key] = value
-    if cfg.grid.latent_dims and "latent_dim" not in overrides and _has_latent(method):
+    fixed = "latent_dim" in {**cfg.method_overrides(method), **overrides}
+    if cfg.grid.latent_dims and not fixed and registry.get(method).takes_latent_dim:
         overrides["latent_dim"] = cfg.grid.latent_dims[0]
     return dict(runner.spec(cfg, data, method, overrides, seed), purpose=purpose)  # purpose: not keyed
 
 
-def _run_trial(trial, cfg, data, method, device, prune, n_objectives):
+def _run_trial(trial, cfg, data, method, device, prune, n_objectives, tensorboard=None):
     trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
     params = registry.get(method).search_space(trial)
     spec = trial_spec(cfg, data, method, params, cfg.grid.seeds[0], f"trial:{trial.study.study_name}")
@@ -124,7 +129,8 @@ def _run_trial(trial, cfg, data, method, device, prune, n_objectives):
             raise optuna.TrialPruned()
 
     try:
-        m = runner.run_one(spec, data, device, on_epoch=report if prune and n_objectives == 1 else None)
+        on_epoch = report if prune and n_objectives == 1 else None
+        m = runner.run_one(spec, data, device, on_epoch=on_epoch, tensorboard=tensorboard)
     except optuna.TrialPruned:
         return TrialState.PRUNED, None
     if m["status"] != "ok":
@@ -150,10 +156,6 @@ def rerun_best(study, cfg, data, method: str, device) -> list[dict]:
 def _replay(method: str, params: dict) -> dict:
     """Turn a finished trial's params back into the search space's overrides."""
     return registry.get(method).search_space(optuna.trial.FixedTrial(params))
-
-
-def _has_latent(method: str) -> bool:
-    return "latent_dim" in registry.get(method).Config.__dataclass_fields__
 
 
 @contextlib.contextmanager

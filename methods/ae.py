@@ -15,6 +15,8 @@ from bench.registry import register
 
 @register("ae")
 class AE(Method):
+    reconstructs = True
+    family = "autoencoders"
     skips = False  # the U-Net subclass turns them on
 
     @dataclass
@@ -36,7 +38,7 @@ class AE(Method):
 
     @staticmethod
     def search_space(trial) -> dict:
-        """Optuna suggestions as config overrides (bare keys are this method's own options)."""
+        """Learning rate over the shared range; the loss among the pixel losses of the AE family."""
         return {
             "train.lr": trial.suggest_float("lr", 3e-4, 1e-2, log=True),
             "loss": trial.suggest_categorical("loss", ["mse", "l1", "l1+ssim"]),

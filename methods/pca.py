@@ -14,6 +14,7 @@ from bench.registry import register
 @register("pca")
 class PCA(Method):
     trainable = False
+    reconstructs = True
 
     @dataclass
     class Config:

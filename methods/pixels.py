@@ -13,6 +13,8 @@ from bench.registry import register
 @register("pixels")
 class Pixels(Method):
     trainable = False
+    takes_latent_dim = False
+    search_space = None
 
     @dataclass
     class Config:  # no latent_dim: the latent is the image itself, C*H*W values

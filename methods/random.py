@@ -14,6 +14,7 @@ from methods.ae import AE
 @register("random")
 class Random(Method):
     trainable = False
+    search_space = None  # nothing is fitted: no setting to tune
     Config = AE.Config  # same architecture options as `ae`, so the two stay comparable
 
     def __init__(self, cfg: AE.Config, shape: InputShape):

@@ -5,8 +5,8 @@ import torch
 
 from bench.method import InputShape
 
-GREY8 = InputShape(1, 8, 8, (0.3,), (0.4,))
-RGB32 = InputShape(3, 32, 32, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+GREY8 = InputShape(1, 8, 8, (0.3,), (0.4,), num_classes=10)
+RGB32 = InputShape(3, 32, 32, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), num_classes=10)
 
 
 @pytest.fixture(autouse=True)

@@ -93,7 +93,7 @@ def _npz(tmp_path, **arrays):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--methods", "ae,vae"], "unknown method 'vae'"),
+        (["--methods", "ae,vae2"], "unknown method 'vae2'"),
         (["--dataset", "imagenet"], "unknown dataset 'imagenet'"),
         (["--set", "train.epoch=3"], "unknown key train.epoch"),
         (["--set", "train.epochs=abc"], "train.epochs: expected int"),

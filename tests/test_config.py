@@ -14,8 +14,52 @@ def test_there_are_configs():
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_every_config_parses_and_its_methods_resolve(path):
     cfg = config.load(path)
-    for name in cfg.grid.methods:
-        config.method_config(name, cfg.methods.get(name, {}))
+    for name in cfg.grid_methods():
+        config.method_config(name, cfg.method_overrides(name))
+        cfg.train_for(name)
+
+
+def test_the_default_grid_is_the_registry():
+    from bench import registry
+
+    assert config.load(None).grid_methods() == registry.names()
+
+
+def test_shared_tables_reach_every_learner_that_has_the_field(tmp_path):
+    """A new learner gets its neighbours' widths and augmentations with no config edit."""
+    from bench import registry
+
+    path = tmp_path / "c.toml"
+    path.write_text(
+        "[methods.all]\nchannels = [8, 16]\n[methods.views]\nhflip = false\n[methods.simclr]\nhflip = true\n"
+        "[train.views]\nepochs = 40\n[train.byol]\nlr = 0.5\n"
+    )
+    cfg = config.load(path)
+    for name in registry.names():
+        cls = registry.get(name)
+        resolved = config.method_config(name, cfg.method_overrides(name))
+        if "channels" in {f.name for f in __import__("dataclasses").fields(cls.Config)}:
+            assert resolved.channels == (8, 16), name
+        if cls.family == "views":
+            assert resolved.hflip == (name == "simclr"), name  # the learner's own table wins
+            assert cfg.train_for(name).epochs == 40
+    assert "channels" not in cfg.method_overrides("mae") and "channels" not in cfg.method_overrides("pixels")
+    assert cfg.train_for("byol").lr == 0.5 and cfg.train_for("simclr").lr == config.TrainConfig().lr
+    assert cfg.train_for("ae").epochs == config.TrainConfig().epochs
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        (["methods.all.chanels=8"], "unknown key methods.all.chanels: no learner there has it"),
+        (["methods.views.loss=l1"], "unknown key methods.views.loss"),
+        (["methods.all.channels=a,b"], "expected int"),
+        (["train.nothing.epochs=3"], "unknown method 'nothing'"),
+    ],
+)
+def test_shared_tables_are_checked_too(override, message):
+    with pytest.raises(BenchError, match=message):
+        config.load(None, override)
 
 
 def test_layering_defaults_file_then_set(tmp_path):
@@ -35,7 +79,7 @@ def test_layering_defaults_file_then_set(tmp_path):
         (["train.epoch=3"], "unknown key train.epoch: valid keys are .*epochs"),
         (["trian.epochs=3"], "unknown config section 'trian'"),
         (["methods.ae.los=l1"], "unknown key methods.ae.los: valid keys are .*loss"),
-        (["methods.vae.latent_dim=3"], "unknown method 'vae'"),
+        (["methods.vae2.latent_dim=3"], "unknown method 'vae2'"),
         (["train.epochs=three"], "train.epochs: expected int, got 'three'"),
         (["train.epochs=1.5"], "train.epochs: expected int"),
         (["methods.unet.skips=maybe"], "methods.unet.skips: expected bool"),
@@ -55,8 +99,8 @@ def test_per_method_training_budget(tmp_path):
     assert cfg.train_for("simclr").epochs == 30 and cfg.train_for("simclr").lr == 0.5
     with pytest.raises(BenchError, match="unknown key train.simclr.epoch"):
         config.load(None, ["train.simclr.epoch=3"])
-    with pytest.raises(BenchError, match="unknown method 'vae'"):
-        config.load(None, ["train.vae.epochs=3"])
+    with pytest.raises(BenchError, match="unknown method 'vae2'"):
+        config.load(None, ["train.vae2.epochs=3"])
 
 
 def test_bad_toml_is_reported(tmp_path):

@@ -103,29 +103,34 @@ def test_method_config_round_trips_through_json():
     assert cfg.channels == (8, 16)
 
 
-def _run(method: str, seed: int, **method_config) -> dict:
-    return {
-        "config": {
-            "method": method,
-            "seed": seed,
-            "method_config": {"latent_dim": 64, **method_config},
-            "train": {"epochs": 10},
-            "eval": {},
-            "data": {},
-        }
-    }
+def test_row_names_come_from_what_was_asked_not_from_the_store(tmp_path):
+    """`--set` values name a row; the config file's shared tables do not; the same run gets the
+    same name whatever else is stored."""
+    path = tmp_path / "c.toml"
+    path.write_text(
+        "[train]\nepochs = 1\n[methods.all]\nchannels = [8, 16]\n[methods.dae]\nnoise_std = 0.1\n"
+    )
+    ds = data.load(config.DataConfig())
+    plain = config.load(path)
+    asked = config.load(path, ["methods.ae.loss=l1", "train.lr=0.01", "methods.dae.mask_prob=0.25"])
+    name = lambda cfg, m: labels.name(runner.spec(cfg, ds, m, {"latent_dim": 8}, 0))  # noqa: E731
+    assert name(plain, "ae") == "ae"  # widths from [methods.all]: the page's protocol
+    assert name(plain, "dae") == "dae (noise_std=0.1)"  # the learner's own table: asked for
+    assert name(asked, "ae") == "ae (loss=l1, train.lr=0.01)"
+    assert name(asked, "dae") == "dae (noise_std=0.1, train.lr=0.01)"  # mask_prob=0.25 is its default
+    assert name(asked, "unet") == "unet (train.lr=0.01)"
+    assert name(config.load(path, ["methods.ae.loss=mse"]), "ae") == "ae"  # a default is no override
+    s = runner.spec(asked, ds, "supervised", {"latent_dim": 8}, 0)
+    assert labels.name(s) == "supervised (train.lr=0.01, reference: trained with labels)"
+    s = dict(runner.spec(plain, ds, "ae", {"latent_dim": 8, "loss": "l1"}, 0), purposes=["tuned:x"])
+    assert labels.name(s) == "ae (tuned, loss=l1)"
 
 
-def test_labels_name_the_ablation_not_the_default_on_a_tie():
-    runs = [_run("unet", 0, skip_drop=0.0), _run("unet", 0, skip_drop=0.5)]
-    assert labels.labels(runs) == ["unet", "unet (skip_drop=0.5)"]
-    assert labels.labels(runs[::-1]) == ["unet (skip_drop=0.5)", "unet"]
-
-
-def test_labels_follow_the_majority_and_scope_settings_per_learner():
-    runs = [_run("dae", s, noise_std=0.1) for s in (0, 1)] + [_run("dae", 0, noise_std=0.3)]
-    runs.append(_run("ae", 0, noise_std=0.3))  # another learner's setting is not compared
-    assert labels.labels(runs) == ["dae", "dae", "dae (noise_std=0.3)", "ae"]
+def test_the_default_learner_is_never_a_variant_of_itself():
+    run = {"config": {"method": "dae", "overrides": {}, "purposes": ["grid"]}}
+    variant = {"config": {"method": "dae", "overrides": {"noise_std": 0.6}, "purposes": ["grid"]}}
+    for store_content in ([run], [run, variant], [variant, variant, run]):
+        assert labels.labels(store_content)[store_content.index(run)] == "dae"
 
 
 def test_latent_table_orders_sizes_numerically():
@@ -140,6 +145,7 @@ def test_ablation_table_pairs_each_variant_with_its_plain_learner():
     rows = [("ae", "ae", 256, 0.47), ("ae", "ae (loss=l1+ssim)", 256, 0.43), ("ae", "ae (loss=l1)", 64, 0.4)]
     rows.append(("simclr", "simclr (train.epochs=40)", 256, 0.66))  # nothing to compare with
     summary = pd.DataFrame(rows, columns=["method", "learner", "latent_dim", "linear_mean"])
+    summary["variant"] = summary["learner"] != summary["method"]
     nan = {f"{m}_{s}": float("nan") for m in ("knn", "psnr", "ssim") for s in ("mean", "std")}
     summary = summary.assign(n=1, linear_std=float("nan"), **nan)
     body = report.ablation_table(summary).splitlines()[2:]
