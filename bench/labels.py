@@ -20,7 +20,25 @@ def name(cfg: dict) -> str:
 
 
 def labels(runs: list[dict]) -> list[str]:
-    return [name(r["config"]) for r in runs]
+    """Row names of `runs`. Runs that share a name but not their settings (the store holds two
+    protocols of one dataset, say an old budget beside a new one) are never averaged together:
+    each such name gets the settings that tell its runs apart, in brackets."""
+    names = [name(r["config"]) for r in runs]
+    flat = [_settings(r["config"]) for r in runs]
+    for shared in set(names):
+        group = [i for i, n in enumerate(names) if n == shared]
+        keys = sorted({k for i in group for k in flat[i]})
+        differ = [k for k in keys if len({repr(flat[i].get(k)) for i in group}) > 1]
+        for i in group if differ else []:
+            names[i] += " [" + ", ".join(f"{k}={_short(flat[i].get(k))}" for k in differ) + "]"
+    return names
+
+
+def _settings(cfg: dict) -> dict:
+    out = {k: v for k, v in cfg.get("method_config", {}).items() if k != "latent_dim"}
+    for section in ("train", "eval", "data"):
+        out.update({f"{section}.{k}": v for k, v in (cfg.get(section) or {}).items()})
+    return out
 
 
 def is_variant(cfg: dict) -> bool:

@@ -69,14 +69,14 @@ def write(slug: str, runs: list[dict]):
 def frame(runs: list[dict]) -> pd.DataFrame:
     """One row per run, named by its learner and recorded overrides (see labels.name)."""
     rows = []
-    for r in runs:
+    for r, label in zip(runs, labels.labels(runs)):
         m, c = r["metrics"], r["config"]
         ok = m.get("status") == "ok"
         recon = (m.get("recon") or {}) if ok else {}
         rows.append(
             {
                 "key": r["key"],
-                "learner": labels.name(c),
+                "learner": label,
                 "method": c["method"],
                 "variant": labels.is_variant(c),
                 "kind": _kind(c["method"]),
@@ -233,6 +233,16 @@ def render(title: str, runs: list[dict], df: pd.DataFrame, summary: pd.DataFrame
         "",
         main_table(summary),
         "",
+        *(
+            [
+                "Rows marked *reference: trained with labels* are the supervised ceiling for the same "
+                "encoder and budget, trained on the training labels: a reference, not a representation "
+                "learner, and never counted as the best learner.",
+                "",
+            ]
+            if (summary["kind"] == "reference").any()
+            else []
+        ),
         "## Linear probe accuracy by latent size",
         "",
         latent_table(summary),

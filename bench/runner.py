@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from bench import BenchError, config, evaluate, labels, plots, registry, store, train
+from bench import BenchError, config, evaluate, labels, registry, store, train
 from bench.config import Config
 from bench.data import Dataset
 from bench.method import Unsupported
@@ -149,9 +149,6 @@ def run_one(
         return metrics
     metrics = _evaluate(model, data, spec, device, train_key, key)
     metrics.update(train=train_info, **_env(device, start))
-    plots.run_figures(
-        store.run_dir(key), spec, metrics["confusion"], labels.title(spec, model.latent_dim), train_info
-    )
     store.write_json(store.run_dir(key) / "metrics.json", metrics)
     return metrics
 
@@ -194,8 +191,11 @@ def _evaluate(model, data: Dataset, spec: dict, device, train_key: str, key: str
         # the grid is kept small in the store, so the report can compare learners later
         grid = evaluate.grid_reconstructions(model, data.x_test, data.y_test, device)
         store.atomic_save_npz(run_dir / "recon.npz", grid)
-    if evaluate.weights_hash(model) != before:
-        raise RuntimeError("evaluation changed the encoder's weights: the evaluator has a bug")
+    after = evaluate.weights_hash(model)
+    if after != before:  # the latents would describe another encoder than the stored one
+        raise BenchError(
+            f"{labels.title(spec)}: evaluation changed the encoder's weights; nothing was stored"
+        )
     return {
         "status": "ok",
         "method": spec["method"],
@@ -205,7 +205,8 @@ def _evaluate(model, data: Dataset, spec: dict, device, train_key: str, key: str
         "recon": recon,
         "recon_val": recon_val,
         "confusion": conf,
-        "encoder_unchanged": True,
+        "encoder_unchanged": after == before,
+        "weights_sha256": after,
         "n": {"train": len(data.x_train), "val": len(data.x_val), "test": len(data.x_test)},
     }
 

@@ -1,5 +1,6 @@
 """The command line as a user drives it: end to end on digits, resume, and every bad input."""
 
+import json
 import os
 import subprocess
 import sys
@@ -41,10 +42,9 @@ def test_end_to_end_on_digits(capsys):
 
     assert main(["report"]) == 0
     key = next(r["key"] for r in store.load_runs() if r["config"]["method"] == "ae")
-    figures = [store.run_dir(key) / n for n in ("confusion.png", "recon.png")]
-    for path in figures:
-        path.unlink()
-    assert main(["report", "--runs"]) == 0  # a run's own figures come back from what it stored
+    figures = [store.run_dir(key) / n for n in ("confusion.png", "recon.png", "loss.png")]
+    assert not any(path.exists() for path in figures)  # drawn on demand, not in every run
+    assert main(["report", "--runs"]) == 0  # a run's own figures, drawn from what it stored
     assert all(path.stat().st_size > 1000 for path in figures)
     assert main(["evaluate", key[:6]]) == 0
     out = capsys.readouterr().out
@@ -216,3 +216,45 @@ def test_image_folder_dataset_runs(tmp_path, capsys):
     (tmp_path / "imgs" / "test" / "dark").rename(tmp_path / "imgs" / "test" / "dim")
     assert main(["run", *QUICK, "--dataset", f"folder:{tmp_path / 'imgs'}", "--methods", "pixels"]) == 2
     assert "differ from train/" in capsys.readouterr().err
+
+
+def test_tensorboard_gets_every_loss_term_and_evaluate_plots_them(tmp_path, capsys):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    board = tmp_path / "tb"
+    args = ["run", *QUICK, "--set", "train.epochs=2", "--methods", "vae", "--tensorboard", str(board)]
+    assert main(args) == 0
+    (run_dir,) = (board / "digits").iterdir()
+    events = EventAccumulator(str(run_dir))
+    events.Reload()
+    assert set(events.Tags()["scalars"]) == {"train/loss", "train/recon", "train/kl"}
+    assert [e.step for e in events.Scalars("train/kl")] == [1, 2]
+    (run,) = store.load_runs()
+    assert main(["evaluate", run["key"][:8]]) == 0
+    out = capsys.readouterr().out
+    assert "train kl" in out and (store.run_dir(run["key"]) / "loss.png").stat().st_size > 1000
+
+
+def test_a_new_learner_is_one_file(tmp_path):
+    """Drop one file into methods/ and nothing else: `list`, the default grid, the row names and
+    the table pick it up (in a fresh process, as a user would run it)."""
+    source = (ROOT / "methods" / "vicreg.py").read_text()
+    new = ROOT / "methods" / "zzprobe.py"
+    new.write_text(source.replace('@register("vicreg")', '@register("zzprobe")'))
+    try:
+        env = dict(os.environ, BENCH_RESULTS_DIR=str(tmp_path / "r"), BENCH_CACHE_DIR=str(tmp_path / "c"))
+        run = [sys.executable, "-m", "bench"]
+        listed = subprocess.run(
+            [*run, "list"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+        )
+        assert "zzprobe" in listed.stdout and "views" in listed.stdout.split("zzprobe")[1].split("\n")[0]
+        args = [*run, "run", *QUICK, "--methods", "pixels,zzprobe"]
+        done = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        table = (tmp_path / "r" / "digits.md").read_text()
+        assert "| zzprobe " in table  # its own name: the [methods.views] tables are its protocol
+        configs = [json.loads(p.read_text()) for p in (tmp_path / "r" / "runs").glob("*/config.json")]
+        (mine,) = [c["method_config"] for c in configs if c["method"] == "zzprobe"]
+        assert mine["crop_scale"] == [0.5, 1.0] and mine["channels"] == [32, 64]  # its neighbours' settings
+    finally:
+        new.unlink()

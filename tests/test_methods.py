@@ -258,3 +258,21 @@ def test_resnet18_backbone_with_cifar_stem():
     assert model.eval().encode(x).shape == (4, 512)
     with pytest.raises(BenchError, match="set latent_dim=512"):
         registry.create("simclr", config.method_config("simclr", {"backbone": "resnet18"}), RGB32)
+
+
+def test_an_encoder_that_changes_during_evaluation_fails_the_run(monkeypatch):
+    cls = registry.get("ae")
+    real = cls.encode
+
+    def drifting(self, x):
+        with torch.no_grad():
+            self.bottleneck.down[1].bias.add_(1e-3)  # a learner whose encode() mutates itself
+        return real(self, x)
+
+    monkeypatch.setattr(cls, "encode", drifting)
+    cfg = config.load(None, ["train.epochs=1", "data.train_limit=256"])
+    ds = data.load(cfg.data)
+    spec = runner.spec(cfg, ds, "ae", TINY, seed=0)
+    with pytest.raises(BenchError, match="evaluation changed the encoder's weights"):
+        runner.run_one(spec, ds, torch.device("cpu"))
+    assert not store.is_done(store.keys(spec)[0])

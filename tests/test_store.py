@@ -152,3 +152,16 @@ def test_ablation_table_pairs_each_variant_with_its_plain_learner():
     assert [line.split("|")[1].strip() for line in body] == ["ae", "ae (loss=l1+ssim)"]
     assert "| -4.00 " in body[1]
     assert report.ablation_table(summary[summary.method == "simclr"]) is None
+
+
+def test_runs_of_two_protocols_are_never_averaged_under_one_name():
+    def run(epochs, overrides=None):
+        cfg = {"method": "ae", "method_config": {"latent_dim": 8}, "train": {"epochs": epochs}}
+        return {"config": {**cfg, "eval": {}, "data": {}, "overrides": overrides or {}}}
+
+    assert labels.labels([run(60), run(20), run(20)]) == [
+        "ae [train.epochs=60]",
+        "ae [train.epochs=20]",
+        "ae [train.epochs=20]",
+    ]
+    assert labels.labels([run(20), run(20)]) == ["ae", "ae"]
