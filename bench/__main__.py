@@ -26,11 +26,14 @@ class _Parser(argparse.ArgumentParser):
 def _csv(kind):
     def parse(text: str) -> list:
         try:
-            return [kind(v) for v in text.split(",") if v.strip()]
+            values = [kind(v.strip()) for v in text.split(",") if v.strip()]
         except ValueError:
             raise argparse.ArgumentTypeError(
                 f"expected comma-separated {kind.__name__}s, got {text!r}"
             ) from None
+        if not values:  # an explicitly empty list is a mistake, never "use the default"
+            raise argparse.ArgumentTypeError(f"expected at least one {kind.__name__}, got {text!r}")
+        return values
 
     return parse
 
@@ -118,12 +121,10 @@ def cmd_run(args) -> int:
     from bench import config, data, labels, registry, report, runner, store
 
     cfg = config.load(args.config, args.set)
-    if args.methods:
-        cfg.grid.methods = args.methods
+    grid = {"methods": args.methods, "latent_dims": args.latent_dims, "seeds": args.seeds}
+    cfg.grid = config.replace(cfg.grid, {k: v for k, v in grid.items() if v is not None}, "grid")
     if args.dataset:
         cfg.data.name = args.dataset
-    cfg.grid.latent_dims = args.latent_dims or cfg.grid.latent_dims
-    cfg.grid.seeds = args.seeds or cfg.grid.seeds
     for name in cfg.grid_methods():
         registry.get(name)
     device = runner.pick_device(args.device)
@@ -131,12 +132,16 @@ def cmd_run(args) -> int:
     specs = runner.preflight(runner.specs(cfg, ds), ds)
     command = "python -m bench " + " ".join(shlex.quote(a) for a in args.argv)  # for the report
     print(f"{ds.provenance}: {len(specs)} run{'s' * (len(specs) != 1)} on {runner.device_name(device)}")
-    diverged = []
+    diverged, elsewhere = [], 0
     for i, spec in enumerate(specs, 1):
         start = time.perf_counter()
         stored = not args.force and store.is_done(store.keys(spec)[0])
         m = runner.run_one(dict(spec, command=command), ds, device, args.force, tensorboard=args.tensorboard)
         what = f"[{i}/{len(specs)}] {labels.name(spec)} {labels.describe(spec)}"
+        if m["status"] == "claimed":
+            elsewhere += 1
+            print(f"{what}: being trained by another process, left to it")
+            continue
         if m["status"] != "ok":
             diverged.append(what)
             print(f"{what}: {m['error']}")
@@ -148,6 +153,8 @@ def cmd_run(args) -> int:
         )
     path = report.write(ds.slug, store.load_runs())
     print(f"wrote {path}")
+    if elsewhere:
+        print(f"{elsewhere} run(s) were left to other processes; rerun this command after they finish")
     if diverged:
         raise BenchError(
             f"{len(diverged)} of {len(specs)} runs diverged (first: {diverged[0]}); the rest "
@@ -162,9 +169,8 @@ def cmd_tune(args) -> None:
     cfg = config.load(args.config, args.set)
     if args.dataset:
         cfg.data.name = args.dataset
-    if args.latent_dim:
-        cfg.grid.latent_dims = [args.latent_dim]
-    cfg.grid.seeds = args.seeds or cfg.grid.seeds
+    grid = {"latent_dims": None if args.latent_dim is None else [args.latent_dim], "seeds": args.seeds}
+    cfg.grid = config.replace(cfg.grid, {k: v for k, v in grid.items() if v is not None}, "grid")
     if args.trials < 1:
         raise BenchError(f"--trials {args.trials}: give a positive number of trials")
     cls = registry.get(args.method)
@@ -177,6 +183,7 @@ def cmd_tune(args) -> None:
     device = runner.pick_device(args.device)
     ds = data.load(cfg.data, args.data_dir, args.offline)
     name = args.study or f"{args.method}-{ds.slug}" + ("-pareto" if args.multi_objective else "")
+    store.safe_name(name, "--study")
     study, url = tune.open_study(
         name, args.storage, args.multi_objective, args.sampler_seed, not args.no_prune
     )
@@ -217,7 +224,11 @@ def cmd_evaluate(args) -> None:
 
     key = store.find(args.key)
     run = store.run_dir(key)
-    spec, m = store.load_json(run / "config.json"), store.load_json(run / "metrics.json")
+    spec, m = store.read_json(run / "config.json"), store.read_json(run / "metrics.json")
+    if not isinstance(spec, dict) or not isinstance(m, dict) or "status" not in m:
+        raise BenchError(
+            f"run {key} is not finished (or its files are unreadable): rerun the command that made it"
+        )
     print(f"run {key}: {labels.name(spec)} {labels.describe(spec)} on {spec['dataset']['name']}")
     if m["status"] != "ok":
         raise BenchError(f"run {key} has status {m['status']}: {m.get('error', '')}")
@@ -254,6 +265,10 @@ def main(argv=None) -> int:
         }[args.verb](args) or 0
     except BenchError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a full disk, a read-only store: name the file, keep what is finished
+        where = f" {e.filename}" if e.filename else ""
+        print(f"error: cannot write{where}: {e.strerror or e}; finished runs are kept", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(

@@ -16,17 +16,19 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from bench.checks import at_least, flag, fraction_range, within
+
 
 @dataclass
 class Views:
     """Augmentation settings shared by every view-based learner (their Configs inherit these
     fields, so `[methods.views]` sets them for all of them at once). Defaults: SimCLR's."""
 
-    crop_scale: tuple[float, ...] = (0.08, 1.0)
-    hflip: bool = True
-    jitter_strength: float = 0.5  # 0.5 on CIFAR-10 in the paper; grey images get no hue/sat
-    jitter_prob: float = 0.8
-    gray_prob: float = 0.2
+    crop_scale: tuple[float, ...] = fraction_range((0.08, 1.0))
+    hflip: bool = flag(True)
+    jitter_strength: float = at_least(0, 0.5)  # 0.5 on CIFAR-10 in the paper; grey images get no hue/sat
+    jitter_prob: float = within(0, 1, 0.8)
+    gray_prob: float = within(0, 1, 0.2)
 
 
 def random_resized_crop(x: torch.Tensor, scale: tuple[float, float], hflip: bool) -> torch.Tensor:

@@ -24,43 +24,45 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import BenchError
+from bench.checks import above, any_value, at_least, names, validate, within
 
 
 @dataclass
 class DataConfig:
-    name: str = "digits"  # see `python -m bench list` for the names
-    val_fraction: float = 0.1  # seeded slice of train that picks every evaluator hyperparameter
-    val_seed: int = 0  # fixed across runs, so every learner is judged on the same slice
-    train_limit: int = 0  # keep only this many training images (0 = all): quick runs and tests
+    name: str = any_value("digits", "a dataset name (`python -m bench list`)")
+    # seeded slice of train that picks every evaluator hyperparameter
+    val_fraction: float = within(0, 1, 0.1, open_lo=True, open_hi=True)
+    val_seed: int = at_least(0, 0)  # fixed across runs, so every learner is judged on the same slice
+    train_limit: int = at_least(0, 0)  # keep only this many training images (0 = all): quick runs and tests
 
 
 @dataclass
 class TrainConfig:
-    epochs: int = 30
-    batch_size: int = 128
-    lr: float = 2e-3  # AdamW peak learning rate, reached after warmup, then cosine decay to 0
-    weight_decay: float = 1e-4
-    warmup_epochs: float = 1.0
-    grad_clip: float = 5.0  # max global grad norm; 0 disables it
+    epochs: int = at_least(1, 30)
+    batch_size: int = at_least(2, 128)  # batch statistics (BatchNorm, contrastive losses) need two
+    lr: float = above(0, 2e-3)  # AdamW peak learning rate, reached after warmup, then cosine decay to 0
+    weight_decay: float = at_least(0, 1e-4)
+    warmup_epochs: float = at_least(0, 1.0)
+    grad_clip: float = at_least(0, 5.0)  # max global grad norm; 0 disables it
 
 
 @dataclass
 class EvalConfig:
     # L2 strengths tried for the linear probe (coefficient on 0.5*||W||^2, loss is a mean)
-    probe_weight_decays: list[float] = field(default_factory=lambda: [1e-6, 1e-4, 1e-3, 1e-2])
-    probe_max_iter: int = 150  # L-BFGS iterations per fit
-    mlp_hidden: int = 512
-    mlp_max_epochs: int = 40
-    mlp_patience: int = 5  # epochs without validation improvement before stopping
-    mlp_lr: float = 1e-3
-    knn_ks: list[int] = field(default_factory=lambda: [1, 3, 5, 10, 20, 50])
+    probe_weight_decays: list[float] = at_least(0, [1e-6, 1e-4, 1e-3, 1e-2], each=True)
+    probe_max_iter: int = at_least(1, 150)  # L-BFGS iterations per fit
+    mlp_hidden: int = at_least(1, 512)
+    mlp_max_epochs: int = at_least(1, 40)
+    mlp_patience: int = at_least(1, 5)  # epochs without validation improvement before stopping
+    mlp_lr: float = above(0, 1e-3)
+    knn_ks: list[int] = at_least(1, [1, 3, 5, 10, 20, 50], each=True)
 
 
 @dataclass
 class GridConfig:
-    methods: list[str] | None = None  # None: every registered learner
-    latent_dims: list[int] = field(default_factory=lambda: [16, 64])
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    methods: list[str] | None = names(None)  # None: every registered learner
+    latent_dims: list[int] = at_least(1, [16, 64], each=True)
+    seeds: list[int] = at_least(0, [0, 1, 2], each=True)
 
 
 @dataclass
@@ -164,7 +166,9 @@ def replace(obj, values: dict, where: str):
     unknown = sorted(set(values) - set(hints))
     if unknown:
         raise BenchError(f"unknown key {where}.{unknown[0]}: valid keys are {sorted(hints)}")
-    return dataclasses.replace(obj, **{k: coerce(v, hints[k], f"{where}.{k}") for k, v in values.items()})
+    out = dataclasses.replace(obj, **{k: coerce(v, hints[k], f"{where}.{k}") for k, v in values.items()})
+    validate(out, where)
+    return out
 
 
 def coerce(value, tp, where: str):
@@ -231,7 +235,10 @@ def _method_overrides(values) -> dict[str, dict]:
                     f"unknown key methods.{name}.{key}: no learner there has it; valid keys are {valid}"
                 )
             for m in having:  # typed and checked against each learner that will take it
-                method_config(m, {key: value})
+                try:
+                    method_config(m, {key: value})
+                except BenchError as e:
+                    raise BenchError(str(e).replace(f"methods.{m}.", f"methods.{name}.", 1)) from None
     return values
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,11 +69,12 @@ def load(cfg: DataConfig, data_dir: str | None = None, offline: bool = False) ->
 
 
 def slug(name: str) -> str:
-    """File-name-safe dataset name: 'npz:/a/b/cifar.npz' -> 'npz-cifar'."""
+    """File-name-safe dataset name: 'npz:/a/b/cifar.npz' -> 'npz-cifar'; anything but letters,
+    digits, '.', '_' and '-' becomes '-', so results/<slug>.md stays in results/."""
     if ":" in name:
         kind, path = name.split(":", 1)
-        return f"{kind}-{Path(path).stem or Path(path).name}"
-    return name
+        name = f"{kind}-{Path(path).stem or Path(path).name}"
+    return re.sub(r"[^A-Za-z0-9._-]", "-", name).replace("..", "-").lstrip(".-") or "dataset"
 
 
 def _default_root() -> Path:
@@ -87,9 +89,14 @@ def _split(name: str, raw: dict, cfg: DataConfig) -> Dataset:
     y, y_test = _labels(y, len(x), "y_train"), _labels(y_test, len(x_test), "y_test")
     if x.shape[1:] != x_test.shape[1:]:
         raise BenchError(f"{name}: train images {tuple(x.shape[1:])} != test {tuple(x_test.shape[1:])}")
-    classes = [str(c) for c in raw.get("classes", [])] or [str(i) for i in range(int(y.max()) + 1)]
-    if max(int(y.max()), int(y_test.max())) >= len(classes):
-        raise BenchError(f"{name}: labels go up to {int(y.max())} but only {len(classes)} classes")
+    top = max(int(y.max()), int(y_test.max()))
+    classes = [str(c) for c in raw.get("classes", [])] or [str(i) for i in range(top + 1)]
+    if top >= len(classes):
+        raise BenchError(f"{name}: labels go up to {top} but only {len(classes)} classes are named")
+    if len(torch.unique(y)) < 2:
+        raise BenchError(
+            f"{name}: the training labels hold {len(torch.unique(y))} class; a probe needs two or more"
+        )
     digest = hashlib.blake2b(digest_size=8)
     for t in (x, y, x_test, y_test):
         digest.update(t.numpy().tobytes())
@@ -177,6 +184,12 @@ def _torchvision(name: str, root: Path, offline: bool) -> dict:
         train = cls(str(root), train=True, download=not offline)
         test = cls(str(root), train=False, download=not offline)
     except Exception as e:  # missing files, no network, failed checksum: all one actionable line
+        present = (root / folder).is_dir() and any((root / folder).iterdir())
+        if present and "not found" not in str(e).lower():  # files there, but they do not parse
+            raise BenchError(
+                f"{title} files under {root / folder} are present but unreadable (truncated or corrupt: "
+                f"{type(e).__name__}): replace them with intact copies"
+            ) from None
         reason = (
             "files missing or corrupt; --offline forbids downloading"
             if offline
@@ -211,6 +224,14 @@ def _cifar10_jpeg(root: Path) -> dict:
         )
     stat = src.stat()
     cached = cache_dir() / "data" / f"cifar10-jpeg-{stat.st_size}-{int(stat.st_mtime)}.npz"
+    if cached.is_file():
+        try:
+            raw = _npz(cached)
+        except BenchError:  # a truncated or garbage cache file: decode again
+            from bench.store import warn
+
+            warn(f"cache file {cached} cannot be read; decoding {src} again")
+            cached.unlink()
     if not cached.is_file():
         d = np.load(src)
         arrays = {"classes": d["classes"]}
@@ -236,6 +257,9 @@ def _cifar10_jpeg(root: Path) -> dict:
 def _npz(path: Path) -> dict:
     if not path.is_file():
         raise BenchError(f"npz file {path} not found: give npz:PATH to an existing .npz file")
+    with open(path, "rb") as f:
+        if f.read(4) != b"PK\x03\x04":  # every .npz is a zip archive
+            raise BenchError(f"{path} is not an .npz file (not a zip archive): write it with numpy.savez")
     try:
         with np.load(path, allow_pickle=False) as f:
             data = {k: f[k] for k in f.files}

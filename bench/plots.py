@@ -54,9 +54,22 @@ def run_figures(
     confusion_png(run_dir / "confusion.png", confusion, class_names(spec, len(confusion)), title)
     if train and train.get("loss_per_epoch"):
         loss_png(run_dir / "loss.png", train, title)
-    if (run_dir / "recon.npz").is_file():
-        with np.load(run_dir / "recon.npz") as f:
-            recon_grid_png(run_dir / "recon.png", {"input": f["input"], spec["method"]: f["recon"]}, title)
+    grid = _load_grid(run_dir)
+    if grid is not None:
+        recon_grid_png(run_dir / "recon.png", {"input": grid["input"], spec["method"]: grid["recon"]}, title)
+
+
+def _load_grid(run_dir: Path) -> dict | None:
+    """A run's stored reconstruction grid, or None if it has none or it cannot be read (warned)."""
+    path = run_dir / "recon.npz"
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path) as f:
+            return {"input": f["input"], "recon": f["recon"]}
+    except Exception as e:  # truncated or garbage: the figure is skipped, the run's numbers stand
+        store.warn(f"{path} cannot be read ({type(e).__name__}); its reconstruction grid is skipped")
+        return None
 
 
 def class_names(spec: dict, n: int) -> list[str]:
@@ -73,9 +86,10 @@ def _recon_rows(df) -> dict:
     dim = has["latent_dim"].mode().iloc[0]
     rows = {}
     for learner, g in has[has["latent_dim"] == dim].groupby("learner", sort=True):
-        with np.load(store.run_dir(g.sort_values("seed")["key"].iloc[0]) / "recon.npz") as f:
-            rows.setdefault("input", f["input"])
-            rows[f"{learner} d={int(dim)}"] = f["recon"]
+        grid = _load_grid(store.run_dir(g.sort_values("seed")["key"].iloc[0]))
+        if grid is not None:
+            rows.setdefault("input", grid["input"])
+            rows[f"{learner} d={int(dim)}"] = grid["recon"]
     return rows
 
 

@@ -94,6 +94,7 @@ def preflight(specs: list[dict], data: Dataset) -> list[dict]:
         if sig not in verdict:
             try:
                 cfg = config.method_config(s["method"], s["method_config"])
+                _check_memory(s["method"], cfg, data.shape)
                 registry.create(s["method"], cfg, data.shape)
                 verdict[sig] = None
             except Unsupported as e:
@@ -106,20 +107,55 @@ def preflight(specs: list[dict], data: Dataset) -> list[dict]:
     return kept
 
 
+def _check_memory(method: str, cfg, shape) -> None:
+    """Refuse a model whose weights, gradients and AdamW moments would not fit in half of this
+    machine's memory, before allocating anything: the model is first built on the meta device."""
+    try:
+        with torch.device("meta"):
+            model = registry.create(method, cfg, shape)
+    except Unsupported:
+        raise
+    except Exception:  # a learner that cannot build on meta: its real build reports for itself
+        return
+    values = sum(t.numel() for t in (*model.parameters(), *model.buffers()))
+    need, have = values * 4 * 4, os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if need > have / 2:
+        dim = f" latent_dim={cfg.latent_dim}" if hasattr(cfg, "latent_dim") else ""
+        raise BenchError(
+            f"{method}{dim}: {values / 1e6:,.0f}M parameters need ~{need / 2**30:,.0f} GiB for weights, "
+            f"gradients and optimiser state; this machine has {have / 2**30:.0f} GiB: choose a smaller size"
+        )
+
+
 def run_one(
     spec: dict, data: Dataset, device: torch.device, force: bool = False, on_epoch=None, tensorboard=None
 ) -> dict:
     """Train (or load from cache), evaluate and store one run; returns its metrics.
 
-    A diverged run is stored with status 'diverged'; it does not stop the caller. With
+    A diverged run is stored with status 'diverged'; it does not stop the caller. A run that
+    another live process has claimed returns status 'claimed' and is left to it. With
     `tensorboard` (a folder), each epoch's loss terms are also written there as scalars.
     """
-    key, train_key = store.keys(spec)
+    key, _ = store.keys(spec)
     spec = dict(spec)
     purpose = spec.pop("purpose", "grid")  # why it ran: grid, trial:<study> or tuned:<study>
-    if store.is_done(key) and not force:
-        store.add_purpose(key, purpose)  # e.g. a tuned re-run that a trial already made
-        return store.load_json(store.run_dir(key) / "metrics.json")
+    if not force and store.is_done(key):
+        return _stored(key, purpose)
+    with store.claim(key) as mine:
+        if not mine:
+            return {"status": "claimed", "error": "another process is training this run"}
+        if not force and store.is_done(key):  # finished by another process since we looked
+            return _stored(key, purpose)
+        return _train_and_store(spec, purpose, data, device, force, on_epoch, tensorboard)
+
+
+def _stored(key: str, purpose: str) -> dict:
+    store.add_purpose(key, purpose)  # e.g. a tuned re-run that a trial already made
+    return store.load_json(store.run_dir(key) / "metrics.json")
+
+
+def _train_and_store(spec, purpose, data, device, force, on_epoch, tensorboard) -> dict:
+    key, train_key = store.keys(spec)
     store.write_json(store.run_dir(key) / "config.json", dict(spec, purposes=[purpose]))
     start = time.perf_counter()
     if device.type == "cuda":
@@ -128,29 +164,42 @@ def run_one(
     method = spec["method"]
     model = registry.create(method, config.method_config(method, spec["method_config"]), data.shape)
     model = model.to(device, memory_format=torch.channels_last)
-    label = f"{method} {labels.describe(spec)}"
     ckpt_path = store.cache_dir() / "ckpt" / f"{train_key}.pt"
-    cached = None if force else store.load_tensor(ckpt_path)
-    try:
-        if cached is not None:
-            model.load_state_dict(cached["state"])
-            train_info = cached["train"]
-        else:
-            cfg = config.TrainConfig(**spec["train"]) if spec["train"] else config.TrainConfig()
-            labels_ = data.y_train if model.needs_labels else None  # only a declared reference gets them
+    train_info = None if force else _load_checkpoint(model, ckpt_path)
+    if train_info is None:
+        cfg = config.TrainConfig(**spec["train"]) if spec["train"] else config.TrainConfig()
+        labels_ = data.y_train if model.needs_labels else None  # only a declared reference gets them
+        label = f"{method} {labels.describe(spec)}"
+        try:
             with _tensorboard(tensorboard, spec, key) as log:
                 train_info = train.fit(
                     model, data.x_train, cfg, spec["seed"], device, on_epoch, label, labels_, log
                 )
-            store.save_tensor(ckpt_path, {"state": model.state_dict(), "train": train_info})
-    except train.Diverged as e:
-        metrics = {"status": "diverged", "error": str(e), **_env(device, start)}
-        store.write_json(store.run_dir(key) / "metrics.json", metrics)
-        return metrics
+        except train.Diverged as e:
+            metrics = {"status": "diverged", "error": str(e), **_env(device, start)}
+            store.write_json(store.run_dir(key) / "metrics.json", metrics)
+            return metrics
+        # a full disk must not cost the trained model's results: evaluate and store them anyway
+        store.try_save_tensor(ckpt_path, {"state": model.state_dict(), "train": train_info}, "checkpoint")
     metrics = _evaluate(model, data, spec, device, train_key, key)
     metrics.update(train=train_info, **_env(device, start))
     store.write_json(store.run_dir(key) / "metrics.json", metrics)
     return metrics
+
+
+def _load_checkpoint(model, path) -> dict | None:
+    """Load cached weights into `model`; returns their train info, or None to train afresh (no
+    cache, or one that does not fit this model: deleted with a warning)."""
+    cached = store.load_tensor(path)
+    if cached is None:
+        return None
+    try:
+        model.load_state_dict(cached["state"])
+        return cached["train"]
+    except (KeyError, TypeError, RuntimeError) as e:
+        store.warn(f"checkpoint {path} does not fit this model ({type(e).__name__}); retraining")
+        path.unlink(missing_ok=True)
+        return None
 
 
 @contextlib.contextmanager
@@ -177,7 +226,7 @@ def _evaluate(model, data: Dataset, spec: dict, device, train_key: str, key: str
     z = store.load_tensor(latents_path)
     if z is None:
         z = {s: evaluate.extract(model, getattr(data, f"x_{s}"), device) for s in ("train", "val", "test")}
-        store.save_tensor(latents_path, z)
+        store.try_save_tensor(latents_path, z, "latents")
     y = {s: getattr(data, f"y_{s}") for s in ("train", "val", "test")}
     eval_cfg = config.EvalConfig(**spec["eval"])
     result = evaluate.probes(evaluate.standardize(z), y, len(data.classes), eval_cfg, spec["seed"])

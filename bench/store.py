@@ -6,14 +6,22 @@
 
 `key` hashes everything that changes a result; `train_key` hashes what changes the trained
 weights, so a change to evaluation reuses the trained model. Every write is atomic (temp file and
-rename): a killed process leaves finished runs intact and no half-written file behind.
+rename): a killed process leaves finished runs intact and no half-written file behind; files get
+the usual umask-respecting mode. The store heals: a run whose files cannot be read is reported in
+one warning line and counts as unfinished (the next `run` redoes it); a cache file that cannot be
+loaded is deleted and recomputed. A process claims a run before training it (`claim`), so two
+processes on one store split a grid instead of training every run twice.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import re
+import socket
+import sys
 import tempfile
 from pathlib import Path
 
@@ -43,12 +51,49 @@ def keys(spec: dict) -> tuple[str, str]:
     return digest({"train_key": train_key, "eval": spec["eval"]}), train_key
 
 
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def safe_name(name: str, what: str) -> str:
+    """`name` if it can be a single file name (letters, digits, '.', '_', '-'; no separators,
+    no '..'), else BenchError: study names, dataset slugs and run keys never leave their folder."""
+    if not SAFE_NAME.fullmatch(name) or ".." in name:
+        raise BenchError(
+            f"{what} {name!r}: use letters, digits, '.', '_' and '-' only (no '/' or '..'), at most 128"
+        )
+    return name
+
+
+def inside(folder: Path, name: str, what: str) -> Path:
+    path = (folder / safe_name(name, what)).resolve()
+    if path.parent != folder.resolve():
+        raise BenchError(f"{what} {name!r} would leave {folder}")
+    return path
+
+
 def run_dir(key: str) -> Path:
     return results_dir() / "runs" / key
 
 
+def warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def read_json(path: Path):
+    """The JSON at `path`, or None (with one warning line) if it is missing, unreadable or corrupt."""
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        warn(f"{path} cannot be read ({type(e).__name__}); treating the run as unfinished: it is redone")
+        return None
+
+
 def is_done(key: str) -> bool:
-    return (run_dir(key) / "metrics.json").is_file()
+    """Finished: both files read back as JSON objects and the metrics carry a status."""
+    cfg, metrics = read_json(run_dir(key) / "config.json"), read_json(run_dir(key) / "metrics.json")
+    return isinstance(cfg, dict) and isinstance(metrics, dict) and "status" in metrics
 
 
 def load_json(path: Path):
@@ -67,17 +112,21 @@ def load_runs() -> list[dict]:
     """Every finished run as {'key', 'config', 'metrics'}, in key order."""
     runs = []
     for d in sorted((results_dir() / "runs").glob("*/")):
-        try:
-            cfg = load_json(d / "config.json")
-            metrics = load_json(d / "metrics.json")
-        except FileNotFoundError:
+        if not (d / "metrics.json").exists():
             continue  # started, never finished: ignored until it is run again
+        cfg, metrics = read_json(d / "config.json"), read_json(d / "metrics.json")
+        if not (
+            isinstance(cfg, dict) and isinstance(metrics, dict) and "status" in metrics and "method" in cfg
+        ):
+            continue  # read_json has warned; the next `bench run` of its grid redoes it
         runs.append({"key": d.name, "config": cfg, "metrics": metrics})
     return runs
 
 
 def find(prefix: str) -> str:
     """The full run key that starts with `prefix` (like a git short hash)."""
+    if not re.fullmatch(r"[0-9a-f]{1,16}", prefix):
+        raise BenchError(f"run key {prefix!r}: a key is up to 16 hex digits (see the tables' sources)")
     hits = [d.name for d in (results_dir() / "runs").glob(f"{prefix}*") if d.is_dir()]
     if len(hits) != 1:
         what = "no run" if not hits else f"{len(hits)} runs"
@@ -95,6 +144,7 @@ def atomic_write(path: Path, write) -> None:
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600: a shared store must stay readable
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -114,7 +164,78 @@ def save_tensor(path: Path, obj) -> None:
 
 
 def load_tensor(path: Path):
-    return torch.load(path, map_location="cpu", weights_only=True) if path.is_file() else None
+    """A cached tensor file, or None if absent; a file that fails to load is deleted (and so
+    recomputed by the caller) with one warning line."""
+    if not path.is_file():
+        return None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated, garbage, or written by something else: never fatal
+        warn(f"cache file {path} cannot be loaded ({type(e).__name__}); deleting it and recomputing")
+        with contextlib.suppress(OSError):
+            path.unlink()
+        return None
+
+
+def try_save_tensor(path: Path, obj, what: str) -> bool:
+    """Save a cache file; on a full disk or a read-only cache, warn and go on without it."""
+    try:
+        save_tensor(path, obj)
+        return True
+    except OSError as e:
+        warn(f"could not save the {what} to {path} ({e.strerror or e}); the run goes on without it")
+        return False
+
+
+@contextlib.contextmanager
+def claim(key: str):
+    """Claim run `key` for this process: yields True if it is ours to train, False if another live
+    process holds it. The claim is a lock file made atomically (O_EXCL) holding the owner's host and
+    pid; a claim whose process has died on this host is taken over."""
+    path = run_dir(key) / "claim.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    me = f"{socket.gethostname()} {os.getpid()}"
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666 & ~_umask())
+        except FileExistsError:
+            if _alive(path):
+                yield False
+                return
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()  # stale: its process is gone
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(me)
+        try:
+            yield True
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        return
+    yield False
+
+
+def _alive(lock: Path) -> bool:
+    try:
+        host, pid = lock.read_text().split()
+    except (OSError, ValueError):
+        return False  # unreadable or half-written: treat as stale
+    if host != socket.gethostname():
+        return True  # another machine's claim: cannot check it from here, respect it
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def atomic_save_npz(path: Path, arrays: dict) -> None:

@@ -62,7 +62,7 @@ def write(study) -> Path:
         ]
         lines += _importances(study)
     if done and multi:
-        path = out / f"{study.study_name}-pareto.png"
+        path = store.inside(out, f"{study.study_name}-pareto.png", "study")
         plots.pareto_png(path, done, [t.number for t in study.best_trials], names, study.study_name)
         lines += [
             "## Pareto front",
@@ -78,7 +78,7 @@ def write(study) -> Path:
         pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True) if rows else "No trials yet.",
         "",
     ]
-    path = out / f"{study.study_name}.md"
+    path = store.inside(out, f"{study.study_name}.md", "study")
     store.write_text(path, "\n".join(lines))
     return path
 

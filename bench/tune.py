@@ -43,7 +43,7 @@ def open_study(name: str, url: str | None, multi: bool, seed: int, prune: bool):
     Returns (study, url)."""
     if url is None:
         studies_dir().mkdir(parents=True, exist_ok=True)
-        url = f"sqlite:///{studies_dir() / (name + '.db')}"
+        url = f"sqlite:///{store.inside(studies_dir(), name + '.db', 'study')}"
     try:
         storage = optuna.storages.RDBStorage(
             url,
@@ -54,7 +54,10 @@ def open_study(name: str, url: str | None, multi: bool, seed: int, prune: bool):
     except Exception as e:  # bad URL, server down, missing driver: one line
         raise BenchError(f"cannot open study storage {url} ({str(e).splitlines()[0]})") from None
     directions = ["maximize", "maximize"] if multi else ["maximize"]
-    sampler = optuna.samplers.TPESampler(seed=seed)  # TPE handles multi-objective too
+    # Workers on one study must not propose the same point: each seeds its sampler from the study
+    # seed and its own identity, and with constant_liar the points of running trials count as
+    # taken (Optuna's option for parallel workers). TPE handles multi-objective too.
+    sampler = optuna.samplers.TPESampler(seed=worker_seed(seed), constant_liar=True)
     pruner = optuna.pruners.MedianPruner(n_warmup_steps=1) if prune and not multi else None
     try:
         study = optuna.create_study(
@@ -68,6 +71,12 @@ def open_study(name: str, url: str | None, multi: bool, seed: int, prune: bool):
     except ValueError as e:  # e.g. joining a single-objective study with --multi-objective
         raise BenchError(f"study {name}: {e}") from None
     return study, url
+
+
+def worker_seed(seed: int) -> int:
+    """The study's sampler seed mixed with this worker's host and pid: reproducible for one
+    process, distinct across concurrent workers."""
+    return int(store.digest([seed, socket.gethostname(), os.getpid()])[:8], 16)
 
 
 def optimize(
@@ -133,7 +142,7 @@ def _run_trial(trial, cfg, data, method, device, prune, n_objectives, tensorboar
         m = runner.run_one(spec, data, device, on_epoch=on_epoch, tensorboard=tensorboard)
     except optuna.TrialPruned:
         return TrialState.PRUNED, None
-    if m["status"] != "ok":
+    if m["status"] != "ok":  # diverged, or the same point is being trained by another worker
         trial.set_user_attr("error", m.get("error", ""))
         return TrialState.FAIL, None
     values = [m["linear"]["val_acc"]]  # validation slice: the test split never steers a study

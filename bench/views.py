@@ -11,15 +11,17 @@ import torch
 from torch import nn
 
 from bench import BenchError, augment
+from bench.checks import at_least, one_of
 from bench.method import InputShape, Method
 from bench.nets import Encoder, conv_bn
 
 
 @dataclass
 class ViewConfig(augment.Views):
-    latent_dim: int = 64  # small CNN: width of the last conv; resnet18: must be 512
-    backbone: str = "small"  # small | resnet18 (timm, CIFAR stem: 3x3 conv, no max-pool)
-    channels: tuple[int, ...] = (32, 64, 128)  # small backbone stages
+    latent_dim: int = at_least(1, 64)  # small CNN: width of the last conv; resnet18: must be 512
+    # small | resnet18 (timm, CIFAR stem: 3x3 conv, no max-pool)
+    backbone: str = one_of(("small", "resnet18"), "small")
+    channels: tuple[int, ...] = at_least(1, (32, 64, 128), each=True)  # small backbone stages
 
 
 class ViewLearner(Method):

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from bench import BenchError
+from bench.checks import at_least, one_of, within
 from bench.method import InputShape, Method
 from bench.nets import LOSSES, Bottleneck, Decoder, Encoder, reconstruction_loss
 from bench.registry import register
@@ -21,11 +22,12 @@ class AE(Method):
 
     @dataclass
     class Config:
-        latent_dim: int = 64
-        channels: tuple[int, ...] = (32, 64, 128)  # one stride-2 stage per entry
-        bottleneck: str = "dense"  # "spatial": keep the (C, h, w) layout, e.g. 256x2x2 = 1024
-        loss: str = "mse"  # mse | l1 | ssim | l1+ssim
-        ssim_weight: float = 0.84  # weight of (1 - SSIM) in l1+ssim (Zhao et al. 2017)
+        latent_dim: int = at_least(1, 64)
+        channels: tuple[int, ...] = at_least(1, (32, 64, 128), each=True)  # one stride-2 stage per entry
+        # "spatial": keep the (C, h, w) layout, e.g. 256x2x2 = 1024
+        bottleneck: str = one_of(("dense", "spatial"), "dense")
+        loss: str = one_of(LOSSES, "mse")
+        ssim_weight: float = within(0, 1, 0.84)  # weight of (1 - SSIM) in l1+ssim (Zhao et al. 2017)
 
     def __init__(self, cfg: Config, shape: InputShape):
         super().__init__(cfg, shape)

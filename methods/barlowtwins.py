@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
+from bench.checks import at_least
 from bench.method import InputShape
 from bench.registry import register
 from bench.views import ViewConfig, ViewLearner
@@ -21,9 +22,9 @@ from bench.views import ViewConfig, ViewLearner
 class BarlowTwins(ViewLearner):
     @dataclass
     class Config(ViewConfig):
-        proj_hidden: int = 512
-        proj_dim: int = 512
-        offdiag_weight: float = 5e-3  # lambda in the paper
+        proj_hidden: int = at_least(1, 512)
+        proj_dim: int = at_least(1, 512)
+        offdiag_weight: float = at_least(0, 5e-3)  # lambda in the paper
 
     def __init__(self, cfg: Config, shape: InputShape):
         super().__init__(cfg, shape)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from bench.checks import at_least, within
 from bench.method import InputShape
 from bench.registry import register
 from bench.views import ViewConfig, ViewLearner
@@ -28,9 +29,9 @@ from bench.views import ViewConfig, ViewLearner
 class BYOL(ViewLearner):
     @dataclass
     class Config(ViewConfig):
-        proj_hidden: int = 512
-        proj_dim: int = 128
-        momentum: float = 0.99  # target EMA momentum at step 0, cosine-scheduled to 1
+        proj_hidden: int = at_least(1, 512)
+        proj_dim: int = at_least(1, 128)
+        momentum: float = within(0, 1, 0.99)  # target EMA momentum at step 0, cosine-scheduled to 1
 
     def __init__(self, cfg: Config, shape: InputShape):
         super().__init__(cfg, shape)

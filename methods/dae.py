@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
+from bench.checks import at_least, within
 from bench.nets import reconstruction_loss
 from bench.registry import register
 from methods.ae import AE
@@ -20,8 +21,8 @@ from methods.ae import AE
 class DAE(AE):
     @dataclass
     class Config(AE.Config):
-        noise_std: float = 0.3  # Gaussian noise std, on the [0, 1] pixel scale
-        mask_prob: float = 0.25  # fraction of pixels set to 0 (masking noise)
+        noise_std: float = at_least(0, 0.3)  # Gaussian noise std, on the [0, 1] pixel scale
+        mask_prob: float = within(0, 1, 0.25, open_hi=True)  # fraction of pixels set to 0 (masking noise)
 
     @staticmethod
     def search_space(trial) -> dict:

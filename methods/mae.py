@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bench.checks import at_least, within
 from bench.method import InputShape, Method, Unsupported
 from bench.registry import register
 
@@ -34,13 +35,13 @@ class MAE(Method):
 
     @dataclass
     class Config:
-        latent_dim: int = 64  # the encoder's token width
-        patch_size: int = 0  # 0: the smallest of 2, 4, 8 that gives at most 64 tokens
-        depth: int = 4
-        heads: int = 4
-        decoder_dim: int = 64
-        decoder_depth: int = 2
-        mask_ratio: float = 0.75
+        latent_dim: int = at_least(1, 64)  # the encoder's token width
+        patch_size: int = at_least(0, 0)  # 0: the smallest of 2, 4, 8 that gives at most 64 tokens
+        depth: int = at_least(1, 4)
+        heads: int = at_least(1, 4)
+        decoder_dim: int = at_least(1, 64)
+        decoder_depth: int = at_least(1, 2)
+        mask_ratio: float = within(0, 1, 0.75, open_lo=True, open_hi=True)
 
     def __init__(self, cfg: Config, shape: InputShape):
         super().__init__(cfg, shape)

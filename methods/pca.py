@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
+from bench.checks import at_least, flag
 from bench.method import InputShape, Method, Unsupported
 from bench.registry import register
 
@@ -18,8 +19,8 @@ class PCA(Method):
 
     @dataclass
     class Config:
-        latent_dim: int = 64
-        whiten: bool = False
+        latent_dim: int = at_least(1, 64)
+        whiten: bool = flag(False)
 
     def __init__(self, cfg: Config, shape: InputShape):
         super().__init__(cfg, shape)

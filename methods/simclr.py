@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
+from bench.checks import above, at_least
 from bench.method import InputShape
 from bench.registry import register
 from bench.views import ViewConfig, ViewLearner
@@ -21,9 +22,9 @@ from bench.views import ViewConfig, ViewLearner
 class SimCLR(ViewLearner):
     @dataclass
     class Config(ViewConfig):
-        proj_hidden: int = 512
-        proj_dim: int = 128  # SimCLR's projection output size
-        temperature: float = 0.5
+        proj_hidden: int = at_least(1, 512)
+        proj_dim: int = at_least(1, 128)  # SimCLR's projection output size
+        temperature: float = above(0, 0.5)
 
     def __init__(self, cfg: Config, shape: InputShape):
         super().__init__(cfg, shape)

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench import BenchError
+from bench.checks import at_least, one_of, within
 from bench.method import InputShape, Method
 from bench.nets import Bottleneck, Encoder
 from bench.registry import register
@@ -26,10 +27,10 @@ class Supervised(Method):
 
     @dataclass
     class Config:  # the `ae` encoder's settings
-        latent_dim: int = 64
-        channels: tuple[int, ...] = (32, 64, 128)
-        bottleneck: str = "dense"
-        label_smoothing: float = 0.0
+        latent_dim: int = at_least(1, 64)
+        channels: tuple[int, ...] = at_least(1, (32, 64, 128), each=True)
+        bottleneck: str = one_of(("dense", "spatial"), "dense")
+        label_smoothing: float = within(0, 1, 0.0, open_hi=True)
 
     def __init__(self, cfg: Config, shape: InputShape):
         super().__init__(cfg, shape)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
+from bench.checks import flag, within
 from bench.nets import reconstruction_loss
 from bench.registry import register
 from methods.ae import AE
@@ -23,8 +24,8 @@ from methods.ae import AE
 class UNet(AE):
     @dataclass
     class Config(AE.Config):
-        skips: bool = True  # false: the same network with its skips removed (an `ae` twin)
-        skip_drop: float = 0.0  # probability that a training batch sees all skips zeroed
+        skips: bool = flag(True)  # false: the same network with its skips removed (an `ae` twin)
+        skip_drop: float = within(0, 1, 0.0)  # probability that a training batch sees all skips zeroed
 
     def __init__(self, cfg: Config, shape):
         self.skips = cfg.skips  # read by AE.__init__ when it builds the decoder

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from bench import BenchError
+from bench.checks import at_least, one_of, within
 from bench.method import InputShape, Method
 from bench.nets import Bottleneck, Decoder, Encoder
 from bench.registry import register
@@ -34,12 +35,12 @@ class VAE(Method):
 
     @dataclass
     class Config:
-        latent_dim: int = 64
-        channels: tuple[int, ...] = (32, 64, 128)
-        bottleneck: str = "dense"
-        beta: float = 1.0  # 1 = the ELBO; > 1 = beta-VAE
-        kl_warmup: float = 0.3  # fraction of training over which the KL weight ramps from 0 to beta
-        likelihood: str = "bce"  # bce (Bernoulli decoder) | mse (Gaussian, fixed variance 1/2)
+        latent_dim: int = at_least(1, 64)
+        channels: tuple[int, ...] = at_least(1, (32, 64, 128), each=True)
+        bottleneck: str = one_of(("dense", "spatial"), "dense")
+        beta: float = at_least(0, 1.0)  # 1 = the ELBO; > 1 = beta-VAE
+        kl_warmup: float = within(0, 1, 0.3)  # fraction of training over which the KL weight ramps to beta
+        likelihood: str = one_of(("bce", "mse"), "bce")  # Bernoulli decoder | Gaussian, fixed variance 1/2
 
     def __init__(self, cfg: Config, shape: InputShape):
         super().__init__(cfg, shape)

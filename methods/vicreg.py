@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
+from bench.checks import at_least
 from bench.method import InputShape
 from bench.registry import register
 from bench.views import ViewConfig, ViewLearner
@@ -22,11 +23,11 @@ from bench.views import ViewConfig, ViewLearner
 class VICReg(ViewLearner):
     @dataclass
     class Config(ViewConfig):
-        proj_hidden: int = 512
-        proj_dim: int = 512
-        invariance_weight: float = 25.0  # lambda in the paper
-        variance_weight: float = 25.0  # mu
-        covariance_weight: float = 1.0  # nu
+        proj_hidden: int = at_least(1, 512)
+        proj_dim: int = at_least(1, 512)
+        invariance_weight: float = at_least(0, 25.0)  # lambda in the paper
+        variance_weight: float = at_least(0, 25.0)  # mu
+        covariance_weight: float = at_least(0, 1.0)  # nu
 
     def __init__(self, cfg: Config, shape: InputShape):
         super().__init__(cfg, shape)

@@ -130,7 +130,7 @@ def test_corrupt_npz_and_missing_torchvision_files(tmp_path, capsys):
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"not a zip file at all")
     assert main(["run", *QUICK, "--dataset", f"npz:{bad}"]) == 2
-    assert "not a readable .npz file" in capsys.readouterr().err
+    assert "not an .npz file (not a zip archive)" in capsys.readouterr().err
     assert main(["run", *QUICK, "--dataset", "mnist", "--data-dir", str(tmp_path), "--offline"]) == 2
     err = capsys.readouterr().err.strip()
     assert "MNIST not found under" in err and "--offline forbids" in err and "\n" not in err

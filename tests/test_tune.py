@@ -153,6 +153,8 @@ def test_workers_on_postgres_share_one_capped_study_and_survive_a_killed_worker(
     trials = optuna.load_study(study_name=name, storage=POSTGRES).get_trials()
     complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(complete) == n
+    points = [tuple(sorted(t.params.items())) for t in complete]
+    assert len(set(points)) == len(points), "concurrent workers proposed the same point"
     numbers = [t.number for t in trials]
     assert len(numbers) == len(set(numbers))
     results = Path(env["BENCH_RESULTS_DIR"]) / "runs"

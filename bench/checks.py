@@ -1,0 +1,103 @@
+"""Valid ranges of config fields, declared next to their defaults and checked when a config is
+resolved (before any run folder exists). A field is written `epochs: int = at_least(1, 30)`:
+the default and the rule in one place; `python -m bench` errors name the field, the value and
+what is allowed. A test holds every field of every section and learner to having a rule.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Rule:
+    text: str  # what is allowed, as the error message says it
+    test: Callable[[Any], bool]
+    each: bool = False  # the value is a list: every item must pass, and the list must not be empty
+
+
+def _field(default, rule: Rule):
+    if isinstance(default, list):
+        return dataclasses.field(default_factory=lambda: list(default), metadata={"rule": rule})
+    return dataclasses.field(default=default, metadata={"rule": rule})
+
+
+def at_least(lo, default, *, each: bool = False):
+    return _field(default, Rule(f">= {lo}", lambda v: v >= lo, each))
+
+
+def above(lo, default, *, each: bool = False):
+    return _field(default, Rule(f"> {lo}", lambda v: v > lo, each))
+
+
+def within(lo, hi, default, *, each: bool = False, open_lo: bool = False, open_hi: bool = False):
+    text = f"{'(' if open_lo else '['}{lo}, {hi}{')' if open_hi else ']'}"
+    ok_lo = (lambda v: v > lo) if open_lo else (lambda v: v >= lo)
+    ok_hi = (lambda v: v < hi) if open_hi else (lambda v: v <= hi)
+    return _field(default, Rule(f"in {text}", lambda v: ok_lo(v) and ok_hi(v), each))
+
+
+def one_of(options, default):
+    return _field(default, Rule(f"one of {', '.join(map(str, options))}", lambda v: v in options))
+
+
+def any_value(default, why: str):
+    """A field with no range of its own (a seed, a name checked elsewhere): say why."""
+    return _field(default, Rule(why, lambda v: True))
+
+
+def names(default):
+    return _field(default, Rule("a non-empty name", lambda v: isinstance(v, str) and bool(v.strip()), True))
+
+
+def fraction_range(default):
+    """A (lo, hi) pair of fractions, e.g. a crop's area range."""
+    return _field(
+        default, Rule("two numbers lo <= hi in (0, 1]", lambda v: len(v) == 2 and 0 < v[0] <= v[1] <= 1)
+    )
+
+
+def flag(default: bool):
+    return _field(default, Rule("true or false", lambda v: isinstance(v, bool)))
+
+
+def problem(value, rule: Rule) -> str | None:
+    """What is wrong with an already type-coerced `value` under `rule`, or None."""
+    if rule.each:
+        if not isinstance(value, list | tuple) or not value:
+            return f"must be a non-empty list, each item {rule.text}"
+        bad = [v for v in value if not _ok(v, rule)]
+        return f"every item must be {rule.text} (not {_show(bad[0])})" if bad else None
+    return None if _ok(value, rule) else f"must be {rule.text}"
+
+
+def _ok(v, rule: Rule) -> bool:
+    if isinstance(v, float) and not math.isfinite(v):
+        return False
+    try:
+        return bool(rule.test(v))
+    except TypeError:
+        return False
+
+
+def _show(v) -> str:
+    return repr(v) if isinstance(v, str) else str(v)
+
+
+def validate(obj, where: str) -> None:
+    """Check every field of dataclass `obj` that declares a rule; BenchError on the first bad one."""
+    from bench import BenchError
+
+    for f in dataclasses.fields(obj):
+        rule = f.metadata.get("rule")
+        value = getattr(obj, f.name)
+        if rule is None or value is None:
+            continue
+        msg = problem(value, rule)
+        if msg:
+            shown = list(value) if isinstance(value, tuple) else value
+            raise BenchError(f"{where}.{f.name}={shown!r}: {msg}")

@@ -1,0 +1,185 @@
+"""Nothing invalid becomes a result: every bad input ends with one line and exit code 2, before
+any run folder exists, and names that become paths stay inside their folder."""
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench import store
+from bench.__main__ import main
+
+ROOT = Path(__file__).resolve().parent.parent
+QUICK = ["--config", str(ROOT / "configs/default.toml"), "--seeds", "0", "--latent-dims", "8"]
+QUICK += ["--set", "train.epochs=1", "--methods", "ae"]
+
+
+def _npz(tmp_path, name="d.npz", **arrays):
+    base = dict(
+        x_train=np.zeros((20, 8, 8), np.uint8),
+        y_train=np.arange(20) % 2,
+        x_test=np.zeros((6, 8, 8), np.uint8),
+        y_test=np.arange(6) % 2,
+    )
+    path = tmp_path / name
+    np.savez(path, **{**base, **arrays})
+    return f"npz:{path}"
+
+
+RUN_CASES = [
+    # (extra args for `bench run`, words the one line must hold)
+    (["--set", "train.epochs=-1"], "train.epochs=-1: must be >= 1"),
+    (["--set", "train.epochs=0"], "train.epochs=0: must be >= 1"),
+    (["--latent-dims", "0"], "grid.latent_dims=[0]: every item must be >= 1"),
+    (["--latent-dims=-5"], "grid.latent_dims=[-5]"),
+    (["--latent-dims", "1000000000"], "GiB for weights"),
+    (["--latent-dims", ","], "--latent-dims: expected at least one int"),
+    (["--seeds", ","], "--seeds: expected at least one int"),
+    (["--seeds=-1"], "grid.seeds=[-1]"),
+    (["--methods", ""], "--methods: expected at least one str"),
+    (["--set", "eval.knn_ks=0"], "eval.knn_ks=[0]"),
+    (["--set", "eval.knn_ks=5,-1"], "every item must be >= 1 (not -1)"),
+    (["--set", "eval.knn_ks=[]"], "eval.knn_ks=[]: must be a non-empty list"),
+    (["--set", "eval.mlp_hidden=0"], "eval.mlp_hidden=0"),
+    (["--set", "eval.mlp_max_epochs=0"], "eval.mlp_max_epochs=0"),
+    (["--set", "eval.mlp_patience=0"], "eval.mlp_patience=0"),
+    (["--set", "eval.mlp_lr=0"], "eval.mlp_lr=0.0: must be > 0"),
+    (["--set", "eval.probe_max_iter=0"], "eval.probe_max_iter=0"),
+    (["--set", "eval.probe_weight_decays=[]"], "eval.probe_weight_decays=[]"),
+    (["--set", "eval.probe_weight_decays=-1"], "eval.probe_weight_decays=[-1.0]"),
+    (["--set", "data.train_limit=-5"], "data.train_limit=-5: must be >= 0"),
+    (["--set", "data.val_fraction=0"], "data.val_fraction=0.0: must be in (0, 1)"),
+    (["--set", "data.val_fraction=1.5"], "data.val_fraction=1.5"),
+    (["--set", "data.val_seed=-1"], "data.val_seed=-1"),
+    (["--set", "train.batch_size=0"], "train.batch_size=0: must be >= 2"),
+    (["--set", "train.lr=-1"], "train.lr=-1.0: must be > 0"),
+    (["--set", "train.lr=nan"], "train.lr=nan: must be > 0"),
+    (["--set", "train.lr=inf"], "train.lr=inf"),
+    (["--set", "train.weight_decay=-0.1"], "train.weight_decay=-0.1"),
+    (["--set", "train.warmup_epochs=-1"], "train.warmup_epochs=-1.0"),
+    (["--set", "train.grad_clip=-1"], "train.grad_clip=-1.0"),
+    (["--set", "train.views.epochs=0"], "train.views.epochs=0"),
+    (["--set", "methods.ae.channels=[]"], "methods.ae.channels=[]: must be a non-empty list"),
+    (["--set", "methods.all.channels=8,0"], "methods.all.channels=[8, 0]"),
+    (["--set", "methods.all.nope=1"], "unknown key methods.all.nope"),
+    (["--set", "methods.views.hflip=maybe"], "expected bool"),
+    (["--set", "methods.ae.loss=l3"], "methods.ae.loss='l3': must be one of mse"),
+    (["--set", "methods.ae.bottleneck=sparse"], "must be one of dense, spatial"),
+    (["--set", "methods.dae.mask_prob=1"], "methods.dae.mask_prob=1.0"),
+    (["--set", "methods.unet.skip_drop=2"], "methods.unet.skip_drop=2.0"),
+    (["--set", "methods.simclr.crop_scale=0.9,0.1"], "two numbers lo <= hi in (0, 1]"),
+    (["--set", "methods.simclr.temperature=0"], "methods.simclr.temperature=0.0"),
+    (["--set", "methods.vae.beta=-1"], "methods.vae.beta=-1.0"),
+    (["--set", "methods.mae.mask_ratio=1"], "methods.mae.mask_ratio=1.0"),
+    (["--set", "methods.byol.momentum=1.5"], "methods.byol.momentum=1.5"),
+    (["--set", "methods.vicreg.variance_weight=-1"], "methods.vicreg.variance_weight=-1.0"),
+    (["--set", "methods.supervised.label_smoothing=1"], "methods.supervised.label_smoothing=1.0"),
+    (["--set", "methods.pca.latent_dim=0"], "methods.pca.latent_dim=0"),
+    (["--methods", "ae,nope"], "unknown method 'nope'"),
+    (["--device", "tpu"], "--device 'tpu'"),
+]
+
+
+def _one_line_exit_2(args, capsys) -> str:
+    try:
+        code = main(args)
+    except SystemExit as e:  # argparse's own errors go through the same one-line path
+        code = e.code
+    err = capsys.readouterr().err.strip()
+    assert code == 2, err
+    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err, err
+    return err
+
+
+@pytest.mark.parametrize("args, message", RUN_CASES, ids=[" ".join(a) for a, _ in RUN_CASES])
+def test_bad_run_input_is_one_line_exit_2_and_leaves_nothing(args, message, capsys):
+    err = _one_line_exit_2(["run", *QUICK, *args], capsys)
+    assert message in err
+    assert not (store.results_dir() / "runs").exists()  # no run folder, not even a half one
+
+
+@pytest.mark.parametrize(
+    "arrays, message",
+    [
+        ({"y_train": np.zeros(20, int)}, "the training labels hold 1 class"),
+        ({"y_test": np.array([0, 1, 12, 0, 1, 0]), "classes": np.array(["a", "b"])}, "labels go up to 12"),
+        ({"x_test": np.zeros((6, 9, 9), np.uint8)}, "train images (1, 8, 8) != test (1, 9, 9)"),
+        ({"x_train": np.zeros((20, 8, 8), np.float32)}, "x_train has dtype float32"),
+    ],
+)
+def test_bad_datasets_are_one_line_exit_2(tmp_path, arrays, message, capsys):
+    err = _one_line_exit_2(["run", *QUICK, "--dataset", _npz(tmp_path, **arrays)], capsys)
+    assert message in err
+    assert not (store.results_dir() / "runs").exists()
+
+
+def test_a_text_file_is_not_called_pickled_data(tmp_path, capsys):
+    path = tmp_path / "notes.npz"
+    path.write_text("x_train = 1\n")
+    assert "not an .npz file (not a zip archive)" in _one_line_exit_2(
+        ["run", *QUICK, "--dataset", f"npz:{path}"], capsys
+    )
+
+
+def test_truncated_mnist_is_not_called_a_download_failure(tmp_path, capsys):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name, size in [("train-images-idx3-ubyte", 1000), ("train-labels-idx1-ubyte", 60008)]:
+        (raw / name).write_bytes(b"\x00\x00\x08\x03" + b"\x00" * (size - 4))
+    for name in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        (raw / name).write_bytes(b"\x00" * 16)
+    err = _one_line_exit_2(["run", *QUICK, "--dataset", "mnist", "--data-dir", str(tmp_path)], capsys)
+    assert "present but unreadable" in err and "download" not in err
+
+
+@pytest.mark.parametrize("study", ["../../README", "/tmp/elsewhere", "a/b", "..", ".hidden"])
+def test_a_study_name_never_leaves_its_folder(study, capsys):
+    readme = (ROOT / "README.md").read_bytes()
+    err = _one_line_exit_2(["tune", "--method", "ae", "--trials", "1", "--study", study], capsys)
+    assert "--study" in err
+    assert (ROOT / "README.md").read_bytes() == readme
+    assert not Path("/tmp/elsewhere.db").exists() or study != "/tmp/elsewhere"
+
+
+@pytest.mark.parametrize("key", ["../studies", "..", "x/y", "abc*"])
+def test_evaluate_takes_only_run_keys(key, capsys):
+    assert "run key" in _one_line_exit_2(["evaluate", key], capsys)
+
+
+def test_evaluate_of_an_unfinished_run_is_one_line(capsys):
+    run = store.results_dir() / "runs" / "abcdef0123456789"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"method": "ae"}))
+    assert "is not finished" in _one_line_exit_2(["evaluate", "abcdef"], capsys)
+
+
+def test_dataset_slugs_are_file_names(tmp_path, capsys):
+    weird = tmp_path / "my data!.npz"
+    rng = np.random.default_rng(0)
+    y = np.arange(40) % 2
+    x = (rng.random((40, 8, 8)) * 50 + y[:, None, None] * 150).astype(np.uint8)
+    np.savez(weird, x_train=x[:30], y_train=y[:30], x_test=x[30:], y_test=y[30:])
+    args = ["run", *QUICK[:-2], "--methods", "pixels", "--dataset", f"npz:{weird}"]
+    assert main(args) == 0
+    assert (store.results_dir() / "npz-my-data-.md").is_file()
+
+
+def test_a_read_only_or_full_store_is_one_line(monkeypatch, capsys):
+    def refuse(path, obj):
+        raise OSError(30, "Read-only file system", str(path))
+
+    monkeypatch.setattr(store, "write_json", refuse)
+    err = _one_line_exit_2(["run", *QUICK], capsys)
+    assert "cannot write" in err and "Read-only file system" in err
+
+
+def test_store_files_respect_the_umask():
+    old = os.umask(0o022)
+    try:
+        path = store.results_dir() / "x.json"
+        store.write_json(path, {"a": 1})
+        assert path.stat().st_mode & 0o777 == 0o644
+    finally:
+        os.umask(old)

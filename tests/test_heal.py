@@ -1,0 +1,107 @@
+"""A store that heals: a corrupt file is reported in one warning line and redone, never a
+traceback; a full disk costs the checkpoint, not the run; two processes split a grid."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench import store
+from bench.__main__ import main
+
+ROOT = Path(__file__).resolve().parent.parent
+GRID = ["run", "--config", str(ROOT / "configs/default.toml"), "--seeds", "0", "--latent-dims", "8"]
+GRID += ["--set", "train.epochs=1", "--methods", "ae,pixels"]
+CORRUPTIONS = {"truncated": lambda b: b[: len(b) // 3], "garbage": lambda b: b"\x00not what it was\xff" * 3}
+
+
+def _ae_run():
+    (run,) = [r for r in store.load_runs() if r["config"]["method"] == "ae"]
+    return run
+
+
+@pytest.mark.parametrize("how", sorted(CORRUPTIONS))
+@pytest.mark.parametrize("name", ["metrics.json", "config.json"])
+def test_a_corrupt_run_file_is_reported_and_the_run_redone(name, how, capsys):
+    assert main(GRID) == 0
+    run = _ae_run()
+    path = store.run_dir(run["key"]) / name
+    path.write_bytes(CORRUPTIONS[how](path.read_bytes()))
+    capsys.readouterr()
+    assert main(["report"]) == 0  # the report skips it with a warning
+    err = capsys.readouterr().err
+    assert f"{path} cannot be read" in err and "Traceback" not in err
+    assert main(GRID) == 0  # the next run of its grid redoes it
+    assert _ae_run()["metrics"]["linear"] == run["metrics"]["linear"]
+
+
+@pytest.mark.parametrize("kind", ["ckpt", "latents"])
+def test_a_corrupt_cache_file_is_deleted_and_recomputed(kind, capsys):
+    assert main(GRID) == 0
+    run = _ae_run()
+    path = store.cache_dir() / kind / f"{store.keys(run['config'])[1]}.pt"
+    path.write_bytes(b"garbage")
+    (store.run_dir(run["key"]) / "metrics.json").unlink()  # the run must be made again
+    capsys.readouterr()
+    assert main(GRID) == 0
+    assert f"cache file {path} cannot be loaded" in capsys.readouterr().err
+    assert _ae_run()["metrics"]["linear"] == run["metrics"]["linear"]
+    assert path.stat().st_size > 1000  # written anew
+
+
+def test_a_corrupt_reconstruction_grid_only_loses_its_figure(capsys):
+    assert main(GRID) == 0
+    path = store.run_dir(_ae_run()["key"]) / "recon.npz"
+    path.write_bytes(b"PK\x03\x04 truncated")
+    assert main(["report", "--runs"]) == 0
+    assert f"{path} cannot be read" in capsys.readouterr().err
+
+
+def test_a_full_disk_costs_the_checkpoint_not_the_run(monkeypatch, capsys):
+    real = store.save_tensor
+
+    def full(path, obj):
+        if "ckpt" in str(path):
+            raise OSError(28, "No space left on device")
+        real(path, obj)
+
+    monkeypatch.setattr(store, "save_tensor", full)
+    assert main(GRID) == 0
+    assert "could not save the checkpoint" in capsys.readouterr().err
+    assert _ae_run()["metrics"]["status"] == "ok"
+
+
+def test_a_stale_claim_of_a_dead_process_is_taken_over():
+    key = "0123456789abcdef"
+    lock = store.run_dir(key) / "claim.lock"
+    lock.parent.mkdir(parents=True)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    lock.write_text(f"{os.uname().nodename} {dead.pid}")
+    with store.claim(key) as mine:
+        assert mine and lock.read_text().endswith(str(os.getpid()))
+    assert not lock.exists()
+    lock.write_text(f"{os.uname().nodename} {os.getppid()}")  # a live process: respected
+    with store.claim(key) as mine:
+        assert not mine
+
+
+def test_two_processes_on_one_store_split_the_grid(tmp_path):
+    env = dict(os.environ, BENCH_RESULTS_DIR=str(tmp_path / "r"), BENCH_CACHE_DIR=str(tmp_path / "c"))
+    env["OMP_NUM_THREADS"] = "1"
+    cmd = [sys.executable, "-m", "bench", *GRID[:-1], "ae,dae,unet,vae", "--seeds", "0,1"]
+    cmd += ["--set", "train.epochs=15"]
+    procs = [subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    trained = [
+        line.split(":")[0].split("] ")[1] for out in outs for line in out.splitlines() if line.endswith(" s)")
+    ]
+    assert len(trained) == len(set(trained)), f"a run was trained twice: {trained}"
+    runs = [json.loads(p.read_text()) for p in (tmp_path / "r" / "runs").glob("*/metrics.json")]
+    assert len(runs) == 8 and all(r["status"] == "ok" for r in runs)
+    both = [line for out in outs for line in out.splitlines() if line.startswith("[")]
+    assert len(both) == 16  # each process accounted for every run: trained, stored or left to the other
