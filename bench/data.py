@@ -281,8 +281,20 @@ def _folder(path: Path) -> dict:
     for split in ("train", "test"):
         if not (path / split).is_dir():
             raise BenchError(f"{path / split} not found: folder:PATH needs train/ and test/ subfolders")
-        ds = ImageFolder(str(path / split), loader=lambda p: Image.open(p).convert("RGB"))
-        images = [np.asarray(img) for img, _ in ds]
+        try:
+            ds = ImageFolder(str(path / split), loader=lambda p: Image.open(p).convert("RGB"))
+        except FileNotFoundError as e:  # e.g. a class folder with no image in it
+            raise BenchError(
+                f"{path / split}: {str(e).splitlines()[0]}: every class folder needs images"
+            ) from None
+        images = []
+        for file, _ in ds.samples:
+            try:
+                images.append(np.asarray(ds.loader(file)))
+            except (OSError, ValueError) as e:  # PIL's UnidentifiedImageError is an OSError
+                raise BenchError(
+                    f"{file} cannot be read as an image ({type(e).__name__}): fix or remove it"
+                ) from None
         sizes = {im.shape for im in images}
         if len(sizes) != 1:
             raise BenchError(f"{path / split}: images differ in size {sorted(sizes)[:3]}: resize them")

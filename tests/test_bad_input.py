@@ -183,3 +183,28 @@ def test_store_files_respect_the_umask():
         assert path.stat().st_mode & 0o777 == 0o644
     finally:
         os.umask(old)
+
+
+def _folder(tmp_path):
+    from PIL import Image
+
+    for split in ("train", "test"):
+        for cls in ("a", "b"):
+            (tmp_path / "imgs" / split / cls).mkdir(parents=True)
+            for i in range(4):
+                Image.fromarray(np.full((8, 8, 3), 40 * i, np.uint8)).save(
+                    tmp_path / "imgs" / split / cls / f"{i}.png"
+                )
+    return tmp_path / "imgs"
+
+
+def test_image_folder_with_an_empty_class_or_a_broken_image(tmp_path, capsys):
+    root = _folder(tmp_path)
+    (root / "train" / "c").mkdir()
+    err = _one_line_exit_2(["run", *QUICK, "--dataset", f"folder:{root}"], capsys)
+    assert "every class folder needs images" in err
+    (root / "train" / "c").rmdir()
+    (root / "test" / "a" / "9.png").write_bytes(b"not a png")
+    err = _one_line_exit_2(["run", *QUICK, "--dataset", f"folder:{root}"], capsys)
+    assert "9.png cannot be read as an image" in err
+    assert not (store.results_dir() / "runs").exists()

@@ -117,3 +117,19 @@ def test_toml_types_are_checked(tmp_path):
     path.write_text("[train]\nepochs = 'many'\n")
     with pytest.raises(BenchError, match="train.epochs: expected int"):
         config.load(path)
+
+
+def test_every_field_of_every_section_and_learner_declares_its_range():
+    """A new learner's Config is held to the same rule: `at_least(1, 64)`, `one_of(...)`, ..."""
+    import dataclasses
+
+    from bench import registry
+    from bench.augment import Views
+
+    classes = [config.DataConfig, config.TrainConfig, config.EvalConfig, config.GridConfig, Views]
+    classes += [registry.get(n).Config for n in registry.names()]
+    for cls in classes:
+        for f in dataclasses.fields(cls):
+            assert "rule" in f.metadata, (
+                f"{cls.__qualname__}.{f.name} has no declared range (bench/checks.py)"
+            )
