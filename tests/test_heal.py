@@ -105,3 +105,30 @@ def test_two_processes_on_one_store_split_the_grid(tmp_path):
     assert len(runs) == 8 and all(r["status"] == "ok" for r in runs)
     both = [line for out in outs for line in out.splitlines() if line.startswith("[")]
     assert len(both) == 16  # each process accounted for every run: trained, stored or left to the other
+
+
+def test_a_corrupt_decoded_dataset_cache_is_decoded_again(tmp_path, capsys):
+    """cifar10-jpeg decodes its JPEGs once into the cache; a broken cache file is redone."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    arrays = {"classes": np.array(["a", "b"])}
+    for split, n in (("train", 30), ("test", 8)):
+        blobs = []
+        for i in range(n):
+            buf = io.BytesIO()
+            Image.fromarray(np.full((32, 32, 3), 60 + 120 * (i % 2), np.uint8)).save(buf, "JPEG", quality=75)
+            blobs.append(buf.getvalue())
+        arrays[f"jpeg_{split}"] = np.frombuffer(b"".join(blobs), np.uint8)
+        arrays[f"jpeg_{split}_offsets"] = np.cumsum([0, *map(len, blobs)]).astype(np.int64)
+        arrays[f"y_{split}"] = (np.arange(n) % 2).astype(np.uint8)
+    np.savez(tmp_path / "cifar10_jpeg.npz", **arrays)
+    args = [*GRID[:-1], "pixels", "--dataset", "cifar10-jpeg", "--data-dir", str(tmp_path)]
+    assert main(args) == 0
+    (cached,) = (store.cache_dir() / "data").glob("cifar10-jpeg-*.npz")
+    cached.write_bytes(cached.read_bytes()[:100])
+    assert main([*args, "--force"]) == 0
+    assert f"cache file {cached} cannot be read" in capsys.readouterr().err
+    assert (store.results_dir() / "cifar10-jpeg.md").is_file()
