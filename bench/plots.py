@@ -151,8 +151,8 @@ def recon_grid_png(path: Path, rows: dict[str, np.ndarray], title: str) -> None:
 
 def accuracy_vs_latent_png(path: Path, df, title: str) -> None:
     """Linear-probe accuracy against latent size, one line per learner (mean +- std over seeds)."""
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    for label, g in df.groupby("learner", sort=True):
+    fig, ax = plt.subplots(figsize=(7.5, 4.6))
+    for i, (label, g) in enumerate(df.groupby("learner", sort=True)):
         g = g.sort_values("latent_dim")
         if not _takes_latent_dim(g["method"].iloc[0]):  # one point at the image size: a line reads better
             ax.axhline(
@@ -160,22 +160,30 @@ def accuracy_vs_latent_png(path: Path, df, title: str) -> None:
                 color="gray",
                 ls="--",
                 lw=1,
-                label=f"pixels (d={int(g['latent_dim'].iloc[0])})",
+                label=f"{label} (d={int(g['latent_dim'].iloc[0])})",
             )
             continue
         ax.errorbar(
             g["latent_dim"],
             g["linear_mean"],
             yerr=g["linear_std"].fillna(0),
-            fmt="o-",
             capsize=3,
             label=label,
+            **_style(i),
         )
     ax.set_xscale("log", base=2)
     ax.set(xlabel="latent dimension", ylabel="linear probe test accuracy", title=title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     _save(fig, path)
+
+
+MARKERS = "osD^vP*Xh<>p"
+
+
+def _style(i: int) -> dict:
+    """A distinct colour and marker per learner: 13 and more learners outrun the 10-colour cycle."""
+    return {"color": plt.cm.tab20(i % 20), "marker": MARKERS[i % len(MARKERS)], "ls": "-"}
 
 
 def _takes_latent_dim(method: str) -> bool:
@@ -209,8 +217,9 @@ def accuracy_vs_psnr_png(path: Path, df, title: str) -> None:
     if len(lossless):
         names = ", ".join(f"{r.learner} d={int(r.latent_dim)}" for r in lossless.itertuples())
         ax.text(0.01, 0.01, f"not shown, lossless: {names}", transform=ax.transAxes, fontsize=7)
-    for label, g in df.groupby("learner", sort=True):
-        ax.scatter(g["psnr_mean"], g["linear_mean"], label=label)
+    for i, (label, g) in enumerate(df.groupby("learner", sort=True)):
+        style = _style(i)
+        ax.scatter(g["psnr_mean"], g["linear_mean"], label=label, color=style["color"], marker=style["marker"])
         for _, row in g.iterrows():
             ax.annotate(
                 str(int(row["latent_dim"])),
@@ -221,7 +230,7 @@ def accuracy_vs_psnr_png(path: Path, df, title: str) -> None:
             )
     ax.set(xlabel="test PSNR (dB)", ylabel="linear probe test accuracy", title=title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     _save(fig, path)
 
 
