@@ -21,7 +21,8 @@ def dataset_figures(slug: str, title: str, runs: list[dict], df, summary) -> dic
     if summary.empty:
         return {}
     out, figs = store.results_dir(), {"latent": f"{slug}-accuracy-vs-latent.png"}
-    accuracy_vs_latent_png(out / figs["latent"], summary, title)
+    plain = summary[~summary["variant"]]  # the ablations have their own table
+    accuracy_vs_latent_png(out / figs["latent"], plain, title)
     if summary["psnr_mean"].notna().any():
         figs["psnr"] = f"{slug}-accuracy-vs-psnr.png"
         accuracy_vs_psnr_png(out / figs["psnr"], summary, title)
@@ -219,7 +220,9 @@ def accuracy_vs_psnr_png(path: Path, df, title: str) -> None:
         ax.text(0.01, 0.01, f"not shown, lossless: {names}", transform=ax.transAxes, fontsize=7)
     for i, (label, g) in enumerate(df.groupby("learner", sort=True)):
         style = _style(i)
-        ax.scatter(g["psnr_mean"], g["linear_mean"], label=label, color=style["color"], marker=style["marker"])
+        ax.scatter(
+            g["psnr_mean"], g["linear_mean"], label=label, color=style["color"], marker=style["marker"]
+        )
         for _, row in g.iterrows():
             ax.annotate(
                 str(int(row["latent_dim"])),
