@@ -175,7 +175,8 @@ def accuracy_vs_latent_png(path: Path, df, title: str) -> None:
     ax.set_xscale("log", base=2)
     ax.set(xlabel="latent dimension", ylabel="linear probe test accuracy", title=title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    if ax.get_legend_handles_labels()[0]:  # a store of ablations only has no plain line to name
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     _save(fig, path)
 
 
