@@ -84,10 +84,37 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--runs", action="store_true", help="also redraw every run's own figures")
     ev = sub.add_parser("evaluate", help="accuracy, per-class accuracy and confusion matrix of a stored run")
     ev.add_argument("key", help="run key or a unique prefix of it")
+    runs = sub.add_parser("runs", help="every stored run as one tidy row (CSV), for pandas and notebooks")
+    runs.add_argument("--csv", metavar="PATH", help="write the CSV there (default: print it)")
+    runs.add_argument("--dataset", help="only this dataset (its slug, e.g. mnist)")
+    exp = sub.add_parser("export", help="a run's latents and labels for train, val and test as .npz")
+    exp.add_argument("key", help="run key or a unique prefix of it")
+    exp.add_argument("--out", metavar="PATH", help="default: <run key>.npz in the current folder")
+    exp.add_argument(
+        "--retrain", action="store_true", help="retrain the run if this machine has no cache of it"
+    )
+    _data_args(exp)
+    ver = sub.add_parser("verify", help="retrain stored runs in a scratch store and compare their metrics")
+    ver.add_argument("keys", nargs="*", help="run keys or unique prefixes")
+    ver.add_argument("--dataset", help="every stored run of this dataset (its slug, e.g. digits)")
+    ver.add_argument(
+        "--uncommitted", action="store_true", help="the runs made by code with uncommitted changes"
+    )
+    ver.add_argument("--sample", type=int, help="a seeded random sample of N of the chosen runs")
+    ver.add_argument("--sample-seed", type=int, default=0)
+    ver.add_argument(
+        "--tolerance", type=float, default=0.5, help="largest accuracy difference, in points (default 0.5)"
+    )
+    ver.add_argument("--psnr-tolerance", type=float, default=0.5, help="largest PSNR difference in dB")
+    ver.add_argument(
+        "--scratch", default=None, help="scratch store (default .cache/verify; kept: a rerun resumes)"
+    )
+    ver.add_argument("--adopt", action="store_true", help="replace each stored run by its recomputed one")
+    _data_args(ver)
     return p
 
 
-def _common(p) -> None:
+def _data_args(p) -> None:
     p.add_argument(
         "--data-dir",
         default=os.environ.get("BENCH_DATA_DIR"),
@@ -95,6 +122,10 @@ def _common(p) -> None:
     )
     p.add_argument("--offline", action="store_true", help="never download; fail if files are missing")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+
+
+def _common(p) -> None:
+    _data_args(p)
     p.add_argument("--tensorboard", metavar="DIR", help="also write each run's per-epoch loss terms there")
 
 
@@ -251,6 +282,85 @@ def cmd_evaluate(args) -> None:
         print(f"wrote {path}")
 
 
+def cmd_runs(args) -> None:
+    from bench import export, store
+
+    runs = [
+        r for r in store.load_runs() if not args.dataset or r["config"]["dataset"]["slug"] == args.dataset
+    ]
+    if not runs:
+        raise BenchError("no stored run" + (f" of dataset {args.dataset!r}" if args.dataset else ""))
+    df = export.runs_table(runs)
+    if args.csv:
+        store.atomic_write(Path(args.csv), lambda tmp: df.to_csv(tmp, index=False))
+        print(f"wrote {args.csv} ({len(df)} runs, {len(df.columns)} columns)")
+    else:
+        df.to_csv(sys.stdout, index=False)
+
+
+def cmd_export(args) -> None:
+    from bench import export, runner, store, verify
+
+    key = store.find(args.key)
+    runs = [r for r in store.load_runs() if r["key"] == key]
+    if not runs or runs[0]["metrics"].get("status") != "ok":
+        raise BenchError(f"run {key} is not a finished run with status ok: nothing to export")
+    run = runs[0]
+    ds = verify.load_dataset(run["config"], args.data_dir, args.offline, {})
+    z = export.latents(run, ds, runner.pick_device(args.device), args.retrain)
+    out = Path(args.out or f"{key}.npz")
+    export.write_npz(out, run, ds, z)
+    sizes = ", ".join(f"{s} {tuple(z[s].shape)}" for s in export.SPLITS)
+    print(f"wrote {out}: latents {sizes}, labels, classes, provenance, run key, config")
+
+
+def cmd_verify(args) -> int:
+    from bench import report, runner, store, verify
+
+    if not (args.keys or args.dataset or args.uncommitted):
+        raise BenchError("choose the runs to verify: run keys, --dataset SLUG or --uncommitted")
+    runs = verify.select(args.keys, args.dataset, args.sample, args.uncommitted, args.sample_seed)
+    folder = Path(args.scratch) if args.scratch else store.cache_dir() / "verify"
+    device = runner.pick_device(args.device)
+    print(f"verifying {len(runs)} run(s) in the scratch store {folder} on {runner.device_name(device)}")
+    loaded, diffs, new, failed = {}, [], [], []
+    for i, run in enumerate(runs, 1):
+        ds = verify.load_dataset(run["config"], args.data_dir, args.offline, loaded)
+        m, had = verify.recompute(run, folder, ds, device)
+        new.append(m)
+        d = verify.compare(run["metrics"], m)
+        diffs.append(d)
+        limit = {"psnr": args.psnr_tolerance}
+        over = [k for k, (_, _, x) in d.items() if abs(x) > limit.get(k, args.tolerance)]
+        if m.get("status") != "ok" or over:
+            failed.append(run)
+        cells = "  ".join(f"{k} {a:.2f}->{b:.2f} ({x:+.2f})" for k, (a, b, x) in d.items())
+        status = m.get("status") if m.get("status") != "ok" else "OVER" if over else "ok"
+        print(
+            f"[{i}/{len(runs)}] {verify.describe(run)}: {cells or m.get('error', '')}  {status}"
+            + ("  (recomputed earlier)" if had else "")
+        )
+        if args.adopt and m.get("status") == "ok":
+            verify.adopt(run, folder)
+    print("difference, recomputed - stored:")
+    print("\n".join(verify.summary_lines(diffs)))
+    print("environment:")
+    print("\n".join(verify.environments(runs, new)))
+    if args.adopt:
+        adopted = {r["config"]["dataset"]["slug"] for r, m in zip(runs, new) if m.get("status") == "ok"}
+        for slug in sorted(adopted):
+            print(f"adopted the recomputed runs; wrote {report.write(slug, store.load_runs())}")
+    if failed:
+        print(
+            f"{len(failed)} of {len(runs)} run(s) differ by more than {args.tolerance} points "
+            f"(PSNR {args.psnr_tolerance} dB) or failed: first {verify.describe(failed[0])}",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"all {len(runs)} run(s) within {args.tolerance} points (PSNR {args.psnr_tolerance} dB)")
+    return 0
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
@@ -262,6 +372,9 @@ def main(argv=None) -> int:
             "tune": cmd_tune,
             "report": cmd_report,
             "evaluate": cmd_evaluate,
+            "runs": cmd_runs,
+            "export": cmd_export,
+            "verify": cmd_verify,
         }[args.verb](args) or 0
     except BenchError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -56,6 +56,21 @@ class EvalConfig:
     mlp_patience: int = at_least(1, 5)  # epochs without validation improvement before stopping
     mlp_lr: float = above(0, 1e-3)
     knn_ks: list[int] = at_least(1, [1, 3, 5, 10, 20, 50], each=True)
+    # label efficiency: the linear probe and kNN refitted on these fractions of the training
+    # labels (class-balanced), `label_draws` seeded subsets each; 100% is the main result
+    label_fractions: list[float] = within(0, 1, [0.01, 0.1], open_lo=True, open_hi=True, each=True)
+    label_draws: int = at_least(1, 5)
+
+
+# Fields added after runs were stored, whose defaults leave every earlier measurement as it was:
+# at their default they are left out of run keys and names, so stored runs keep both (their
+# metrics lack only the new measurements; `bench verify --adopt` recomputes them).
+ADDED_LATER = {"eval": ("label_fractions", "label_draws")}
+
+
+def added_later_defaults(section: str) -> dict:
+    cls = {"eval": EvalConfig}.get(section)
+    return {k: v for k, v in to_dict(cls()).items() if k in ADDED_LATER.get(section, ())} if cls else {}
 
 
 @dataclass

@@ -25,7 +25,8 @@ DATASETS = {
     "mnist": "MNIST 28x28 through torchvision (DATA_DIR/MNIST/raw/)",
     "fashion-mnist": "Fashion-MNIST 28x28 through torchvision (DATA_DIR/FashionMNIST/raw/)",
     "cifar10": "CIFAR-10 32x32 through torchvision (DATA_DIR/cifar-10-batches-py/)",
-    "cifar100": "CIFAR-100 32x32 through torchvision (DATA_DIR/cifar-100-python/)",
+    "cifar100": "CIFAR-100 32x32, 100 fine classes (DATA_DIR/cifar-100-python/)",
+    "cifar100-coarse": "the same images, labelled with the 20 CIFAR-100 superclasses",
     "cifar10-jpeg": "CIFAR-10 (JPEG q75 copy) from DATA_DIR/cifar10_jpeg.npz",
     "npz:PATH": "arrays x_train, y_train, x_test, y_test (+ optional classes, provenance)",
     "folder:PATH": "torchvision ImageFolder layout with train/ and test/ subfolders",
@@ -55,8 +56,10 @@ def load(cfg: DataConfig, data_dir: str | None = None, offline: bool = False) ->
     root = Path(data_dir) if data_dir else _default_root()
     if name == "digits":
         raw = _digits()
-    elif name in ("mnist", "fashion-mnist", "cifar10", "cifar100"):
+    elif name in ("mnist", "fashion-mnist"):
         raw = _torchvision(name, root, offline)
+    elif name in CIFAR:
+        raw = _cifar(name, root, offline)
     elif name == "cifar10-jpeg":
         raw = _cifar10_jpeg(root)
     elif name.startswith("npz:"):
@@ -208,6 +211,69 @@ def _torchvision(name: str, root: Path, offline: bool) -> dict:
         classes=list(train.classes),
         title=title,
         provenance=f"{title} (torchvision {cls.__name__}, original files)",
+    )
+
+
+# name -> (title, folder, train files, test file, meta file, label key, class-name key)
+CIFAR = {
+    "cifar10": (
+        "CIFAR-10", "cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], "test_batch",
+        "batches.meta", "labels", "label_names",
+    ),
+    "cifar100": (
+        "CIFAR-100", "cifar-100-python", ["train"], "test", "meta", "fine_labels", "fine_label_names",
+    ),
+    "cifar100-coarse": (
+        "CIFAR-100 (20 superclasses)", "cifar-100-python", ["train"], "test", "meta", "coarse_labels",
+        "coarse_label_names",
+    ),
+}  # fmt: skip
+
+
+def _cifar(name: str, root: Path, offline: bool) -> dict:
+    """CIFAR-10/100 from the python-pickle files torchvision downloads (Krizhevsky's format: dicts
+    with `data` (N, 3072) uint8 rows in CHW order, label lists and a meta file of class names),
+    read here so that the fine and coarse labels of CIFAR-100 come from one copy. A missing
+    folder is downloaded through torchvision unless --offline."""
+    import pickle
+
+    title, folder, train_files, test_file, meta_file, label_key, names_key = CIFAR[name]
+    base = root / folder
+    if not (base / meta_file).is_file():
+        if offline:
+            raise BenchError(
+                f"{title} not found under {base}/ (files missing; --offline forbids downloading): "
+                "point --data-dir or BENCH_DATA_DIR at the folder that holds it"
+            )
+        _torchvision("cifar100" if name.startswith("cifar100") else "cifar10", root, offline=False)
+
+    def read(file: str) -> dict:
+        try:
+            with open(base / file, "rb") as f:
+                return pickle.load(f, encoding="latin1")
+        except Exception as e:  # truncated, corrupt, or another format
+            raise BenchError(
+                f"{base / file} is missing or unreadable ({type(e).__name__}): replace the {title} "
+                "files with intact copies"
+            ) from None
+
+    out = {}
+    for split, files in (("train", train_files), ("test", [test_file])):
+        parts = [read(f) for f in files]
+        try:
+            x = np.concatenate([np.asarray(p["data"], dtype=np.uint8).reshape(-1, 3, 32, 32) for p in parts])
+            y = np.concatenate([np.asarray(p[label_key], dtype=np.int64) for p in parts])
+        except (KeyError, ValueError) as e:
+            raise BenchError(f"{base}: {split} files lack {e} in the CIFAR format") from None
+        out[f"x_{split}"], out[f"y_{split}"] = x, y
+    meta = read(meta_file)
+    if names_key not in meta:
+        raise BenchError(f"{base / meta_file} lacks {names_key!r}: not a {title} meta file")
+    return dict(
+        out,
+        classes=list(meta[names_key]),
+        title=title,
+        provenance=f"{title} (python-pickle files as torchvision downloads them, original pixels)",
     )
 
 

@@ -43,12 +43,61 @@ def standardize(z: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def probes(z: dict, y: dict, num_classes: int, cfg: EvalConfig, seed: int) -> dict:
-    """Linear probe, MLP head and kNN on standardised latents z[split] with labels y[split]."""
+    """Linear probe, MLP head and kNN on standardised latents z[split] with labels y[split], then
+    the linear probe and kNN again on class-balanced fractions of the training labels."""
     return {
         "linear": linear_probe(z, y, num_classes, cfg.probe_weight_decays, cfg.probe_max_iter),
         "mlp": mlp_probe(z, y, num_classes, cfg, seed),
         "knn": knn_probe(z, y, num_classes, cfg.knn_ks),
+        "label_efficiency": label_efficiency(z, y, num_classes, cfg),
     }
+
+
+def label_efficiency(z: dict, y: dict, num_classes: int, cfg: EvalConfig) -> dict:
+    """Test accuracy of the linear probe and kNN when only a fraction of the training images keep
+    their labels: {"0.01": {"labels": n, "linear": [acc per draw], "knn": [...]}, ...}.
+
+    Each draw is a class-balanced subset (the same fraction of every class, at least one image
+    each) seeded by the draw number alone, so every learner is probed on the same labelled images.
+    Hyperparameters are still chosen on the (fully labelled) validation slice, as in the
+    semi-supervised protocol of SimCLR and BYOL; the latents stay standardised with statistics of
+    all training images, which need no labels.
+    """
+    out = {}
+    for fraction in cfg.label_fractions:
+        draws = {"linear": [], "knn": []}
+        for draw in range(cfg.label_draws):
+            idx = balanced_subset(y["train"], fraction, draw)
+            zs, ys = dict(z, train=z["train"][idx]), dict(y, train=y["train"][idx])
+            lin = linear_probe(zs, ys, num_classes, cfg.probe_weight_decays, cfg.probe_max_iter)
+            draws["linear"].append(lin["test_acc"])
+            draws["knn"].append(knn_probe(zs, ys, num_classes, cfg.knn_ks)["test_acc"])
+        out[f"{fraction:g}"] = {"labels": len(idx), **draws}
+    return out
+
+
+def balanced_subset(y: torch.Tensor, fraction: float, draw: int) -> torch.Tensor:
+    """Sorted indices of round(fraction * n_c) images of every class c (at least one), drawn with
+    a generator seeded by `draw`."""
+    g = torch.Generator().manual_seed(1_000_003 + draw)
+    picks = []
+    for c in torch.unique(y).tolist():
+        members = (y == c).nonzero().view(-1)
+        keep = max(1, round(fraction * len(members)))
+        picks.append(members[torch.randperm(len(members), generator=g)[:keep]])
+    return torch.cat(picks).sort().values
+
+
+def rankme(z: torch.Tensor, eps: float = 1e-7) -> float:
+    """RankMe (Garrido et al. 2023): exp of the entropy of the normalised singular values of the
+    raw latent matrix (N, D); from 1 (collapsed to a line) to min(N, D) (every direction used).
+    The singular values come from the eigenvalues of the D x D Gram matrix in float64."""
+    z = z.double()
+    if z.shape[0] < z.shape[1]:
+        z = z.T
+    s = torch.linalg.eigvalsh(z.T @ z).clamp_min(0).sqrt()
+    p = s / s.sum().clamp_min(1e-300) + eps
+    return float(torch.exp(-(p * p.log()).sum()))
 
 
 def _fit_logreg(x, y, k, wd, max_iter, init=None) -> torch.Tensor:

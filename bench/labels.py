@@ -5,7 +5,7 @@ run is `ae d=64 seed=0 on MNIST`."""
 
 from __future__ import annotations
 
-from bench import registry
+from bench import config, registry
 
 
 def name(cfg: dict) -> str:
@@ -37,7 +37,8 @@ def labels(runs: list[dict]) -> list[str]:
 def _settings(cfg: dict) -> dict:
     out = {k: v for k, v in cfg.get("method_config", {}).items() if k != "latent_dim"}
     for section in ("train", "eval", "data"):
-        out.update({f"{section}.{k}": v for k, v in (cfg.get(section) or {}).items()})
+        values = {**config.added_later_defaults(section), **(cfg.get(section) or {})}
+        out.update({f"{section}.{k}": v for k, v in values.items()})
     return out
 
 

@@ -26,6 +26,11 @@ def dataset_figures(slug: str, title: str, runs: list[dict], df, summary) -> dic
     if summary["psnr_mean"].notna().any():
         figs["psnr"] = f"{slug}-accuracy-vs-psnr.png"
         accuracy_vs_psnr_png(out / figs["psnr"], summary, title)
+    from bench.report import fractions
+
+    if fractions(summary) and plain[f"linear@{fractions(summary)[0]}_mean"].notna().any():
+        figs["labels"] = f"{slug}-label-efficiency.png"
+        label_efficiency_png(out / figs["labels"], plain, df, fractions(summary), title)
     rows = _recon_rows(df[df["status"] == "ok"])
     if len(rows) > 1:
         figs["recon"] = f"{slug}-reconstructions.png"
@@ -176,6 +181,30 @@ def accuracy_vs_latent_png(path: Path, df, title: str) -> None:
     ax.set(xlabel="latent dimension", ylabel="linear probe test accuracy", title=title)
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:  # a store of ablations only has no plain line to name
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    _save(fig, path)
+
+
+def label_efficiency_png(path: Path, summary, df, fracs: list[str], title: str) -> None:
+    """Linear-probe accuracy against the number of labelled training images, one line per learner
+    at the latent size most learners share (baselines without a latent size at theirs)."""
+    have = summary[summary[f"linear@{fracs[0]}_mean"].notna()]
+    dims = have.loc[[_takes_latent_dim(m) for m in have["method"]], "latent_dim"]
+    dim = dims.mode().iloc[0] if len(dims) else None
+    counts = [int(df[f"labels@{f}"].dropna().iloc[0]) for f in fracs]
+    full = int(round(counts[-1] / float(fracs[-1])))
+    fig, ax = plt.subplots(figsize=(7.5, 4.6))
+    for i, (_, s) in enumerate(have.iterrows()):
+        if _takes_latent_dim(s["method"]) and s["latent_dim"] != dim:
+            continue
+        y = [s[f"linear@{f}_mean"] for f in fracs] + [s["linear_mean"]]
+        err = [s[f"linear@{f}_std"] for f in fracs] + [s["linear_std"]]
+        ax.errorbar(counts + [full], y, yerr=np.nan_to_num(err), capsize=3, label=s["learner"], **_style(i))
+    ax.set_xscale("log")
+    ax.set(xlabel="labelled training images", ylabel="linear probe test accuracy")
+    ax.set_title(f"{title}: label efficiency" + (f" (d={int(dim)})" if dim else ""))
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     _save(fig, path)
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 import json
 from collections import Counter
 
+import numpy as np
 import pandas as pd
 
 from bench import BenchError, labels, plots, registry, store, studies
 
-METRICS = ("linear", "mlp", "knn", "mse", "psnr", "ssim", "train_time")
+METRICS = ("linear", "mlp", "knn", "rankme", "mse", "psnr", "ssim", "train_time")
 
 PROTOCOL = (
     "Learners train on training images only (no labels), then are frozen. Latents are extracted "
@@ -73,9 +74,11 @@ def frame(runs: list[dict]) -> pd.DataFrame:
         m, c = r["metrics"], r["config"]
         ok = m.get("status") == "ok"
         recon = (m.get("recon") or {}) if ok else {}
+        env = m.get("env") or {}
         rows.append(
             {
                 "key": r["key"],
+                "dataset": c["dataset"]["slug"],
                 "learner": label,
                 "method": c["method"],
                 "variant": labels.is_variant(c),
@@ -87,13 +90,35 @@ def frame(runs: list[dict]) -> pd.DataFrame:
                 "linear": m["linear"]["test_acc"] if ok else None,
                 "mlp": m["mlp"]["test_acc"] if ok else None,
                 "knn": m["knn"]["test_acc"] if ok else None,
+                "rankme": m.get("rankme") if ok else None,
+                **(_label_columns(m["label_efficiency"]) if ok and m.get("label_efficiency") else {}),
                 "mse": recon.get("mse"),
                 "psnr": recon.get("psnr"),
                 "ssim": recon.get("ssim"),
                 "train_time": (m.get("train") or {}).get("time_s") if ok else None,
+                "wall_time": m.get("wall_time_s"),
+                "git_sha": env.get("git_sha"),
+                "uncommitted": not env.get("git_sha") or env["git_sha"].endswith("-dirty"),
+                "device": env.get("device"),
+                "threads": env.get("threads"),
+                "torch": env.get("torch"),
+                "overrides": json.dumps(c.get("overrides", {}), sort_keys=True),
+                "purposes": ",".join(c.get("purposes", [])),
             }
         )
     return pd.DataFrame(rows)
+
+
+def _label_columns(efficiency: dict) -> dict:
+    """`linear@0.01`: the mean over a run's labelled subsets; `linear@0.01/draws`: every draw, kept
+    so that a table's spread pools seeds and draws."""
+    out = {}
+    for fraction, e in efficiency.items():
+        for probe in ("linear", "knn"):
+            out[f"{probe}@{fraction}"] = sum(e[probe]) / len(e[probe])
+            out[f"{probe}@{fraction}/draws"] = list(e[probe])
+        out[f"labels@{fraction}"] = e["labels"]
+    return out
 
 
 def summarize(df: pd.DataFrame) -> pd.DataFrame:
@@ -107,13 +132,29 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
         kind=("kind", "first"),
         params=("params", "first"),
         n=("seed", "nunique"),
+        uncommitted=("uncommitted", "any"),
     )
     for col in METRICS:
         out[f"{col}_mean"] = g[col].mean()
         out[f"{col}_std"] = g[col].std()
+    for col in [c for c in df.columns if "/draws" in c]:  # label efficiency: seeds x draws pooled
+        pooled = g[col].agg(lambda cells: [v for cell in cells if isinstance(cell, list) for v in cell])
+        out[f"{col[: -len('/draws')]}_mean"] = pooled.map(lambda v: np.mean(v) if v else np.nan)
+        out[f"{col[: -len('/draws')]}_std"] = pooled.map(
+            lambda v: np.std(v, ddof=1) if len(v) > 1 else np.nan
+        )
     out = out.reset_index()
+    out["below_pca"] = _below_pca(out)
     out["order"] = out["kind"].map(KIND_ORDER)
     return out.sort_values(["order", "learner", "latent_dim"]).drop(columns="order")
+
+
+def _below_pca(summary: pd.DataFrame) -> pd.Series:
+    """A reconstructing learner whose test PSNR is below PCA's at the same latent size: PCA is the
+    best linear code of that size, so such a learner is undertrained for reconstruction."""
+    pca = summary[(summary["method"] == "pca") & ~summary["variant"]].set_index("latent_dim")["psnr_mean"]
+    floor = summary["latent_dim"].map(pca)
+    return (summary["method"] != "pca") & summary["psnr_mean"].notna() & (summary["psnr_mean"] < floor)
 
 
 KIND_ORDER = {"baseline": 0, "learner": 1, "reference": 2}
@@ -138,14 +179,15 @@ def _pm(mean, std, scale=1.0, digits=2) -> str:
 def main_table(summary: pd.DataFrame) -> str:
     rows = [
         {
-            "learner": s.learner,
+            "learner": s.learner + (" †" if s.uncommitted else ""),
             "latent dim": int(s.latent_dim),
             "params": f"{int(s.params):,}",
             "linear %": _pm(s.linear_mean, s.linear_std, 100),
             "MLP %": _pm(s.mlp_mean, s.mlp_std, 100),
             "kNN %": _pm(s.knn_mean, s.knn_std, 100),
+            "RankMe": _pm(s.rankme_mean, None, 1, 1),
             "MSE": _pm(s.mse_mean, s.mse_std, 1, 4),
-            "PSNR dB": _pm(s.psnr_mean, s.psnr_std),
+            "PSNR dB": _pm(s.psnr_mean, s.psnr_std) + (" (< PCA)" if s.below_pca else ""),
             "SSIM": _pm(s.ssim_mean, s.ssim_std, 1, 3),
             "train s": _pm(s.train_time_mean, None, 1, 0) if s.train_time_mean else "-",
             "n": s.n,
@@ -164,6 +206,31 @@ def latent_table(summary: pd.DataFrame) -> str:
     table = table[sorted(table.columns)]
     table.columns = [f"d={int(c)}" for c in table.columns]
     return table.reset_index().to_markdown(index=False, disable_numparse=True)
+
+
+def fractions(summary: pd.DataFrame) -> list[str]:
+    """The label fractions measured in `summary`, smallest first ("0.01", "0.1")."""
+    found = {c.split("@")[1].rsplit("_", 1)[0] for c in summary.columns if c.startswith("linear@")}
+    return sorted(found, key=float)
+
+
+def label_table(summary: pd.DataFrame, df: pd.DataFrame) -> str | None:
+    """Linear and kNN test accuracy (%) with 1%, 10%, ... and 100% of the training labels."""
+    fracs = fractions(summary)
+    rows = summary[summary[[f"linear@{f}_mean" for f in fracs]].notna().any(axis=1)] if fracs else []
+    if not len(rows):
+        return None
+    counts = {f: int(df[f"labels@{f}"].dropna().iloc[0]) for f in fracs}
+    out = []
+    for _, s in rows.iterrows():
+        row = {"learner": s["learner"], "latent dim": int(s["latent_dim"])}
+        for probe, name in (("linear", "linear"), ("knn", "kNN")):
+            for f in fracs:
+                cell = _pm(s[f"{probe}@{f}_mean"], s[f"{probe}@{f}_std"], 100)
+                row[f"{name} {float(f):.0%} ({counts[f]:,})"] = cell
+            row[f"{name} 100%"] = _pm(s[f"{probe}_mean"], s[f"{probe}_std"], 100)
+        out.append(row)
+    return pd.DataFrame(out).to_markdown(index=False, disable_numparse=True)
 
 
 def ablation_table(summary: pd.DataFrame) -> str | None:
@@ -243,6 +310,7 @@ def render(title: str, runs: list[dict], df: pd.DataFrame, summary: pd.DataFrame
             if (summary["kind"] == "reference").any()
             else []
         ),
+        *_footnotes(summary),
         "## Linear probe accuracy by latent size",
         "",
         latent_table(summary),
@@ -252,6 +320,21 @@ def render(title: str, runs: list[dict], df: pd.DataFrame, summary: pd.DataFrame
     ]
     if "psnr" in figures:
         lines += [f"![accuracy vs PSNR]({figures['psnr']})", ""]
+    efficiency = label_table(summary, df)
+    if efficiency:
+        lines += [
+            "## Label efficiency",
+            "",
+            "Test accuracy (%) of the linear probe and kNN fitted on a class-balanced fraction of the "
+            "training labels (labelled images in brackets); for each fraction below 100%, mean ± std "
+            "over seeds and draws of the labelled subset (the same subsets for every learner). "
+            "Hyperparameters are still chosen on the validation slice. Runs stored before this "
+            "evaluator existed show `-`.",
+            "",
+            efficiency,
+            "",
+            *([f"![accuracy vs labels used]({figures['labels']})", ""] if "labels" in figures else []),
+        ]
     ablations = ablation_table(summary)
     if ablations:
         lines += [
@@ -296,6 +379,26 @@ def render(title: str, runs: list[dict], df: pd.DataFrame, summary: pd.DataFrame
         "</details>",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _footnotes(summary: pd.DataFrame) -> list[str]:
+    notes = []
+    if summary["below_pca"].any():
+        notes.append(
+            "*(< PCA)*: the learner reconstructs the test split worse than PCA with the same latent "
+            "size, the best linear code of that size: it is undertrained for reconstruction at this "
+            "budget, and its PSNR says so rather than what the architecture can do."
+        )
+    if summary["uncommitted"].any():
+        notes.append(
+            "†: some of the row's runs came from code with uncommitted changes (git SHA `-dirty`); "
+            "`python -m bench verify --uncommitted --adopt` retrains them from this commit and replaces them."
+        )
+    notes.append(
+        "RankMe (Garrido et al. 2023): effective rank of the raw training latents, exp of the entropy "
+        "of their normalised singular values; label-free, at most the latent size."
+    )
+    return [line for note in notes for line in (note, "")]
 
 
 def _budgets(runs: list[dict]) -> str:

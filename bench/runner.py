@@ -230,6 +230,7 @@ def _evaluate(model, data: Dataset, spec: dict, device, train_key: str, key: str
     y = {s: getattr(data, f"y_{s}") for s in ("train", "val", "test")}
     eval_cfg = config.EvalConfig(**spec["eval"])
     result = evaluate.probes(evaluate.standardize(z), y, len(data.classes), eval_cfg, spec["seed"])
+    result["rankme"] = evaluate.rankme(z["train"])  # label-free: raw training latents only
     pred = result["linear"].pop("test_pred")
     conf = evaluate.confusion(pred, y["test"], len(data.classes))
     recon = recon_val = None
@@ -272,6 +273,7 @@ def _env(device: torch.device, start: float) -> dict:
             "torch": torch.__version__,
             "device": device_name(device),
             "cpu_count": os.cpu_count(),
+            "threads": torch.get_num_threads(),
             "python": platform.python_version(),
             "peak_memory_mb": round(peak, 1),
             "peak_memory_kind": "cuda allocated" if device.type == "cuda" else "process max RSS",

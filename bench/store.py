@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from bench import CODE_VERSION, BenchError
+from bench import CODE_VERSION, BenchError, config
 
 
 def results_dir() -> Path:
@@ -48,7 +48,9 @@ def keys(spec: dict) -> tuple[str, str]:
     """(run key, train key) of a run spec (see runner.spec)."""
     train_part = {k: spec[k] for k in ("method", "method_config", "train", "data", "seed")}
     train_key = digest({"code_version": CODE_VERSION, **train_part})
-    return digest({"train_key": train_key, "eval": spec["eval"]}), train_key
+    later = config.added_later_defaults("eval")
+    evaluation = {k: v for k, v in spec["eval"].items() if k not in later or v != later[k]}
+    return digest({"train_key": train_key, "eval": evaluation}), train_key
 
 
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")

@@ -1,0 +1,80 @@
+"""A run's latents and the store's runs, handed to other tools.
+
+`bench export RUN` writes one .npz: z_<split> (N, D) float32 raw latents and y_<split> labels for
+train, val and test, the class names, the dataset's provenance, the run key and the run's config
+as JSON. numpy reads it anywhere (`np.load(path)`), pandas through `pd.DataFrame(f["z_train"])`.
+`bench runs` is one tidy row per stored run (learner, overrides, dataset, latent size, seed, every
+metric, run key, git SHA) as CSV.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bench import BenchError, config, evaluate, registry, report, runner, store, verify
+
+SPLITS = ("train", "val", "test")
+
+RUN_COLUMNS = [
+    "key", "dataset", "learner", "method", "overrides", "latent_dim", "seed", "status", "kind",
+    "linear", "mlp", "knn", "rankme", "mse", "psnr", "ssim", "params", "train_time", "wall_time",
+    "git_sha", "uncommitted", "device", "threads", "torch", "purposes",
+]  # fmt: skip
+
+
+def runs_table(runs: list[dict]):
+    """Every stored run as one row; label-efficiency columns `linear@0.01` etc. where measured."""
+    df = report.frame(runs)
+    extra = sorted(c for c in df.columns if "@" in c and "/draws" not in c)
+    return df[[c for c in RUN_COLUMNS if c in df.columns] + extra]
+
+
+def latents(run: dict, ds, device, retrain: bool) -> dict[str, torch.Tensor]:
+    """The run's raw latents per split: from the latent cache, else encoded by its cached
+    checkpoint, else (a baseline, or with `retrain`) by re-making the run: the cache is local to
+    the machine that trained it and is not part of the repository."""
+    spec = verify.spec_of(run["config"])
+    _, train_key = store.keys(spec)
+    cached = store.load_tensor(store.cache_dir() / "latents" / f"{train_key}.pt")
+    if cached is not None:
+        return cached
+    method = spec["method"]
+    ckpt = store.load_tensor(store.cache_dir() / "ckpt" / f"{train_key}.pt")
+    if ckpt is not None:
+        model = registry.create(method, config.method_config(method, spec["method_config"]), ds.shape)
+        model.load_state_dict(ckpt["state"])
+        model = model.to(device, memory_format=torch.channels_last)
+        return {s: evaluate.extract(model, getattr(ds, f"x_{s}"), device) for s in SPLITS}
+    if registry.get(method).trainable and not retrain:
+        seconds = run["metrics"].get("wall_time_s") or 0
+        raise BenchError(
+            f"run {run['key']}: no cached latents or checkpoint on this machine (the cache is not part "
+            f"of the repository): add --retrain to retrain it (~{seconds:.0f} s when it was stored)"
+        )
+    # re-make the run in a scratch store, keeping this machine's cache: the latents land there
+    with verify.scratch_store(store.cache_dir() / "export-runs", own_cache=False):
+        runner.run_one(dict(spec, purpose="export"), ds, device, force=True)
+    z = store.load_tensor(store.cache_dir() / "latents" / f"{train_key}.pt")
+    if z is None:
+        raise BenchError(f"run {run['key']}: the latents could not be cached (see the warning above)")
+    return z
+
+
+def write_npz(path: Path, run: dict, ds, z: dict) -> None:
+    c = run["config"]
+    arrays = {f"z_{s}": z[s].numpy().astype(np.float32) for s in SPLITS}
+    arrays.update({f"y_{s}": getattr(ds, f"y_{s}").numpy() for s in SPLITS})
+    arrays.update(
+        classes=np.array(ds.classes),
+        provenance=np.array(c["dataset"]["provenance"]),
+        run_key=np.array(run["key"]),
+        config=np.array(json.dumps(c, sort_keys=True)),
+    )
+    for s in SPLITS:
+        if len(arrays[f"z_{s}"]) != len(arrays[f"y_{s}"]):
+            raise BenchError(f"run {run['key']}: {s} latents and labels differ in length; nothing written")
+    store.atomic_save_npz(path, arrays)

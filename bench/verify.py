@@ -1,0 +1,159 @@
+"""Reproducibility, measured: retrain stored runs in a scratch store and compare their metrics.
+
+The scratch store (default .cache/verify/) has its own run folders and its own checkpoint and
+latent cache, so every run there is trained from nothing; it is kept, so an interrupted `verify`
+resumes and a second one compares without retraining (delete the folder for a fresh retrain).
+`--adopt` replaces each stored run by its recomputed one: the way a run from uncommitted code, or
+from an older evaluator, is replaced by a clean rerun of the same spec.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+from pathlib import Path
+
+from bench import BenchError, data, labels, runner, store
+from bench.config import DataConfig
+
+# what is compared: (label, unit, getter)
+COMPARED = (
+    ("linear", "points", lambda m: 100 * m["linear"]["test_acc"]),
+    ("mlp", "points", lambda m: 100 * m["mlp"]["test_acc"]),
+    ("knn", "points", lambda m: 100 * m["knn"]["test_acc"]),
+    ("psnr", "dB", lambda m: (m.get("recon") or {}).get("psnr")),
+)
+
+
+def select(
+    keys: list[str], dataset: str | None, sample: int | None, uncommitted: bool, sample_seed: int = 0
+) -> list[dict]:
+    """Finished runs chosen by key prefixes, dataset slug and/or code state; `sample` of them at
+    random (seeded), in key order."""
+    runs = [r for r in store.load_runs() if r["metrics"].get("status") == "ok"]
+    if keys:
+        wanted = {store.find(k) for k in keys}
+        runs = [r for r in runs if r["key"] in wanted]
+    if dataset:
+        runs = [r for r in runs if r["config"]["dataset"]["slug"] == dataset]
+    if uncommitted:
+        runs = [r for r in runs if _uncommitted(r["metrics"])]
+    if not runs:
+        raise BenchError("no finished run in the store matches: check the keys, --dataset or --uncommitted")
+    if sample is not None:
+        if sample < 1:
+            raise BenchError(f"--sample {sample}: give a positive number of runs")
+        runs = sorted(random.Random(sample_seed).sample(runs, min(sample, len(runs))), key=lambda r: r["key"])
+    return runs
+
+
+def _uncommitted(metrics: dict) -> bool:
+    sha = (metrics.get("env") or {}).get("git_sha") or "unknown"
+    return sha.endswith("-dirty") or sha == "unknown"
+
+
+@contextlib.contextmanager
+def scratch_store(folder: Path, own_cache: bool = True):
+    """Point the run store (folder/runs) and, with `own_cache`, the checkpoint and latent cache
+    (folder/cache) at `folder` meanwhile."""
+    saved = {k: os.environ.get(k) for k in ("BENCH_RESULTS_DIR", "BENCH_CACHE_DIR")}
+    os.environ["BENCH_RESULTS_DIR"] = str(folder)
+    if own_cache:
+        os.environ["BENCH_CACHE_DIR"] = str(folder / "cache")
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def load_dataset(spec: dict, data_dir: str | None, offline: bool, loaded: dict) -> data.Dataset:
+    """The dataset a stored run was trained on, checked by its fingerprint (cached in `loaded`)."""
+    d = spec["data"]
+    cfg = DataConfig(spec["dataset"]["name"], d["val_fraction"], d["val_seed"], d["train_limit"])
+    key = (cfg.name, cfg.val_fraction, cfg.val_seed, cfg.train_limit)
+    if key not in loaded:
+        loaded[key] = data.load(cfg, data_dir, offline)
+    ds = loaded[key]
+    if ds.fingerprint != d["fingerprint"]:
+        raise BenchError(
+            f"{spec['dataset']['name']}: the files under the data folder differ from the run's "
+            f"(fingerprint {ds.fingerprint} != {d['fingerprint']}): point --data-dir at the same copy"
+        )
+    return ds
+
+
+def spec_of(config: dict) -> dict:
+    """The run spec that made a stored run (its config.json without the bookkeeping)."""
+    return {k: v for k, v in config.items() if k not in ("purposes",)}
+
+
+def recompute(run: dict, folder: Path, ds, device) -> tuple[dict, bool]:
+    """(metrics of the run retrained in the scratch store, whether they were already there)."""
+    spec = spec_of(run["config"])
+    if store.keys(spec)[0] != run["key"]:  # the spec no longer hashes to its key: the code changed
+        raise BenchError(
+            f"run {run['key']} hashes to another key under this code (CODE_VERSION or the key scheme "
+            "changed): this version cannot reproduce it"
+        )
+    with scratch_store(folder):
+        had = store.is_done(run["key"])
+        return runner.run_one(dict(spec, purpose="verify"), ds, device), had
+
+
+def compare(stored: dict, new: dict) -> dict:
+    """{metric: (stored, recomputed, difference)} for the metrics both have."""
+    out = {}
+    for name, _, get in COMPARED:
+        a, b = get(stored), get(new) if new.get("status") == "ok" else None
+        if a is not None and b is not None:
+            out[name] = (a, b, b - a)
+    return out
+
+
+def adopt(run: dict, folder: Path) -> None:
+    """Replace the stored run's files by the recomputed ones (kept: why the run was made)."""
+    src, dst = folder / "runs" / run["key"], store.run_dir(run["key"])
+    config = store.load_json(src / "config.json")
+    config["purposes"] = run["config"].get("purposes", config.get("purposes", []))
+    config["command"] = run["config"].get("command", config.get("command"))
+    if (src / "recon.npz").exists():
+        store.atomic_write(
+            dst / "recon.npz", lambda tmp: Path(tmp).write_bytes((src / "recon.npz").read_bytes())
+        )
+    store.write_json(dst / "config.json", config)
+    store.write_json(dst / "metrics.json", store.load_json(src / "metrics.json"))
+
+
+def describe(run: dict) -> str:
+    c = run["config"]
+    return f"{run['key'][:8]} {c['dataset']['slug']} {labels.name(c)} {labels.describe(c)}"
+
+
+def summary_lines(diffs: list[dict]) -> list[str]:
+    """Per metric: runs compared, how many identical, mean and max |difference|."""
+    lines = []
+    for name, unit, _ in COMPARED:
+        d = [abs(x[name][2]) for x in diffs if name in x]
+        if d:
+            same = sum(v == 0 for v in d)
+            lines.append(
+                f"  {name:<6} {len(d):>4} runs: {same} identical, mean |diff| {sum(d) / len(d):.2f} "
+                f"{unit}, max {max(d):.2f} {unit}"
+            )
+    return lines
+
+
+def environments(runs: list[dict], new: list[dict]) -> list[str]:
+    """What differs between the stored runs' environment and the recomputing one."""
+    lines = []
+    for field in ("device", "threads", "torch", "git_sha"):
+        before = sorted({str((r["metrics"].get("env") or {}).get(field, "?")) for r in runs})
+        after = sorted({str((m.get("env") or {}).get(field, "?")) for m in new if m.get("status") == "ok"})
+        mark = "same" if before == after else "differs"
+        lines.append(f"  {field:<8} stored: {', '.join(before)}; recomputed: {', '.join(after)} ({mark})")
+    return lines

@@ -1,0 +1,182 @@
+"""The evaluator a reviewer can check: label efficiency, RankMe, export, runs, verify, and the
+report's flags (undertrained against PCA, uncommitted code)."""
+
+import csv
+import io
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bench import config, data, evaluate, runner, store
+from bench.__main__ import main
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ["--config", str(ROOT / "configs/default.toml"), "--seeds", "0", "--latent-dims", "8"]
+TINY += ["--set", "train.epochs=1"]
+
+
+def test_balanced_subsets_are_balanced_seeded_and_shared():
+    y = torch.tensor([0] * 50 + [1] * 30 + [2] * 20)
+    idx = evaluate.balanced_subset(y, 0.1, draw=0)
+    assert torch.bincount(y[idx]).tolist() == [5, 3, 2]
+    assert torch.equal(idx, evaluate.balanced_subset(y, 0.1, draw=0))  # every learner: same images
+    assert not torch.equal(idx, evaluate.balanced_subset(y, 0.1, draw=1))
+    assert torch.bincount(y[evaluate.balanced_subset(y, 0.001, 0)]).tolist() == [1, 1, 1]  # >= 1 each
+
+
+def test_rankme_spans_collapsed_to_full_rank():
+    g = torch.Generator().manual_seed(0)
+    full = torch.randn(4000, 16, generator=g)
+    assert 15 < evaluate.rankme(full) <= 16
+    line = torch.randn(4000, 1, generator=g) * torch.randn(1, 16, generator=g)
+    assert evaluate.rankme(line) < 1.1
+    two = torch.cat([full[:, :2] * 10, full[:, 2:] * 1e-6], 1)
+    assert 1.8 < evaluate.rankme(two) < 2.1
+
+
+def test_label_efficiency_probe_sees_only_the_subset():
+    """With one labelled image per class, kNN with k=1 predicts the label of the nearest of
+    those few: on well separated clusters that is still perfect, and the subset size is stored."""
+    g = torch.Generator().manual_seed(0)
+    centers = torch.randn(4, 8, generator=g) * 10
+    y = {s: torch.arange(4).repeat(n) for s, n in (("train", 50), ("val", 10), ("test", 10))}
+    z = {s: centers[v] + torch.randn(len(v), 8, generator=g) for s, v in y.items()}
+    cfg = config.EvalConfig(label_fractions=[0.02, 0.5], label_draws=3)
+    out = evaluate.label_efficiency(evaluate.standardize(z), y, 4, cfg)
+    assert out["0.02"]["labels"] == 4 and out["0.5"]["labels"] == 100
+    assert len(out["0.02"]["knn"]) == 3 and min(out["0.5"]["linear"]) == 1.0
+
+
+def test_old_runs_keep_their_keys_and_names():
+    """Fields added to the evaluator later leave stored runs' keys and row names as they were."""
+    ds = data.load(config.DataConfig())
+    spec = runner.spec(config.Config(), ds, "ae", {"latent_dim": 8}, 0)
+    old = json.loads(json.dumps(spec))
+    for k in config.ADDED_LATER["eval"]:
+        old["eval"].pop(k)
+    assert store.keys(old) == store.keys(spec)
+    changed = json.loads(json.dumps(spec))
+    changed["eval"]["label_draws"] = 2
+    assert store.keys(changed)[0] != store.keys(spec)[0]
+    assert store.keys(changed)[1] == store.keys(spec)[1]  # the same trained weights
+
+
+def test_report_runs_export_and_verify(capsys, tmp_path, monkeypatch):
+    monkeypatch.setattr(runner, "git_sha", lambda: "abc1234")  # as from a clean checkout
+    assert main(["run", *TINY, "--methods", "ae,pca,simclr"]) == 0
+    runs = {r["config"]["method"]: r for r in store.load_runs()}
+    m = runs["ae"]["metrics"]
+    assert m["rankme"] <= 8 and set(m["label_efficiency"]) == {"0.01", "0.1"}
+    assert len(m["label_efficiency"]["0.1"]["linear"]) == 5
+    page = (store.results_dir() / "digits.md").read_text()
+    assert "## Label efficiency" in page and "linear 1% (10)" in page and "RankMe" in page
+    assert (store.results_dir() / "digits-label-efficiency.png").stat().st_size > 1000
+    # one epoch of the autoencoder reconstructs worse than PCA at the same size: flagged
+    ae_row = next(line for line in page.splitlines() if line.startswith("| ae "))
+    pca_row = next(line for line in page.splitlines() if line.startswith("| pca "))
+    assert "(< PCA)" in ae_row and "(< PCA)" not in pca_row
+
+    csv_path = tmp_path / "runs.csv"
+    assert main(["runs", "--csv", str(csv_path)]) == 0
+    rows = list(csv.DictReader(csv_path.open()))
+    assert {r["method"] for r in rows} == {"ae", "pca", "simclr"}
+    ae = next(r for r in rows if r["method"] == "ae")
+    assert float(ae["linear"]) == pytest.approx(m["linear"]["test_acc"])
+    assert json.loads(ae["overrides"]) == {"train.epochs": 1}
+    assert ae["key"] == runs["ae"]["key"] and ae["git_sha"] and "linear@0.01" in ae
+    capsys.readouterr()
+    assert main(["runs"]) == 0
+    assert len(list(csv.DictReader(io.StringIO(capsys.readouterr().out)))) == 3
+
+    key = runs["ae"]["key"]
+    out = tmp_path / "ae.npz"
+    assert main(["export", key[:6], "--out", str(out)]) == 0
+    f = np.load(out)
+    ds = data.load(config.DataConfig())
+    assert f["z_train"].shape == (len(ds.x_train), 8) and np.array_equal(f["y_test"], ds.y_test.numpy())
+    assert str(f["run_key"]) == key and "scikit-learn digits" in str(f["provenance"])
+    assert json.loads(str(f["config"]))["method"] == "ae" and len(f["classes"]) == 10
+    cached = f["z_test"].copy()
+    for sub in ("latents", "ckpt"):  # another machine: no cache of this run
+        for p in (store.cache_dir() / sub).glob("*.pt"):
+            p.unlink()
+    capsys.readouterr()
+    assert main(["export", key, "--out", str(out)]) == 2
+    assert "--retrain" in capsys.readouterr().err
+    assert main(["export", key, "--out", str(out), "--retrain"]) == 0
+    assert np.array_equal(np.load(out)["z_test"], cached)  # retraining reproduces the latents
+
+    # verify: identical on this machine; a tampered stored number is caught and --adopt heals it
+    assert main(["verify", "--dataset", "digits", "--tolerance", "0"]) == 0
+    assert "3 identical" in capsys.readouterr().out
+    path = store.run_dir(key) / "metrics.json"
+    tampered = json.loads(path.read_text())
+    tampered["linear"]["test_acc"] -= 0.05
+    tampered["env"]["git_sha"] = "abc1234-dirty"
+    path.write_text(json.dumps(tampered))
+    assert "ae (train.epochs=1) †" in main_table_after_report()
+    assert main(["verify", "--uncommitted"]) == 1
+    out_ = capsys.readouterr()
+    assert "OVER" in out_.out and "1 of 1 run(s) differ" in out_.err and "(recomputed earlier)" in out_.out
+    assert main(["verify", key, "--adopt"]) == 1  # reports the difference, then replaces the run
+    assert json.loads(path.read_text())["linear"]["test_acc"] == pytest.approx(m["linear"]["test_acc"])
+    assert main(["verify", key]) == 0 and "†" not in main_table_after_report()
+
+
+def main_table_after_report() -> str:
+    assert main(["report"]) == 0
+    return (store.results_dir() / "digits.md").read_text().split("## Linear probe")[0]
+
+
+def test_verify_needs_a_choice_of_runs(capsys):
+    assert main(["verify"]) == 2
+    assert "choose the runs" in capsys.readouterr().err
+    assert main(["verify", "--dataset", "nothing-here"]) == 2
+
+
+def _cifar100_files(root: Path, n_train: int = 40, n_test: int = 20) -> None:
+    """Tiny CIFAR-100 in the exact python-pickle format torchvision downloads."""
+    folder = root / "cifar-100-python"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name, n in (("train", n_train), ("test", n_test)):
+        fine = (np.arange(n) % 100).tolist()
+        entry = {
+            "filenames": [f"img_{i}.png" for i in range(n)],
+            "batch_label": f"{name} batch",
+            "fine_labels": fine,
+            "coarse_labels": [f % 20 for f in fine],
+            "data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+        }
+        (folder / name).write_bytes(pickle.dumps(entry, protocol=2))
+    meta = {
+        "fine_label_names": [f"fine{i}" for i in range(100)],
+        "coarse_label_names": [f"coarse{i}" for i in range(20)],
+    }
+    (folder / "meta").write_bytes(pickle.dumps(meta, protocol=2))
+
+
+def test_cifar100_reads_the_torchvision_format(tmp_path, capsys):
+    _cifar100_files(tmp_path)
+    fine = data.load(config.DataConfig("cifar100", val_fraction=0.25), str(tmp_path), offline=True)
+    assert fine.x_train.shape[1:] == (3, 32, 32) and len(fine.classes) == 100
+    assert fine.classes[3] == "fine3" and len(fine.x_train) + len(fine.x_val) == 40
+    raw = pickle.loads((tmp_path / "cifar-100-python" / "train").read_bytes())
+    first = torch.from_numpy(raw["data"][0].reshape(3, 32, 32))
+    assert any(torch.equal(first, x) for x in fine.x_train) or any(torch.equal(first, x) for x in fine.x_val)
+    coarse = data.load(config.DataConfig("cifar100-coarse", val_fraction=0.25), str(tmp_path), offline=True)
+    assert len(coarse.classes) == 20 and int(coarse.y_test.max()) == 19
+    assert torch.equal(coarse.x_test, fine.x_test) and torch.equal(coarse.y_test, fine.y_test % 20)
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["run", "--dataset", "cifar100", "--data-dir", str(empty), "--offline"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "CIFAR-100 not found" in err and "--data-dir" in err
+    (tmp_path / "cifar-100-python" / "test").write_bytes(b"\x80\x02garbage")
+    assert main(["run", "--dataset", "cifar100", "--data-dir", str(tmp_path), "--offline"]) == 2
+    assert "unreadable" in capsys.readouterr().err
