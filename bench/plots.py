@@ -190,13 +190,12 @@ def label_efficiency_png(path: Path, summary, df, fracs: list[str], title: str) 
     at the latent size most learners share (baselines without a latent size at theirs)."""
     have = summary[summary[f"linear@{fracs[0]}_mean"].notna()]
     dims = have.loc[[_takes_latent_dim(m) for m in have["method"]], "latent_dim"]
-    dim = dims.mode().iloc[0] if len(dims) else None
+    dim = dims.mode().max() if len(dims) else None  # ties: the largest size
     counts = [int(df[f"labels@{f}"].dropna().iloc[0]) for f in fracs]
     full = int(round(counts[-1] / float(fracs[-1])))
     fig, ax = plt.subplots(figsize=(7.5, 4.6))
-    for i, (_, s) in enumerate(have.iterrows()):
-        if _takes_latent_dim(s["method"]) and s["latent_dim"] != dim:
-            continue
+    shown = have[[not _takes_latent_dim(m) or d == dim for m, d in zip(have["method"], have["latent_dim"])]]
+    for i, (_, s) in enumerate(shown.iterrows()):
         y = [s[f"linear@{f}_mean"] for f in fracs] + [s["linear_mean"]]
         err = [s[f"linear@{f}_std"] for f in fracs] + [s["linear_std"]]
         ax.errorbar(counts + [full], y, yerr=np.nan_to_num(err), capsize=3, label=s["learner"], **_style(i))
