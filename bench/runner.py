@@ -288,17 +288,23 @@ def device_name(device: torch.device) -> str:
     return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
 
 
+ROOT = Path(__file__).resolve().parent.parent
+# what a run executes: a change elsewhere (docs, tests, results) does not make its code "dirty"
+CODE_PATHS = ("bench", "methods", "configs", "requirements.txt", "pyproject.toml")
+
+
 @functools.cache
 def git_sha() -> str:
     try:
         sha = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5, cwd=ROOT
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!results"],
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS],
             capture_output=True,
             text=True,
             timeout=5,
+            cwd=ROOT,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
