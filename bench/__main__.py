@@ -59,6 +59,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(run)
     run.add_argument("--force", action="store_true", help="redo runs that are already stored")
+    ray_ = run.add_argument_group("grids on Ray (see README: Grids on Ray)")
+    ray_.add_argument("--workers", type=int, help="run N runs at a time as tasks of a local Ray instance")
+    ray_.add_argument(
+        "--ray-address",
+        default=os.environ.get("RAY_ADDRESS"),
+        help="join the Ray cluster there, e.g. 10.0.0.1:6379 (default: $RAY_ADDRESS)",
+    )
+    ray_.add_argument(
+        "--cpus-per-run",
+        type=float,
+        help="CPUs (and torch threads) per run (default: 1 on Ray, all in-process)",
+    )
+    ray_.add_argument(
+        "--gpus-per-run", type=float, default=0.0, help="GPUs per run; fractions share one, e.g. 0.25"
+    )
     tune = sub.add_parser("tune", help="an Optuna study of one learner, on one machine or many")
     tune.add_argument("--method", required=True)
     tune.add_argument("--dataset", help="dataset name (default: the config's data.name)")
@@ -79,6 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tune.add_argument("--no-prune", action="store_true", help="never stop a trial early")
     tune.add_argument("--sampler-seed", type=int, default=0)
+    tune.add_argument(
+        "--workers", type=int, help="N worker processes on this machine on the same study (cores shared)"
+    )
+    tune.add_argument("--no-rerun", action="store_true", help=argparse.SUPPRESS)  # a --workers helper
     _common(tune)
     rep = sub.add_parser("report", help="rebuild results/*.md and plots from the store")
     rep.add_argument("--runs", action="store_true", help="also redraw every run's own figures")
@@ -149,7 +168,7 @@ def cmd_list(args) -> None:
 
 
 def cmd_run(args) -> int:
-    from bench import config, data, labels, registry, report, runner, store
+    from bench import config, data, env, labels, registry, report, runner, store
 
     cfg = config.load(args.config, args.set)
     grid = {"methods": args.methods, "latent_dims": args.latent_dims, "seeds": args.seeds}
@@ -158,30 +177,56 @@ def cmd_run(args) -> int:
         cfg.data.name = args.dataset
     for name in cfg.grid_methods():
         registry.get(name)
-    device = runner.pick_device(args.device)
+    device = env.pick_device(args.device)
+    cpus = args.cpus_per_run
+    if (
+        (cpus is not None and cpus <= 0)
+        or args.gpus_per_run < 0
+        or (args.workers is not None and args.workers < 1)
+    ):
+        raise BenchError("--workers, --cpus-per-run must be positive and --gpus-per-run >= 0")
     ds = data.load(cfg.data, args.data_dir, args.offline)
     specs = runner.preflight(runner.specs(cfg, ds), ds)
     command = "python -m bench " + " ".join(shlex.quote(a) for a in args.argv)  # for the report
-    print(f"{ds.provenance}: {len(specs)} run{'s' * (len(specs) != 1)} on {runner.device_name(device)}")
+    print(f"{ds.provenance}: {len(specs)} run{'s' * (len(specs) != 1)} on {env.device_name(device)}")
     diverged, elsewhere = [], 0
-    for i, spec in enumerate(specs, 1):
-        start = time.perf_counter()
-        stored = not args.force and store.is_done(store.keys(spec)[0])
-        m = runner.run_one(dict(spec, command=command), ds, device, args.force, tensorboard=args.tensorboard)
-        what = f"[{i}/{len(specs)}] {labels.name(spec)} {labels.describe(spec)}"
+
+    def show(what: str, m: dict, took: str) -> None:
+        nonlocal elsewhere
         if m["status"] == "claimed":
             elsewhere += 1
             print(f"{what}: being trained by another process, left to it")
-            continue
-        if m["status"] != "ok":
+        elif m["status"] != "ok":
             diverged.append(what)
             print(f"{what}: {m['error']}")
-            continue
-        took = time.perf_counter() - start
-        print(
-            f"{what}: linear {m['linear']['test_acc']:.2%}  mlp {m['mlp']['test_acc']:.2%}  "
-            f"knn {m['knn']['test_acc']:.2%}  ({'stored' if stored else f'{took:.0f} s'})"
-        )
+        else:
+            print(
+                f"{what}: linear {m['linear']['test_acc']:.2%}  mlp {m['mlp']['test_acc']:.2%}  "
+                f"knn {m['knn']['test_acc']:.2%}  ({took})"
+            )
+
+    if args.workers or args.ray_address:  # Ray is imported only on this path
+        from bench import grid
+
+        pending = [s for s in specs if args.force or not store.is_done(store.keys(s)[0])]
+        print(f"{len(specs) - len(pending)} stored, {len(pending)} to run")
+        if pending:
+            grid.run(
+                pending, ds, args, command, lambda s, m: m["status"] == "ok" or diverged.append(grid.what(s))
+            )
+    else:
+        if args.cpus_per_run is not None:  # the same threads per run as on Ray, for comparisons
+            import torch
+
+            torch.set_num_threads(max(1, int(args.cpus_per_run)))
+        for i, spec in enumerate(specs, 1):
+            start = time.perf_counter()
+            stored = not args.force and store.is_done(store.keys(spec)[0])
+            m = runner.run_one(
+                dict(spec, command=command), ds, device, args.force, tensorboard=args.tensorboard
+            )
+            took = "stored" if stored else f"{time.perf_counter() - start:.0f} s"
+            show(f"[{i}/{len(specs)}] {labels.name(spec)} {labels.describe(spec)}", m, took)
     path = report.write(ds.slug, store.load_runs())
     print(f"wrote {path}")
     if elsewhere:
@@ -195,7 +240,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_tune(args) -> None:
-    from bench import config, data, registry, report, runner, store, studies, tune
+    from bench import config, data, env, registry, report, store, studies, tune
 
     cfg = config.load(args.config, args.set)
     if args.dataset:
@@ -204,6 +249,8 @@ def cmd_tune(args) -> None:
     cfg.grid = config.replace(cfg.grid, {k: v for k, v in grid.items() if v is not None}, "grid")
     if args.trials < 1:
         raise BenchError(f"--trials {args.trials}: give a positive number of trials")
+    if args.workers is not None and args.workers < 1:
+        raise BenchError(f"--workers {args.workers}: give a positive number of worker processes")
     cls = registry.get(args.method)
     if not registry.tunable(args.method):
         raise BenchError(f"{args.method} declares no search space: there is nothing to tune")
@@ -211,7 +258,7 @@ def cmd_tune(args) -> None:
         raise BenchError(
             f"--multi-objective trades accuracy against PSNR: {args.method} does not reconstruct"
         )
-    device = runner.pick_device(args.device)
+    device = env.pick_device(args.device)
     ds = data.load(cfg.data, args.data_dir, args.offline)
     name = args.study or f"{args.method}-{ds.slug}" + ("-pareto" if args.multi_objective else "")
     store.safe_name(name, "--study")
@@ -219,6 +266,7 @@ def cmd_tune(args) -> None:
         name, args.storage, args.multi_objective, args.sampler_seed, not args.no_prune
     )
     print(f"study {name}: {args.trials} trials of {args.method} on {ds.provenance}")
+    helpers = _tune_helpers(args, url)
     tune.optimize(
         study,
         url,
@@ -230,14 +278,43 @@ def cmd_tune(args) -> None:
         prune=not args.no_prune,
         tensorboard=args.tensorboard,
     )
+    failed = [p.wait() for p in helpers].count(0) != len(helpers)
+    if failed:
+        raise BenchError("a tuning worker process failed (see its output above); rerun to continue the study")
     running = study.get_trials(deepcopy=False, states=(tune.TrialState.RUNNING,))
-    if not args.multi_objective and not running:
+    if not args.multi_objective and not running and not args.no_rerun:
         best = study.best_trial
         print(f"best trial {best.number}: validation accuracy {best.value:.2%} {best.params}")
         for m in tune.rerun_best(study, cfg, ds, args.method, device):
             print(f"  tuned re-run: linear {m['linear']['test_acc']:.2%} (test)")
         print(f"wrote {report.write(ds.slug, store.load_runs())}")  # the tuned rows
     print(f"wrote {studies.write(study)}")
+
+
+def _tune_helpers(args, url: str) -> list:
+    """With --workers N: N - 1 more `bench tune` processes on this machine, joining the same study
+    (storage `url`), each with its share of the cores; this process is the N-th."""
+    import subprocess
+
+    import torch
+
+    n = args.workers or 1
+    if n == 1:
+        return []
+    threads = max(1, (os.cpu_count() or 1) // n)
+    torch.set_num_threads(threads)
+    argv, skip = [], False
+    for a in args.argv:  # the same command without --workers/--storage, as one worker each
+        if skip or a.startswith(("--workers=", "--storage=")):
+            skip = False
+            continue
+        if a in ("--workers", "--storage"):
+            skip = True
+            continue
+        argv.append(a)
+    child = os.environ | {"OMP_NUM_THREADS": str(threads)}
+    cmd = [sys.executable, "-m", "bench", *argv, "--storage", url, "--no-rerun"]
+    return [subprocess.Popen(cmd, env=child) for _ in range(n - 1)]
 
 
 def cmd_report(args) -> None:
@@ -299,7 +376,7 @@ def cmd_runs(args) -> None:
 
 
 def cmd_export(args) -> None:
-    from bench import export, runner, store, verify
+    from bench import env, export, store, verify
 
     key = store.find(args.key)
     runs = [r for r in store.load_runs() if r["key"] == key]
@@ -307,7 +384,7 @@ def cmd_export(args) -> None:
         raise BenchError(f"run {key} is not a finished run with status ok: nothing to export")
     run = runs[0]
     ds = verify.load_dataset(run["config"], args.data_dir, args.offline, {})
-    z = export.latents(run, ds, runner.pick_device(args.device), args.retrain)
+    z = export.latents(run, ds, env.pick_device(args.device), args.retrain)
     out = Path(args.out or f"{key}.npz")
     export.write_npz(out, run, ds, z)
     sizes = ", ".join(f"{s} {tuple(z[s].shape)}" for s in export.SPLITS)
@@ -315,14 +392,14 @@ def cmd_export(args) -> None:
 
 
 def cmd_verify(args) -> int:
-    from bench import report, runner, store, verify
+    from bench import env, report, store, verify
 
     if not (args.keys or args.dataset or args.uncommitted):
         raise BenchError("choose the runs to verify: run keys, --dataset SLUG or --uncommitted")
     runs = verify.select(args.keys, args.dataset, args.sample, args.uncommitted, args.sample_seed)
     folder = Path(args.scratch) if args.scratch else store.cache_dir() / "verify"
-    device = runner.pick_device(args.device)
-    print(f"verifying {len(runs)} run(s) in the scratch store {folder} on {runner.device_name(device)}")
+    device = env.pick_device(args.device)
+    print(f"verifying {len(runs)} run(s) in the scratch store {folder} on {env.device_name(device)}")
     loaded, diffs, new, failed = {}, [], [], []
     for i, run in enumerate(runs, 1):
         ds = verify.load_dataset(run["config"], args.data_dir, args.offline, loaded)

@@ -5,17 +5,13 @@ runs and `bench tune` calls `run_one` per trial: one code path, one store.
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
-import platform
-import resource
-import subprocess
 import time
 from pathlib import Path
 
 import torch
 
-from bench import BenchError, config, evaluate, labels, registry, store, train
+from bench import BenchError, config, env, evaluate, labels, registry, store, train
 from bench.config import Config
 from bench.data import Dataset
 from bench.method import Unsupported
@@ -155,8 +151,17 @@ def _stored(key: str, purpose: str) -> dict:
 
 
 def _train_and_store(spec, purpose, data, device, force, on_epoch, tensorboard) -> dict:
-    key, train_key = store.keys(spec)
+    key = store.keys(spec)[0]
     store.write_json(store.run_dir(key) / "config.json", dict(spec, purposes=[purpose]))
+    metrics, artifacts = compute(spec, data, device, force, on_epoch, tensorboard)
+    record(spec, purpose, metrics, artifacts)
+    return metrics
+
+
+def compute(spec, data, device, force=False, on_epoch=None, tensorboard=None) -> tuple[dict, dict]:
+    """Train (or load the cached checkpoint) and evaluate one run, touching only the local cache:
+    returns (metrics, artifacts) for `record` to store. The worker side of a grid on Ray."""
+    key, train_key = store.keys(spec)
     start = time.perf_counter()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -176,15 +181,22 @@ def _train_and_store(spec, purpose, data, device, force, on_epoch, tensorboard) 
                     model, data.x_train, cfg, spec["seed"], device, on_epoch, label, labels_, log
                 )
         except train.Diverged as e:
-            metrics = {"status": "diverged", "error": str(e), **_env(device, start)}
-            store.write_json(store.run_dir(key) / "metrics.json", metrics)
-            return metrics
+            return {"status": "diverged", "error": str(e), **env.record(device, start)}, {}
         # a full disk must not cost the trained model's results: evaluate and store them anyway
         store.try_save_tensor(ckpt_path, {"state": model.state_dict(), "train": train_info}, "checkpoint")
-    metrics = _evaluate(model, data, spec, device, train_key, key)
-    metrics.update(train=train_info, **_env(device, start))
-    store.write_json(store.run_dir(key) / "metrics.json", metrics)
-    return metrics
+    metrics, artifacts = _evaluate(model, data, spec, device, train_key)
+    metrics.update(train=train_info, **env.record(device, start))
+    return metrics, artifacts
+
+
+def record(spec: dict, purpose: str, metrics: dict, artifacts: dict) -> None:
+    """Store a computed run: config.json, its artifacts (the reconstruction grid), and last
+    metrics.json, whose presence marks the run finished. Every write is atomic."""
+    run_dir = store.run_dir(store.keys(spec)[0])
+    store.write_json(run_dir / "config.json", dict(spec, purposes=[purpose]))
+    if "recon" in artifacts:
+        store.atomic_save_npz(run_dir / "recon.npz", artifacts["recon"])
+    store.write_json(run_dir / "metrics.json", metrics)
 
 
 def _load_checkpoint(model, path) -> dict | None:
@@ -220,7 +232,7 @@ def _tensorboard(folder, spec: dict, key: str):
         writer.close()
 
 
-def _evaluate(model, data: Dataset, spec: dict, device, train_key: str, key: str) -> dict:
+def _evaluate(model, data: Dataset, spec: dict, device, train_key: str) -> tuple[dict, dict]:
     before = evaluate.weights_hash(model)
     latents_path = store.cache_dir() / "latents" / f"{train_key}.pt"
     z = store.load_tensor(latents_path)
@@ -234,13 +246,12 @@ def _evaluate(model, data: Dataset, spec: dict, device, train_key: str, key: str
     pred = result["linear"].pop("test_pred")
     conf = evaluate.confusion(pred, y["test"], len(data.classes))
     recon = recon_val = None
-    run_dir = store.run_dir(key)
+    artifacts = {}
     if model.reconstructs:
         recon = evaluate.reconstruction(model, data.x_test, device)
         recon_val = evaluate.reconstruction(model, data.x_val, device)  # what a study may optimise
         # the grid is kept small in the store, so the report can compare learners later
-        grid = evaluate.grid_reconstructions(model, data.x_test, data.y_test, device)
-        store.atomic_save_npz(run_dir / "recon.npz", grid)
+        artifacts["recon"] = evaluate.grid_reconstructions(model, data.x_test, data.y_test, device)
     after = evaluate.weights_hash(model)
     if after != before:  # the latents would describe another encoder than the stored one
         raise BenchError(
@@ -258,64 +269,4 @@ def _evaluate(model, data: Dataset, spec: dict, device, train_key: str, key: str
         "encoder_unchanged": after == before,
         "weights_sha256": after,
         "n": {"train": len(data.x_train), "val": len(data.x_val), "test": len(data.x_test)},
-    }
-
-
-def _env(device: torch.device, start: float) -> dict:
-    peak = (
-        torch.cuda.max_memory_allocated(device) / 2**20
-        if device.type == "cuda"
-        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    )
-    return {
-        "env": {
-            "git_sha": git_sha(),
-            "torch": torch.__version__,
-            "device": device_name(device),
-            "cpu_count": os.cpu_count(),
-            "threads": torch.get_num_threads(),
-            "python": platform.python_version(),
-            "peak_memory_mb": round(peak, 1),
-            "peak_memory_kind": "cuda allocated" if device.type == "cuda" else "process max RSS",
-        },
-        "wall_time_s": time.perf_counter() - start,
-    }
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
-
-
-ROOT = Path(__file__).resolve().parent.parent
-# what a run executes: a change elsewhere (docs, tests, results) does not make its code "dirty"
-CODE_PATHS = ("bench", "methods", "configs", "requirements.txt", "pyproject.toml")
-
-
-@functools.cache
-def git_sha() -> str:
-    try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5, cwd=ROOT
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            cwd=ROOT,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return (sha + ("-dirty" if dirty else "")) or "unknown"
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise BenchError("--device cuda: no CUDA device is visible; use --device cpu")
-    if name not in ("cpu", "cuda"):
-        raise BenchError(f"--device {name!r}: choose auto, cpu or cuda")
-    return torch.device(name)
+    }, artifacts

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from bench import config, data, evaluate, runner, store
+from bench import config, data, env, evaluate, runner, store
 from bench.__main__ import main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,7 +66,7 @@ def test_old_runs_keep_their_keys_and_names():
 
 
 def test_report_runs_export_and_verify(capsys, tmp_path, monkeypatch):
-    monkeypatch.setattr(runner, "git_sha", lambda: "abc1234")  # as from a clean checkout
+    monkeypatch.setattr(env, "git_sha", lambda: "abc1234")  # as from a clean checkout
     assert main(["run", *TINY, "--methods", "ae,pca,simclr"]) == 0
     runs = {r["config"]["method"]: r for r in store.load_runs()}
     m = runs["ae"]["metrics"]

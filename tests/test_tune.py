@@ -61,6 +61,21 @@ def test_sqlite_study_lands_in_the_store_and_the_tables(capsys):
     assert main(["report"]) == 0
 
 
+def test_workers_on_one_machine_share_a_sqlite_study(capsys):
+    """`--workers 3`: two helper processes and this one work on the same capped study."""
+    assert main(["tune", "--method", "ae", "--trials", "5", "--workers", "3", "--no-prune", *TINY]) == 0
+    study = optuna.load_study(
+        study_name="ae-digits", storage=f"sqlite:///{tune.studies_dir() / 'ae-digits.db'}"
+    )
+    finished = [t for t in study.trials if t.state.is_finished()]
+    assert len(finished) == 5 and all(t.state == optuna.trial.TrialState.COMPLETE for t in finished)
+    assert len({t.user_attrs["worker"] for t in finished}) >= 2  # more than one process took trials
+    assert len({tuple(sorted(t.params.items())) for t in finished}) == 5  # distinct points
+    out = capsys.readouterr().out
+    assert out.count("best trial") == 1  # the tuned re-runs: once, by this process
+    assert main(["tune", "--method", "ae", "--trials", "5", "--workers", "0", *TINY]) == 2
+
+
 def test_multi_objective_study_plots_its_pareto_front(capsys):
     assert main(["tune", "--method", "ae", "--trials", "3", "--multi-objective", *TINY]) == 0
     page = (tune.studies_dir() / "ae-digits-pareto.md").read_text()

@@ -1,0 +1,79 @@
+"""Where a run ran: device, threads, library versions, the code's git SHA, wall time, memory."""
+
+from __future__ import annotations
+
+import functools
+import os
+import platform
+import resource
+import subprocess
+import time
+from pathlib import Path
+
+import torch
+
+from bench import BenchError
+
+
+def record(device: torch.device, start: float) -> dict:
+    peak = (
+        torch.cuda.max_memory_allocated(device) / 2**20
+        if device.type == "cuda"
+        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    )
+    return {
+        "env": {
+            "git_sha": git_sha(),
+            "torch": torch.__version__,
+            "device": device_name(device),
+            "cpu_count": os.cpu_count(),
+            "threads": torch.get_num_threads(),
+            "python": platform.python_version(),
+            "peak_memory_mb": round(peak, 1),
+            "peak_memory_kind": "cuda allocated" if device.type == "cuda" else "process max RSS",
+        },
+        "wall_time_s": time.perf_counter() - start,
+    }
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
+
+
+ROOT = Path(__file__).resolve().parent.parent
+# what a run executes: a change elsewhere (docs, tests, results) does not make its code "dirty"
+CODE_PATHS = ("bench", "methods", "configs", "requirements.txt", "pyproject.toml")
+
+
+@functools.cache
+def git_sha() -> str:
+    """HEAD's short SHA, with `-dirty` when the code differs from it; a Ray worker, which gets
+    the code without its .git, is handed the driver's in BENCH_GIT_SHA."""
+    if os.environ.get("BENCH_GIT_SHA"):
+        return os.environ["BENCH_GIT_SHA"]
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5, cwd=ROOT
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=ROOT,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return (sha + ("-dirty" if dirty else "")) or "unknown"
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise BenchError("--device cuda: no CUDA device is visible; use --device cpu")
+    if name not in ("cpu", "cuda"):
+        raise BenchError(f"--device {name!r}: choose auto, cpu or cuda")
+    return torch.device(name)

@@ -1,0 +1,147 @@
+"""Grids on Ray: the same results as in-process, one stored run per spec, and no finished run
+lost or redone when a worker node or the driver is killed.
+
+The local-instance test always runs. The cluster tests need a running cluster: `.ci/ray.sh`
+starts a head and a worker node on this machine and CI exports RAY_TEST_ADDRESS (and
+RAY_AUTH_MODE=token); without it they skip.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+GRID = ["run", "--config", str(ROOT / "configs/default.toml"), "--latent-dims", "8"]
+GRID += ["--set", "train.epochs=2", "--cpus-per-run", "1"]
+COMPARED = ("linear", "mlp", "knn", "recon", "rankme", "label_efficiency", "confusion", "weights_sha256")
+CLUSTER = os.environ.get("RAY_TEST_ADDRESS")
+needs_cluster = pytest.mark.skipif(not CLUSTER, reason="set RAY_TEST_ADDRESS (.ci/ray.sh starts a cluster)")
+
+
+def bench(*args, store_dir: Path, wait=True, **kw):
+    """`python -m bench ARGS` in a fresh process with its own store and cache."""
+    env = dict(os.environ, BENCH_RESULTS_DIR=str(store_dir), BENCH_CACHE_DIR=str(store_dir / "cache"))
+    env.pop("RAY_ADDRESS", None)
+    cmd = [sys.executable, "-m", "bench", *args]
+    if not wait:
+        return subprocess.Popen(
+            cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kw
+        )
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+
+
+def stored(store_dir: Path) -> dict:
+    """{run key: metrics} of every finished run in a store."""
+    out = {}
+    for path in (store_dir / "runs").glob("*/metrics.json"):
+        out[path.parent.name] = json.loads(path.read_text())
+    return out
+
+
+def same_results(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        for field in COMPARED:
+            assert a[key].get(field) == b[key].get(field), (key, field)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The grid run in-process with one thread per run, as every Ray task below runs."""
+    folder = tmp_path_factory.mktemp("in-process")
+    done = bench(*GRID, "--methods", "ae,pca,simclr", "--seeds", "0,1", store_dir=folder)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return stored(folder)
+
+
+def test_workers_give_the_in_process_results(reference, tmp_path):
+    done = bench(*GRID, "--methods", "ae,pca,simclr", "--seeds", "0,1", "--workers", "2", store_dir=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Ray: 2 run(s) at a time" in done.stdout and "[6 done, 0 running, 0 pending" in done.stdout
+    runs = stored(tmp_path)
+    same_results(runs, reference)
+    assert len(list((tmp_path / "runs").iterdir())) == 6 and not list(tmp_path.rglob("claim.lock"))
+    again = bench(*GRID, "--methods", "ae,pca,simclr", "--seeds", "0,1", "--workers", "2", store_dir=tmp_path)
+    assert again.returncode == 0 and "6 stored, 0 to run" in again.stdout  # Ray is not even started
+    assert "Ray:" not in again.stdout
+
+
+def test_bad_ray_settings_are_one_line(tmp_path):
+    for args, words in (
+        (["--workers", "0"], "--workers"),
+        (["--cpus-per-run", "0", "--workers", "1"], "--cpus-per-run"),
+        (["--workers", "1", "--gpus-per-run", "1"], "GPUs"),
+    ):
+        done = bench(*GRID, "--methods", "pca", "--seeds", "0", *args, store_dir=tmp_path)
+        assert done.returncode == 2 and words in done.stderr and "Traceback" not in done.stderr, done.stderr
+        assert not list((tmp_path / "runs").glob("*/metrics.json"))
+
+
+@needs_cluster
+def test_grid_on_a_cluster_stores_one_run_per_spec(reference, tmp_path):
+    done = bench(
+        *GRID, "--methods", "ae,pca,simclr", "--seeds", "0,1", "--ray-address", CLUSTER, store_dir=tmp_path
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    same_results(stored(tmp_path), reference)
+    assert len(list((tmp_path / "runs").iterdir())) == 6
+
+
+def _wait_for(predicate, timeout=600, what=""):
+    end = time.time() + timeout
+    while time.time() < end:
+        if predicate():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@needs_cluster
+def test_killing_a_worker_node_loses_nothing(reference, tmp_path):
+    """A third node joins, takes tasks, and is killed with SIGKILL mid-grid: Ray retries its
+    tasks on the other nodes and every run ends stored once, with the in-process metrics."""
+    ray = str(Path(sys.executable).parent / "ray")
+    node = subprocess.Popen(
+        [ray, "start", "--address", CLUSTER, "--num-cpus=2", "--memory=2000000000",
+         "--object-store-memory=100000000", "--block", "--disable-usage-stats"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        _wait_for(lambda: "Ray runtime started" in (node.stdout.readline() or ""), 120, "the extra node")
+        driver = bench(
+            *GRID, "--methods", "ae,pca,simclr", "--seeds", "0,1", "--ray-address", CLUSTER,
+            store_dir=tmp_path, wait=False,
+        )  # fmt: skip
+        _wait_for(lambda: len(stored(tmp_path)) >= 1 or driver.poll() is not None, what="a first run")
+        assert driver.poll() is None, driver.stdout.read()
+        os.killpg(node.pid, signal.SIGKILL)  # the node's raylet and its workers
+        out = driver.communicate(timeout=900)[0].decode()
+        assert driver.returncode == 0, out
+    finally:
+        if node.poll() is None:
+            os.killpg(node.pid, signal.SIGKILL)
+    same_results(stored(tmp_path), reference)
+    assert len(list((tmp_path / "runs").iterdir())) == 6 and not list(tmp_path.rglob("claim.lock"))
+
+
+@needs_cluster
+def test_killing_the_driver_redoes_nothing_finished(reference, tmp_path):
+    args = [*GRID, "--methods", "ae,pca,simclr", "--seeds", "0,1", "--ray-address", CLUSTER]
+    driver = bench(*args, store_dir=tmp_path, wait=False, start_new_session=True)
+    _wait_for(lambda: len(stored(tmp_path)) >= 2 or driver.poll() is not None, what="two runs")
+    os.killpg(driver.pid, signal.SIGKILL)
+    driver.wait()
+    finished = {k: (tmp_path / "runs" / k / "metrics.json").stat().st_mtime_ns for k in stored(tmp_path)}
+    assert 2 <= len(finished) < 6
+    again = bench(*args, store_dir=tmp_path)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert f"{len(finished)} stored, {6 - len(finished)} to run" in again.stdout
+    for key, mtime in finished.items():  # not redone, not rewritten
+        assert (tmp_path / "runs" / key / "metrics.json").stat().st_mtime_ns == mtime
+    same_results(stored(tmp_path), reference)
