@@ -392,50 +392,9 @@ def cmd_export(args) -> None:
 
 
 def cmd_verify(args) -> int:
-    from bench import env, report, store, verify
+    from bench import verify
 
-    if not (args.keys or args.dataset or args.uncommitted):
-        raise BenchError("choose the runs to verify: run keys, --dataset SLUG or --uncommitted")
-    runs = verify.select(args.keys, args.dataset, args.sample, args.uncommitted, args.sample_seed)
-    folder = Path(args.scratch) if args.scratch else store.cache_dir() / "verify"
-    device = env.pick_device(args.device)
-    print(f"verifying {len(runs)} run(s) in the scratch store {folder} on {env.device_name(device)}")
-    loaded, diffs, new, failed = {}, [], [], []
-    for i, run in enumerate(runs, 1):
-        ds = verify.load_dataset(run["config"], args.data_dir, args.offline, loaded)
-        m, had = verify.recompute(run, folder, ds, device)
-        new.append(m)
-        d = verify.compare(run["metrics"], m)
-        diffs.append(d)
-        limit = {"psnr": args.psnr_tolerance}
-        over = [k for k, (_, _, x) in d.items() if abs(x) > limit.get(k, args.tolerance)]
-        if m.get("status") != "ok" or over:
-            failed.append(run)
-        cells = "  ".join(f"{k} {a:.2f}->{b:.2f} ({x:+.2f})" for k, (a, b, x) in d.items())
-        status = m.get("status") if m.get("status") != "ok" else "OVER" if over else "ok"
-        print(
-            f"[{i}/{len(runs)}] {verify.describe(run)}: {cells or m.get('error', '')}  {status}"
-            + ("  (recomputed earlier)" if had else "")
-        )
-        if args.adopt and m.get("status") == "ok":
-            verify.adopt(run, folder)
-    print("difference, recomputed - stored:")
-    print("\n".join(verify.summary_lines(diffs)))
-    print("environment:")
-    print("\n".join(verify.environments(runs, new)))
-    if args.adopt:
-        adopted = {r["config"]["dataset"]["slug"] for r, m in zip(runs, new) if m.get("status") == "ok"}
-        for slug in sorted(adopted):
-            print(f"adopted the recomputed runs; wrote {report.write(slug, store.load_runs())}")
-    if failed:
-        print(
-            f"{len(failed)} of {len(runs)} run(s) differ by more than {args.tolerance} points "
-            f"(PSNR {args.psnr_tolerance} dB) or failed: first {verify.describe(failed[0])}",
-            file=sys.stderr,
-        )
-        return 1
-    print(f"all {len(runs)} run(s) within {args.tolerance} points (PSNR {args.psnr_tolerance} dB)")
-    return 0
+    return verify.main(args)
 
 
 def main(argv=None) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import sys
 from pathlib import Path
 
 from bench import BenchError, data, labels, runner, store
@@ -157,3 +158,51 @@ def environments(runs: list[dict], new: list[dict]) -> list[str]:
         mark = "same" if before == after else "differs"
         lines.append(f"  {field:<8} stored: {', '.join(before)}; recomputed: {', '.join(after)} ({mark})")
     return lines
+
+
+def main(args) -> int:
+    """`bench verify`: retrain, compare, print; 1 if any difference passes the tolerance."""
+    from bench import env, report
+
+    if not (args.keys or args.dataset or args.uncommitted):
+        raise BenchError("choose the runs to verify: run keys, --dataset SLUG or --uncommitted")
+    runs = select(args.keys, args.dataset, args.sample, args.uncommitted, args.sample_seed)
+    folder = Path(args.scratch) if args.scratch else store.cache_dir() / "verify"
+    device = env.pick_device(args.device)
+    print(f"verifying {len(runs)} run(s) in the scratch store {folder} on {env.device_name(device)}")
+    loaded, diffs, new, failed = {}, [], [], []
+    for i, run in enumerate(runs, 1):
+        ds = load_dataset(run["config"], args.data_dir, args.offline, loaded)
+        m, had = recompute(run, folder, ds, device)
+        new.append(m)
+        d = compare(run["metrics"], m)
+        diffs.append(d)
+        limit = {"psnr": args.psnr_tolerance}
+        over = [k for k, (_, _, x) in d.items() if abs(x) > limit.get(k, args.tolerance)]
+        if m.get("status") != "ok" or over:
+            failed.append(run)
+        cells = "  ".join(f"{k} {a:.2f}->{b:.2f} ({x:+.2f})" for k, (a, b, x) in d.items())
+        status = m.get("status") if m.get("status") != "ok" else "OVER" if over else "ok"
+        print(
+            f"[{i}/{len(runs)}] {describe(run)}: {cells or m.get('error', '')}  {status}"
+            + ("  (recomputed earlier)" if had else "")
+        )
+        if args.adopt and m.get("status") == "ok":
+            adopt(run, folder)
+    print("difference, recomputed - stored:")
+    print("\n".join(summary_lines(diffs)))
+    print("environment:")
+    print("\n".join(environments(runs, new)))
+    if args.adopt:
+        adopted = {r["config"]["dataset"]["slug"] for r, m in zip(runs, new) if m.get("status") == "ok"}
+        for slug in sorted(adopted):
+            print(f"adopted the recomputed runs; wrote {report.write(slug, store.load_runs())}")
+    if failed:
+        print(
+            f"{len(failed)} of {len(runs)} run(s) differ by more than {args.tolerance} points "
+            f"(PSNR {args.psnr_tolerance} dB) or failed: first {describe(failed[0])}",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"all {len(runs)} run(s) within {args.tolerance} points (PSNR {args.psnr_tolerance} dB)")
+    return 0

@@ -1,0 +1,105 @@
+"""Benchmarks of the harness itself (not tests: they time, they do not assert).
+
+    python -m bench.benchmarks parallel   # make bench-parallel -> results/parallel.md
+
+`parallel` times the digits grid (configs/default.toml, every learner) from an empty scratch
+store three ways, each in a fresh process: in-process with the default threads, in-process with
+one thread per run, and as Ray tasks with `--workers 2 --cpus-per-run 1`; the stores are compared
+run by run to show the Ray grid computed the same numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+GRID = ["run", "--config", str(ROOT / "configs/default.toml")]
+MODES = {
+    "in-process, default threads": [],
+    "in-process, 1 thread per run": ["--cpus-per-run", "1"],
+    "Ray, --workers 2 --cpus-per-run 1": ["--workers", "2", "--cpus-per-run", "1"],
+}
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _timed(args: list[str], folder: Path) -> float:
+    shutil.rmtree(folder, ignore_errors=True)
+    env = dict(os.environ, BENCH_RESULTS_DIR=str(folder), BENCH_CACHE_DIR=str(folder / "cache"))
+    start = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", *args], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    took = time.perf_counter() - start
+    if done.returncode != 0:
+        sys.exit(f"benchmark command failed: {' '.join(args)}\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+    return took
+
+
+def _metrics(folder: Path) -> dict:
+    return {p.parent.name: json.loads(p.read_text()) for p in (folder / "runs").glob("*/metrics.json")}
+
+
+def parallel(out: Path) -> None:
+    scratch = ROOT / ".cache" / "bench-parallel"
+    rows, stores = [], {}
+    for mode, extra in MODES.items():
+        folder = scratch / mode.split(",")[0].replace(" ", "-") / str(len(stores))
+        seconds = _timed([*GRID, *extra], folder)
+        stores[mode] = _metrics(folder)
+        rows.append({"mode": mode, "runs": len(stores[mode]), "wall s": round(seconds, 1)})
+        print(f"{mode}: {seconds:.1f} s", flush=True)
+    base = rows[0]["wall s"]
+    for row in rows:
+        row["speed-up vs default"] = f"{base / row['wall s']:.2f}x"
+    one, ray_ = stores["in-process, 1 thread per run"], stores["Ray, --workers 2 --cpus-per-run 1"]
+    same = sum(
+        all(
+            one[k].get(f) == ray_.get(k, {}).get(f)
+            for f in ("linear", "mlp", "knn", "recon", "label_efficiency")
+        )
+        for k in one
+    )
+    import ray
+    import torch
+
+    lines = [
+        "# Grids in-process and on Ray",
+        "",
+        f"- **Hardware:** {cpu_name()}, {os.cpu_count()} cores; torch {torch.__version__}, "
+        f"ray {ray.__version__}.",
+        "- **Grid:** `configs/default.toml` (digits, every registered learner, 2 latent sizes x 3 seeds), "
+        "from an empty store, each mode in a fresh process (start-up and Ray's worker start included).",
+        "- **Reproduce:** `make bench-parallel` (`python -m bench.benchmarks parallel`).",
+        "",
+        pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True),
+        "",
+        f"Runs with identical metrics, 1 thread per run in-process vs on Ray: {same} of {len(one)}.",
+        "",
+    ]
+    out.write_text("\n".join(lines))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    what = sys.argv[1] if len(sys.argv) > 1 else ""
+    if what != "parallel":
+        sys.exit("usage: python -m bench.benchmarks parallel")
+    parallel(ROOT / "results" / "parallel.md")
