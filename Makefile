@@ -5,7 +5,7 @@ PY := .venv/bin/python
 export MALLOC_MMAP_MAX_ := 0
 export MALLOC_TRIM_THRESHOLD_ := 100000000000
 
-.PHONY: bench bench-digits bench-parallel bench-mnist bench-cifar10 bench-cifar10-gpu test lint report clean-cache
+.PHONY: bench bench-digits bench-speed bench-parallel bench-mnist bench-cifar10 bench-cifar10-gpu test lint report clean-cache
 
 .venv/installed: requirements.txt
 	test -x $(PY) || python3 -m venv .venv
@@ -51,6 +51,9 @@ bench-cifar10: .venv/installed  ## -> results/cifar10-jpeg.md (CIFAR10_DATASET=c
 
 bench-cifar10-gpu: .venv/installed  ## the full-size grid, on a GPU
 	$(PY) -m bench run --config configs/cifar10-gpu.toml --dataset $(or $(CIFAR10_DATASET),cifar10-jpeg)
+
+bench-speed: .venv/installed  ## the fast paths against scikit-learn and lightly's DataLoader pipeline -> results/speed.md
+	$(PY) -m bench.speed
 
 bench-parallel: .venv/installed  ## the digits grid in-process vs on Ray (--workers 2) -> results/parallel.md
 	$(PY) -m bench.benchmarks parallel
