@@ -146,6 +146,9 @@ def _data_args(p) -> None:
 def _common(p) -> None:
     _data_args(p)
     p.add_argument("--tensorboard", metavar="DIR", help="also write each run's per-epoch loss terms there")
+    p.add_argument(
+        "--compile", action="store_true", help="torch.compile each training step (= --set train.compile=true)"
+    )
 
 
 def cmd_list(args) -> None:
@@ -170,7 +173,7 @@ def cmd_list(args) -> None:
 def cmd_run(args) -> int:
     from bench import config, data, env, labels, registry, report, runner, store
 
-    cfg = config.load(args.config, args.set)
+    cfg = config.load(args.config, args.set + ["train.compile=true"] * args.compile)
     grid = {"methods": args.methods, "latent_dims": args.latent_dims, "seeds": args.seeds}
     cfg.grid = config.replace(cfg.grid, {k: v for k, v in grid.items() if v is not None}, "grid")
     if args.dataset:
@@ -242,7 +245,7 @@ def cmd_run(args) -> int:
 def cmd_tune(args) -> None:
     from bench import config, data, env, registry, report, store, studies, tune
 
-    cfg = config.load(args.config, args.set)
+    cfg = config.load(args.config, args.set + ["train.compile=true"] * args.compile)
     if args.dataset:
         cfg.data.name = args.dataset
     grid = {"latent_dims": None if args.latent_dim is None else [args.latent_dim], "seeds": args.seeds}

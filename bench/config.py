@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import BenchError
-from bench.checks import above, any_value, at_least, names, validate, within
+from bench.checks import above, any_value, at_least, flag, names, validate, within
 
 
 @dataclass
@@ -44,6 +44,7 @@ class TrainConfig:
     weight_decay: float = at_least(0, 1e-4)
     warmup_epochs: float = at_least(0, 1.0)
     grad_clip: float = at_least(0, 5.0)  # max global grad norm; 0 disables it
+    compile: bool = flag(False)  # torch.compile the training step (--compile); may change the last bits
 
 
 @dataclass
@@ -65,11 +66,11 @@ class EvalConfig:
 # Fields added after runs were stored, whose defaults leave every earlier measurement as it was:
 # at their default they are left out of run keys and names, so stored runs keep both (their
 # metrics lack only the new measurements; `bench verify --adopt` recomputes them).
-ADDED_LATER = {"eval": ("label_fractions", "label_draws")}
+ADDED_LATER = {"eval": ("label_fractions", "label_draws"), "train": ("compile",)}
 
 
 def added_later_defaults(section: str) -> dict:
-    cls = {"eval": EvalConfig}.get(section)
+    cls = {"eval": EvalConfig, "train": TrainConfig}.get(section)
     return {k: v for k, v in to_dict(cls()).items() if k in ADDED_LATER.get(section, ())} if cls else {}
 
 

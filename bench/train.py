@@ -59,6 +59,7 @@ def fit(
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, warmup, total))
     gen = torch.Generator().manual_seed(seed)
     amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    step_fn = torch.compile(model.training_step) if cfg.compile else model.training_step
     model.train()
     losses, terms, start = [], {}, time.perf_counter()
     bar = tqdm(total=total, desc=desc, unit="step", leave=False, disable=None)
@@ -69,7 +70,7 @@ def fit(
         for step in range(steps_per_epoch):
             idx = perm[step * batch : (step + 1) * batch]
             with amp:
-                out = model.training_step(_batch(x_train, idx), *(() if y_train is None else (y_train[idx],)))
+                out = step_fn(_batch(x_train, idx), *(() if y_train is None else (y_train[idx],)))
             out = out if isinstance(out, dict) else {"loss": out}
             opt.zero_grad(set_to_none=True)
             out["loss"].backward()
