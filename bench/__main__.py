@@ -99,6 +99,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tune.add_argument("--no-rerun", action="store_true", help=argparse.SUPPRESS)  # a --workers helper
     _common(tune)
+    cmp_ = sub.add_parser(
+        "compare", help="every learner tuned with the same budget, then re-run over the seeds"
+    )
+    cmp_.add_argument(
+        "--trials", type=int, required=True, help="trials per learner (the same for every learner)"
+    )
+    cmp_.add_argument("--methods", type=_csv(str), help="learners (default: every trainable learner)")
+    cmp_.add_argument("--dataset", help="dataset name (default: the config's data.name)")
+    cmp_.add_argument("--config", help="TOML file (see configs/)")
+    cmp_.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    cmp_.add_argument("--latent-dim", type=int, help="latent size (default: the grid's first)")
+    cmp_.add_argument("--seeds", type=_csv(int), help="seeds for the best configurations' re-runs")
+    cmp_.add_argument(
+        "--trial-epochs", type=int, help="epochs per trial (default: each learner's full budget)"
+    )
+    cmp_.add_argument("--max-hours", type=float, help="refuse to start if the planned compute is larger")
+    cmp_.add_argument(
+        "--storage", help="database URL shared by workers (default: SQLite under results/studies/)"
+    )
+    cmp_.add_argument("--no-prune", action="store_true", help="never stop a trial early")
+    cmp_.add_argument("--sampler-seed", type=int, default=0)
+    _data_args(cmp_)
     rep = sub.add_parser("report", help="rebuild results/*.md and plots from the store")
     rep.add_argument("--runs", action="store_true", help="also redraw every run's own figures")
     ev = sub.add_parser("evaluate", help="accuracy, per-class accuracy and confusion matrix of a stored run")
@@ -320,6 +342,33 @@ def _tune_helpers(args, url: str) -> list:
     return [subprocess.Popen(cmd, env=child) for _ in range(n - 1)]
 
 
+def cmd_compare(args) -> None:
+    from bench import compare, config, data, env, report, store
+
+    cfg = config.load(args.config, args.set)
+    if args.dataset:
+        cfg.data.name = args.dataset
+    grid = {"latent_dims": None if args.latent_dim is None else [args.latent_dim], "seeds": args.seeds}
+    cfg.grid = config.replace(cfg.grid, {k: v for k, v in grid.items() if v is not None}, "grid")
+    if args.trials < 1 or (args.trial_epochs is not None and args.trial_epochs < 1):
+        raise BenchError("--trials and --trial-epochs must be positive")
+    methods = compare.learners(args.methods)
+    device = env.pick_device(args.device)
+    ds = data.load(cfg.data, args.data_dir, args.offline)
+    lines, hours = compare.plan(cfg, ds.slug, methods, args.trials, args.trial_epochs)
+    print(f"plan on {ds.provenance}, {len(methods)} learners:")
+    print("\n".join(lines))
+    print(f"  total ~{hours:.2f} h (learners with no run in the store to estimate from not counted)")
+    if args.max_hours is not None and hours > args.max_hours:
+        raise BenchError(
+            f"the plan needs ~{hours:.2f} h, more than --max-hours {args.max_hours:g}: "
+            "lower --trials or --trial-epochs, or compare fewer --methods"
+        )
+    compare.run(cfg, ds, methods, args.trials, args.storage, device, args.trial_epochs, args.sampler_seed,
+                not args.no_prune)  # fmt: skip
+    print(f"wrote {report.write(ds.slug, store.load_runs())}")
+
+
 def cmd_report(args) -> None:
     from bench import report
 
@@ -409,6 +458,7 @@ def main(argv=None) -> int:
             "list": cmd_list,
             "run": cmd_run,
             "tune": cmd_tune,
+            "compare": cmd_compare,
             "report": cmd_report,
             "evaluate": cmd_evaluate,
             "runs": cmd_runs,

@@ -183,3 +183,31 @@ def test_workers_on_postgres_share_one_capped_study_and_survive_a_killed_worker(
     ]
     assert retried and retried[0].state == optuna.trial.TrialState.COMPLETE
     assert retried[0].params == dead.params
+
+
+def test_compare_gives_every_learner_the_same_budget(capsys, tmp_path):
+    cfg = tmp_path / "tiny.toml"
+    cfg.write_text(
+        "[train]\nepochs = 2\n[methods.all]\nchannels = [8, 16]\n[grid]\nlatent_dims = [8]\nseeds = [0]\n"
+    )
+    assert main(["run", "--config", str(cfg), "--methods", "ae,simclr"]) == 0  # the default rows
+    args = ["compare", "--config", str(cfg), "--methods", "ae,simclr", "--trials", "2", "--trial-epochs", "1"]
+    assert main([*args, "--max-hours", "0.0000001"]) == 2  # the plan, from the stored runs' times
+    assert "more than --max-hours" in capsys.readouterr().err
+    assert main([*args, "--no-prune"]) == 0
+    out = capsys.readouterr().out
+    assert "plan on" in out and out.count("2 trials x 1 epochs + 1 re-runs x 2 epochs") == 2
+    for method in ("ae", "simclr"):
+        url = f"sqlite:///{tune.studies_dir() / f'compare-digits-{method}.db'}"
+        study = optuna.load_study(study_name=f"compare-digits-{method}", storage=url)
+        assert len([t for t in study.trials if t.state.is_finished()]) == 2
+    runs = store.load_runs()
+    trials = [r for r in runs if any(p.startswith("trial:compare-") for p in r["config"]["purposes"])]
+    tuned = [r for r in runs if any(p.startswith("tuned:compare-") for p in r["config"]["purposes"])]
+    assert len(trials) == 4 and {r["config"]["train"]["epochs"] for r in trials} == {1}
+    assert {r["config"]["method"] for r in tuned} == {"ae", "simclr"}
+    assert {r["config"]["train"]["epochs"] for r in tuned} == {2}  # re-runs at the full budget
+    page = (store.results_dir() / "digits.md").read_text()
+    section = page.split("## Tuned at equal budget")[1].split("\n## ")[0]
+    assert "| ae " in section and "| simclr " in section and "Rank changes" in section
+    assert main(["compare", "--methods", "pca", "--trials", "2"]) == 2  # a baseline is a floor
