@@ -35,11 +35,16 @@ class ViewLearner(Method):
 
     @staticmethod
     def search_space(trial) -> dict:
-        """Learning rate, crop scale and colour strength: the knobs every view-based learner has."""
+        """The knobs every view-based learner has: learning rate (3e-4 to 1e-2, log, the shared
+        range), the crop's smallest area (0.08, SimCLR's default, to 0.6: SimCLR appendix B.7 and
+        Fig. 5 show crop strength as the most important augmentation), colour-jitter strength
+        (0 to 1: SimCLR Table 1 uses 0.5 on CIFAR-10, 1 on ImageNet) and horizontal flips (on or
+        off: digits and some datasets are not mirror-symmetric)."""
         return {
             "train.lr": trial.suggest_float("lr", 3e-4, 1e-2, log=True),
             "crop_scale": (trial.suggest_float("crop_min", 0.08, 0.6), 1.0),
             "jitter_strength": trial.suggest_float("jitter_strength", 0.0, 1.0),
+            "hflip": trial.suggest_categorical("hflip", [True, False]),
         }
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
