@@ -31,6 +31,9 @@ def record(device: torch.device, start: float) -> dict:
             "python": platform.python_version(),
             "peak_memory_mb": round(peak, 1),
             "peak_memory_kind": "cuda allocated" if device.type == "cuda" else "process max RSS",
+            # the machine's load when the run ended: above the core count, other work shared the
+            # cores and the run's wall times are longer than on a quiet machine
+            "load_avg_1min": round(os.getloadavg()[0], 2),
         },
         "wall_time_s": time.perf_counter() - start,
     }
