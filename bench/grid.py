@@ -18,7 +18,7 @@ import os
 import time
 from pathlib import Path
 
-from bench import BenchError, labels, runner, store
+from bench import BenchError, env, labels, runner, store
 
 MAX_RETRIES = 3  # attempts after a worker process or node died
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,8 +29,6 @@ EXCLUDES = [".git", ".venv", ".cache", "results", "*.pt", "*.npz", "__pycache__"
 def _task(spec: dict, data, threads: int, device_name: str, cache_dir: str | None, force: bool):
     """One run on a Ray worker: (metrics, artifacts), nothing written to the run store."""
     import torch
-
-    from bench import env, runner
 
     if cache_dir:
         os.environ["BENCH_CACHE_DIR"] = cache_dir
@@ -45,8 +43,6 @@ def connect(workers: int | None, address: str | None, cpus_per_run: float, gpus_
         import ray
     except ImportError:
         raise BenchError("--workers/--ray-address need Ray: pip install -r requirements.txt") from None
-    from bench import env
-
     variables = {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")}
     variables["BENCH_GIT_SHA"] = env.git_sha()  # the nodes get the code without its .git
     runtime_env = {"working_dir": str(ROOT), "excludes": EXCLUDES, "env_vars": variables}
