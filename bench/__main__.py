@@ -141,6 +141,13 @@ def build_parser() -> argparse.ArgumentParser:
     ver.add_argument(
         "--uncommitted", action="store_true", help="the runs made by code with uncommitted changes"
     )
+    ver.add_argument("--seeds", help="only runs with these seeds, comma-separated (e.g. 0)")
+    ver.add_argument(
+        "--stale",
+        action="store_true",
+        help="the runs measured by an older evaluator (linear probe short of its optimum, no label "
+        "efficiency or RankMe); with --adopt, re-evaluated from cached checkpoints where there are any",
+    )
     ver.add_argument("--sample", type=int, help="a seeded random sample of N of the chosen runs")
     ver.add_argument("--sample-seed", type=int, default=0)
     ver.add_argument(

@@ -12,7 +12,7 @@ from collections import Counter
 import numpy as np
 import pandas as pd
 
-from bench import BenchError, labels, plots, registry, store, studies
+from bench import BenchError, evaluate, labels, plots, registry, store, studies
 
 METRICS = ("linear", "mlp", "knn", "rankme", "mse", "psnr", "ssim", "train_time")
 
@@ -99,6 +99,7 @@ def frame(runs: list[dict]) -> pd.DataFrame:
                 "wall_time": m.get("wall_time_s"),
                 "git_sha": env.get("git_sha"),
                 "uncommitted": not env.get("git_sha") or env["git_sha"].endswith("-dirty"),
+                "stale": evaluate.stale(m),
                 "device": env.get("device"),
                 "threads": env.get("threads"),
                 "torch": env.get("torch"),
@@ -133,6 +134,7 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
         params=("params", "first"),
         n=("seed", "nunique"),
         uncommitted=("uncommitted", "any"),
+        stale=("stale", "any"),
     )
     for col in METRICS:
         out[f"{col}_mean"] = g[col].mean()
@@ -179,7 +181,7 @@ def _pm(mean, std, scale=1.0, digits=2) -> str:
 def main_table(summary: pd.DataFrame) -> str:
     rows = [
         {
-            "learner": s.learner + (" †" if s.uncommitted else ""),
+            "learner": s.learner + (" †" if s.uncommitted else "") + (" ‡" if s.stale else ""),
             "latent dim": int(s.latent_dim),
             "params": f"{int(s.params):,}",
             "linear %": _pm(s.linear_mean, s.linear_std, 100),
@@ -419,6 +421,13 @@ def _footnotes(summary: pd.DataFrame) -> list[str]:
         notes.append(
             "†: some of the row's runs came from code with uncommitted changes (git SHA `-dirty`); "
             "`python -m bench verify --uncommitted --adopt` retrains them from this commit and replaces them."
+        )
+    if summary["stale"].any():
+        notes.append(
+            "‡: some of the row's runs were measured by an older evaluator: a linear probe stopped at "
+            "150 plain L-BFGS steps, short of its optimum (results/README.md measures by how much), "
+            "and no label efficiency or RankMe. `python -m bench "
+            "verify --stale --adopt` re-measures them (from cached checkpoints where there are any)."
         )
     notes.append(
         "RankMe (Garrido et al. 2023): effective rank of the raw training latents, exp of the entropy "

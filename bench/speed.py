@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from bench import config, data, env, evaluate, registry, train
+from bench import config, data, env, evaluate, registry, store, train
 
 REPS = 3
 VIEW_LEARNERS = ("simclr", "byol", "vicreg", "barlowtwins")
@@ -287,6 +287,21 @@ def evaluator(z: dict, y: dict, k: int, label: str) -> dict:
     }
 
 
+# Sections of results/speed.md written by other commands, kept when this one rewrites the file.
+KEPT_SECTIONS = {
+    "## make bench from an empty store": "Not measured yet: `make bench-fresh`.",
+    "## GPU": "Not run yet: `make bench-gpu-smoke` needs a CUDA machine, and none has been available.",
+}
+
+
+def _section(text: str, heading: str) -> str | None:
+    start = text.find(f"\n{heading}\n")
+    if start < 0:
+        return None
+    end = text.find("\n## ", start + 1)
+    return text[start + 1 : end + 1 if end >= 0 else len(text)]
+
+
 def render(rows: list[dict], gflops: float, notes: list[str]) -> str:
     table = []
     for r in rows:
@@ -348,7 +363,12 @@ def main(argv=None) -> None:
         zp, yp = _pixels(mnist), {s: getattr(mnist, f"y_{s}") for s in ("train", "val", "test")}
         rows.append(evaluator(zp, yp, 10, "MNIST pixels (the raw-pixel run's evaluation)"))
     text = render(rows, gflops, notes)
-    Path(args.out).write_text(text)
+    out = Path(args.out)
+    kept = out.read_text() if out.exists() else ""
+    for heading, missing in KEPT_SECTIONS.items():  # measured by other commands: carried over
+        found = _section(kept, heading)
+        text += "\n" + (found or f"{heading}\n\n{missing}\n")
+    store.write_text(out, text)
     print(text)
 
 

@@ -15,7 +15,7 @@ import random
 import sys
 from pathlib import Path
 
-from bench import BenchError, data, labels, runner, store
+from bench import BenchError, data, evaluate, labels, runner, store
 from bench.config import DataConfig
 
 # what is compared: (label, unit, getter)
@@ -28,25 +28,47 @@ COMPARED = (
 
 
 def select(
-    keys: list[str], dataset: str | None, sample: int | None, uncommitted: bool, sample_seed: int = 0
+    keys: list[str],
+    dataset: str | None,
+    sample: int | None,
+    uncommitted: bool,
+    sample_seed: int = 0,
+    seeds: list[int] | None = None,
+    stale: bool = False,
 ) -> list[dict]:
-    """Finished runs chosen by key prefixes, dataset slug and/or code state; `sample` of them at
-    random (seeded), in key order."""
+    """Finished runs chosen by key prefixes, dataset slug, seeds and/or code state; `sample` of
+    them at random (seeded), in key order."""
     runs = [r for r in store.load_runs() if r["metrics"].get("status") == "ok"]
     if keys:
         wanted = {store.find(k) for k in keys}
         runs = [r for r in runs if r["key"] in wanted]
     if dataset:
         runs = [r for r in runs if r["config"]["dataset"]["slug"] == dataset]
+    if seeds is not None:
+        runs = [r for r in runs if r["config"]["seed"] in seeds]
     if uncommitted:
         runs = [r for r in runs if _uncommitted(r["metrics"])]
+    if stale:
+        runs = [r for r in runs if evaluate.stale(r["metrics"])]
     if not runs:
-        raise BenchError("no finished run in the store matches: check the keys, --dataset or --uncommitted")
+        raise BenchError(
+            "no finished run in the store matches: "
+            "check the keys, --dataset, --seeds, --uncommitted or --stale"
+        )
     if sample is not None:
         if sample < 1:
             raise BenchError(f"--sample {sample}: give a positive number of runs")
         runs = sorted(random.Random(sample_seed).sample(runs, min(sample, len(runs))), key=lambda r: r["key"])
     return runs
+
+
+def parse_seeds(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(x) for x in text.split(",")]
+    except ValueError:
+        raise BenchError(f"--seeds {text!r}: give comma-separated integers, e.g. 0,1") from None
 
 
 def _uncommitted(metrics: dict) -> bool:
@@ -164,9 +186,17 @@ def main(args) -> int:
     """`bench verify`: retrain, compare, print; 1 if any difference passes the tolerance."""
     from bench import env, report
 
-    if not (args.keys or args.dataset or args.uncommitted):
-        raise BenchError("choose the runs to verify: run keys, --dataset SLUG or --uncommitted")
-    runs = select(args.keys, args.dataset, args.sample, args.uncommitted, args.sample_seed)
+    if not (args.keys or args.dataset or args.uncommitted or getattr(args, "stale", False)):
+        raise BenchError("choose the runs to verify: run keys, --dataset SLUG, --uncommitted or --stale")
+    runs = select(
+        args.keys,
+        args.dataset,
+        args.sample,
+        args.uncommitted,
+        args.sample_seed,
+        parse_seeds(getattr(args, "seeds", None)),
+        getattr(args, "stale", False),
+    )
     folder = Path(args.scratch) if args.scratch else store.cache_dir() / "verify"
     device = env.pick_device(args.device)
     print(f"verifying {len(runs)} run(s) in the scratch store {folder} on {env.device_name(device)}")

@@ -130,6 +130,24 @@ def test_report_runs_export_and_verify(capsys, tmp_path, monkeypatch):
     assert json.loads(path.read_text())["linear"]["test_acc"] == pytest.approx(m["linear"]["test_acc"])
     assert main(["verify", key]) == 0 and "†" not in main_table_after_report()
 
+    # a run from an older evaluator (linear probe before preconditioning) is marked and re-measured
+    pca_path = store.run_dir(runs["pca"]["key"]) / "metrics.json"
+    old = json.loads(pca_path.read_text())
+    del old["linear"]["solver"]
+    pca_path.write_text(json.dumps(old))
+    assert "pca ‡" in main_table_after_report()
+    capsys.readouterr()
+    assert main(["verify", "--stale", "--adopt"]) == 0
+    assert "1 identical" in capsys.readouterr().out  # only that run was chosen
+    assert json.loads(pca_path.read_text())["linear"]["solver"] == evaluate.SOLVER
+    assert "‡" not in main_table_after_report()
+    assert main(["verify", "--stale"]) == 2  # nothing stale is left
+    assert main(["verify", "--dataset", "digits", "--seeds", "7"]) == 2
+    assert main(["verify", "--dataset", "digits", "--seeds", "x"]) == 2
+    capsys.readouterr()
+    assert main(["verify", "--dataset", "digits", "--seeds", "0"]) == 0
+    assert "3 identical" in capsys.readouterr().out
+
 
 def main_table_after_report() -> str:
     assert main(["report"]) == 0
