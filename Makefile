@@ -5,7 +5,7 @@ PY := .venv/bin/python
 export MALLOC_MMAP_MAX_ := 0
 export MALLOC_TRIM_THRESHOLD_ := 100000000000
 
-.PHONY: bench bench-digits bench-speed bench-fresh bench-gpu-smoke bench-parallel bench-mnist bench-cifar10 bench-cifar10-gpu test lint report clean-cache
+.PHONY: bench bench-digits bench-compare bench-compare-mnist bench-speed bench-fresh bench-gpu-smoke bench-parallel bench-mnist bench-cifar10 bench-cifar10-gpu test lint report clean-cache
 
 .venv/installed: requirements.txt
 	test -x $(PY) || python3 -m venv .venv
@@ -53,6 +53,16 @@ bench-cifar10: .venv/installed  ## -> results/cifar10-jpeg.md (CIFAR10_DATASET=c
 
 bench-cifar10-gpu: .venv/installed  ## the full-size grid, on a GPU
 	$(PY) -m bench run --config configs/cifar10-gpu.toml --dataset $(or $(CIFAR10_DATASET),cifar10-jpeg)
+
+# Every trainable learner tuned with the same budget (studies compare-<dataset>-<learner>, best
+# configuration re-run over the grid's seeds) -> the "Tuned at equal budget" table of the page.
+# Resumable; the MNIST one is hours on 2 cores (it prints its plan and keeps under --max-hours).
+bench-compare: .venv/installed  ## digits -> results/digits.md, results/studies/
+	$(PY) -m bench compare --latent-dim 64 --trials 20 --trial-epochs 10
+
+bench-compare-mnist: .venv/installed  ## MNIST (BENCH_DATA_DIR with MNIST/raw/) -> results/mnist.md
+	$(PY) -m bench compare --config configs/mnist.toml --dataset mnist --latent-dim 64 --trials 12 \
+	    --trial-epochs 5 --max-hours 12
 
 bench-speed: .venv/installed  ## the fast paths against scikit-learn and lightly's DataLoader pipeline -> results/speed.md
 	$(PY) -m bench.speed

@@ -130,7 +130,7 @@ def preconditioner(x: torch.Tensor, delta: float = 1e-2) -> tuple[torch.Tensor, 
     return u.to(x.dtype), (lam.clamp_min(0) + delta).rsqrt().to(x.dtype)
 
 
-def _fit_logreg(x, y, k, wd, max_iter, init=None, precond=None) -> torch.Tensor:
+def _fit_logreg(x, y, k, wd, max_iter, init=None, precond=None, stats=None) -> torch.Tensor:
     """Multinomial logistic regression (mean cross-entropy + wd/2 ||W||^2, bias unpenalised) by
     full-batch L-BFGS; returns W (D+1, K), bias last.
 
@@ -172,6 +172,8 @@ def _fit_logreg(x, y, k, wd, max_iter, init=None, precond=None) -> torch.Tensor:
         return loss
 
     opt.step(closure)
+    if stats is not None:  # for results/speed.md: evaluations of the objective and its gradient
+        stats["evals"] = opt.state[v]["func_evals"]
     return weights(v.detach())
 
 

@@ -87,7 +87,8 @@ def replace_section(path: Path, text: str, heading: str = HEADING) -> None:
         new = old.rstrip("\n") + "\n\n" + text if old else text
     else:
         end = old.find("\n## ", start + 1)
-        new = old[: start + 1] + text + (old[end + 1 :] if end >= 0 else "")
+        rest = old[end + 1 :] if end >= 0 else ""
+        new = old[: start + 1] + text.rstrip("\n") + "\n" + ("\n" + rest if rest else "")
     store.write_text(path, new)
 
 

@@ -17,6 +17,7 @@ import os
 import statistics
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -104,62 +105,60 @@ class _Images(torch.utils.data.Dataset):
 
 def training(ds: data.Dataset, cfg_name: str, steps: int = 8, batch: int = 256) -> list[dict]:
     """Images (pairs for view learners) per second: the project's batched on-device path against
-    lightly's SimCLRTransform per image through a DataLoader (best of 0 and all workers), and for
-    an autoencoder against a TensorDataset DataLoader loop."""
+    lightly's SimCLRTransform per image through a DataLoader, and for an autoencoder against a
+    TensorDataset DataLoader loop. The DataLoader's worker count (0 or every core) is the faster
+    of one timing each; then the two sides alternate."""
+    cfg = config.load(cfg_name, [])
+    return [_training_row(name, cfg, ds, steps, batch) for name in (*VIEW_LEARNERS, "ae")]
+
+
+def _training_row(name: str, cfg: config.Config, ds: data.Dataset, steps: int, batch: int) -> dict:
     from lightly.transforms import SimCLRTransform
 
-    cfg = config.load(cfg_name, [])
-    rows = []
     x = ds.x_train[: steps * batch]
-    workers = [0, os.cpu_count() or 1]
-    for name in (*VIEW_LEARNERS, "ae"):
-        method_cfg = config.method_config(name, {**cfg.method_overrides(name), "latent_dim": 256})
-        views = name in VIEW_LEARNERS
-        if views:
-            aug = method_cfg
-            transform = SimCLRTransform(
-                input_size=ds.shape.height, cj_prob=aug.jitter_prob, cj_strength=aug.jitter_strength,
-                min_scale=aug.crop_scale[0], random_gray_scale=aug.gray_prob, gaussian_blur=0.0,
-                hf_prob=0.5 if aug.hflip else 0.0, normalize=None,
-            )  # fmt: skip
-        best = None
-        for w in workers:
-            torch.manual_seed(0)
-            ours_model = registry.create(name, method_cfg, ds.shape)
-            theirs_model = registry.create(name, method_cfg, ds.shape)
-            if views:
-                dataset = _Images(x, transform)
-            else:
-                dataset = torch.utils.data.TensorDataset(x.float().div(255))
-            loader = torch.utils.data.DataLoader(
-                dataset,
-                batch_size=batch,
-                shuffle=True,
-                num_workers=w,
-                drop_last=True,
-                persistent_workers=w > 0,
-            )
-            t_ours, t_theirs = alternate(
-                lambda m=ours_model: _fit_steps(m, x, steps, batch),
-                lambda m=theirs_model, dl=loader, v=views: _loader_steps(m, dl, steps, v),
-            )
-            if best is None or t_theirs < best[1]:
-                best = (t_ours, t_theirs, w)
-        t_ours, t_theirs, w = best
-        flops = _train_flops(registry.create(name, method_cfg, ds.shape), ds, batch, views)
-        rows.append(
-            {
-                "what": f"train {name} (batch {batch}, {steps} steps)",
-                "ours": f"{steps * batch / t_ours:,.0f} img/s",
-                "alternative": f"{steps * batch / t_theirs:,.0f} img/s "
-                + ("(lightly SimCLRTransform, DataLoader" if views else "(TensorDataset DataLoader")
-                + f", {w} workers)",
-                "ratio": t_theirs / t_ours,
-                "flops": flops * steps,
-                "seconds": t_ours,
-            }
-        )
-    return rows
+    method_cfg = config.method_config(name, {**cfg.method_overrides(name), "latent_dim": 256})
+    views = name in VIEW_LEARNERS
+    if views:
+        aug = method_cfg
+        transform = SimCLRTransform(
+            input_size=ds.shape.height, cj_prob=aug.jitter_prob, cj_strength=aug.jitter_strength,
+            min_scale=aug.crop_scale[0], random_gray_scale=aug.gray_prob, gaussian_blur=0.0,
+            hf_prob=0.5 if aug.hflip else 0.0, normalize=None,
+        )  # fmt: skip
+        dataset = _Images(x, transform)
+    else:
+        dataset = torch.utils.data.TensorDataset(x.float().div(255))
+    torch.manual_seed(0)
+    ours_model = registry.create(name, method_cfg, ds.shape)
+    theirs_model = registry.create(name, method_cfg, ds.shape)
+    loaders = {
+        w: torch.utils.data.DataLoader(
+            dataset,
+            batch_size=batch,
+            shuffle=True,
+            num_workers=w,
+            drop_last=True,
+            persistent_workers=w > 0,
+        )  # fmt: skip
+        for w in (0, os.cpu_count() or 1)
+    }
+    w = min(loaders, key=lambda w_: timed(lambda: _loader_steps(theirs_model, loaders[w_], steps, views)))
+    t_ours, t_theirs = alternate(
+        lambda: _fit_steps(ours_model, x, steps, batch),
+        lambda: _loader_steps(theirs_model, loaders[w], steps, views),
+    )
+    flops = _train_flops(registry.create(name, method_cfg, ds.shape), ds, batch, views)
+    return {
+        "what": f"train {name} (batch {batch}, {steps} steps)",
+        "ours": f"{steps * batch / t_ours:,.0f} img/s",
+        "alternative": f"{steps * batch / t_theirs:,.0f} img/s "
+        + ("(lightly SimCLRTransform, DataLoader" if views else "(TensorDataset DataLoader")
+        + f", {w} workers)",
+        "ratio": t_theirs / t_ours,
+        "flops": flops * steps,
+        "seconds": t_ours,
+        "kind": "views" if views else "ae",
+    }
 
 
 def _train_flops(model, ds, batch: int, views: bool) -> float:
@@ -198,7 +197,7 @@ def _pixels(ds: data.Dataset) -> dict:
 def _mixture(n: int, dim: int, k: int) -> tuple[dict, dict]:
     """A synthetic k-class Gaussian mixture (for 100 classes when no CIFAR-100 copy is here)."""
     g = torch.Generator().manual_seed(0)
-    means = torch.randn(k, dim, generator=g) * 0.35
+    means = torch.randn(k, dim, generator=g) * 0.06  # overlapping classes: not 100% for anyone
     out_z, out_y = {}, {}
     for split, m in (("train", n), ("val", n // 9), ("test", n // 4)):
         y = torch.randint(0, k, (m,), generator=g)
@@ -207,33 +206,42 @@ def _mixture(n: int, dim: int, k: int) -> tuple[dict, dict]:
 
 
 def probe(z: dict, y: dict, k: int, label: str, wd: float = 1e-4) -> dict:
-    """The project's L-BFGS probe at one L2 strength against scikit-learn's lbfgs at the same
-    objective (C = 1 / (wd * N)), both to convergence; accuracies reported beside the times."""
+    """The project's probe at one L2 strength (preconditioner included in its time) against
+    scikit-learn's lbfgs at the same objective (C = 1 / (wd * N)) as a user would run it (default
+    tolerance, max_iter raised to 1000); accuracies beside the times, as the ratio counts only at
+    equal accuracy."""
     from sklearn.linear_model import LogisticRegression
 
     n = len(z["train"])
-    result = {}
+    result, stats = {}, {}
 
     def ours():
-        w = evaluate._fit_logreg(z["train"], y["train"], k, wd, 500)  # noqa: SLF001
+        precond = evaluate.preconditioner(z["train"])
+        w = evaluate._fit_logreg(z["train"], y["train"], k, wd, 150, precond=precond, stats=stats)  # noqa: SLF001
         result["ours"] = evaluate._accuracy(evaluate._logits(z["test"], w), y["test"])  # noqa: SLF001
 
     def theirs():
-        clf = LogisticRegression(C=1 / (wd * n), max_iter=1000, tol=1e-6)
-        clf.fit(z["train"].numpy(), y["train"].numpy())
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a ConvergenceWarning is reported below, as n_iter
+            clf = LogisticRegression(C=1 / (wd * n), max_iter=1000)
+            clf.fit(z["train"].numpy(), y["train"].numpy())
         result["theirs"] = float((clf.predict(z["test"].numpy()) == y["test"].numpy()).mean())
+        result["iters"] = int(clf.n_iter_.max())
 
     t_ours, t_theirs = alternate(ours, theirs, reps=1)
     d = z["train"].shape[1]
-    flops = 2 * 2 * n * (d + 1) * k  # one full-batch gradient: logits and the G^T X product
+    grad_flops = 2 * 2 * n * (d + 1) * k  # one evaluation: the logits and the G^T X product
+    gap = abs(result["ours"] - result["theirs"]) * 100
     return {
         "what": f"linear probe, {label}: {n:,} x {d}, {k} classes, wd {wd:g}",
-        "ours": f"{t_ours:.1f} s ({result['ours']:.2%})",
-        "alternative": f"{t_theirs:.1f} s ({result['theirs']:.2%}), sklearn LogisticRegression(lbfgs)",
+        "ours": f"{t_ours:.1f} s ({result['ours']:.2%}, {stats['evals']} evaluations)",
+        "alternative": f"{t_theirs:.1f} s ({result['theirs']:.2%}, {result['iters']} iterations), "
+        "sklearn LogisticRegression(lbfgs)",
         "ratio": t_theirs / t_ours,
-        "flops": flops,
-        "seconds": None,
-        "accuracy_gap": abs(result["ours"] - result["theirs"]) * 100,
+        "flops": grad_flops * stats["evals"],
+        "seconds": t_ours,
+        "kind": "probe",
+        "equal": gap <= 0.3,
     }
 
 
@@ -262,28 +270,46 @@ def knn(z: dict, y: dict, k: int, label: str, neighbours: int = 20) -> dict:
         "ratio": t_theirs / t_ours,
         "flops": 2 * len(z["test"]) * n * d,
         "seconds": t_ours,
+        "kind": "knn",
     }
 
 
 def evaluator(z: dict, y: dict, k: int, label: str) -> dict:
-    """The whole evaluator (weight-decay sweep, MLP, kNN, label efficiency) vs one sklearn fit."""
+    """The whole evaluator (the calls of `evaluate.probes`, timed one by one) vs one sklearn fit."""
     from sklearn.linear_model import LogisticRegression
 
-    cfg = config.EvalConfig()
-    t_ours = timed(lambda: evaluate.probes(z, y, k, cfg, 0))
+    cfg, parts = config.EvalConfig(), {}
+    precond = evaluate.preconditioner(z["train"])
+    calls = {
+        "linear sweep": lambda: evaluate.linear_probe(
+            z, y, k, cfg.probe_weight_decays, cfg.probe_max_iter, precond
+        ),
+        "MLP": lambda: evaluate.mlp_probe(z, y, k, cfg, 0),
+        "kNN": lambda: evaluate.knn_probe(z, y, k, cfg.knn_ks),
+        "label efficiency": lambda: evaluate.label_efficiency(z, y, k, cfg, precond),
+    }
+    start = time.perf_counter()
+    evaluate.preconditioner(z["train"])
+    parts["preconditioner"] = time.perf_counter() - start
+    for name, call in calls.items():
+        parts[name] = timed(call)
+    t_ours = sum(parts.values())
     n = len(z["train"])
-    t_theirs = timed(
-        lambda: LogisticRegression(C=1 / (1e-4 * n), max_iter=1000).fit(
-            z["train"].numpy(), y["train"].numpy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        t_theirs = timed(
+            lambda: LogisticRegression(C=1 / (1e-4 * n), max_iter=1000).fit(
+                z["train"].numpy(), y["train"].numpy()
+            )
         )
-    )
     return {
         "what": f"whole evaluator, {label}: {n:,} x {z['train'].shape[1]}, {k} classes",
-        "ours": f"{t_ours:.1f} s (4-point sweep, MLP, kNN, 1%/10% x 5 draws)",
-        "alternative": f"{t_theirs:.1f} s (one sklearn LogisticRegression fit)",
+        "ours": f"{t_ours:.1f} s (" + ", ".join(f"{p} {s_:.1f}" for p, s_ in parts.items()) + ")",
+        "alternative": f"{t_theirs:.1f} s (one sklearn LogisticRegression fit, wd 1e-4)",
         "ratio": t_theirs / t_ours,
         "flops": None,
         "seconds": t_ours,
+        "kind": "evaluator",
     }
 
 
@@ -334,6 +360,53 @@ def render(rows: list[dict], gflops: float, notes: list[str]) -> str:
     )
 
 
+def targets(rows: list[dict], gflops: float) -> str:
+    """The issue's targets against what was measured, each with the reason read off the numbers."""
+    out = []
+    views = [r for r in rows if r["kind"] == "views"]
+    if views:
+        worst = min(views, key=lambda r: r["ratio"])
+        use = max(r["flops"] / 1e9 / r["seconds"] / gflops for r in views)
+        out.append(
+            {
+                "target": "view-based training >= 3x the per-image pipeline",
+                "measured": f"{worst['ratio']:.1f}x (worst, {worst['what'].split(' (')[0]})",
+                "verdict": "met" if worst["ratio"] >= 3 else f"missed by {3 - worst['ratio']:.1f}x",
+                "why": f"the project's step already runs at up to {use:.0%} of the measured GEMM rate, so "
+                "the ratio is set by how slow the per-image path is, and its workers overlap the model",
+            }
+        )
+    probes = [r for r in rows if r["kind"] == "probe"]
+    if probes:
+        worst = min(probes, key=lambda r: r["ratio"])
+        equal = all(r["equal"] for r in probes)
+        out.append(
+            {
+                "target": "linear probe >= 10x scikit-learn at equal accuracy (0.3 points)",
+                "measured": f"{worst['ratio']:.1f}x (worst), accuracy "
+                + ("within 0.3 points on every row" if equal else "NOT within 0.3 points on some row"),
+                "verdict": "met" if worst["ratio"] >= 10 and equal else f"missed ({worst['ratio']:.1f}x)",
+                "why": "L-BFGS in whitened coordinates needs tens of evaluations where the plain "
+                "problem needs hundreds; each is two skinny GEMMs, memory-bound",
+            }
+        )
+    pixels = [r for r in rows if r["kind"] == "evaluator" and "pixels" in r["what"]]
+    if pixels:
+        t = pixels[0]["seconds"]
+        out.append(
+            {
+                "target": "raw-pixel evaluation of a 60k-image dataset under 1 min",
+                "measured": f"{t:.0f} s (MNIST pixels)",
+                "verdict": "met" if t < 60 else f"missed by {t - 60:.0f} s",
+                "why": "parts in the row above: the MLP head (early-stopped epochs over 54k x 784) and "
+                "the 11 probe sweeps (full labels and 10 label-efficiency subsets)",
+            }
+        )
+    if not out:
+        return ""
+    return "\n".join(["## Targets", "", pd.DataFrame(out).to_markdown(index=False), ""])
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m bench.speed")
     p.add_argument("--data-dir", default=os.environ.get("BENCH_DATA_DIR"))
@@ -345,24 +418,22 @@ def main(argv=None) -> None:
     cifar = load("cifar10-jpeg", args.data_dir)
     mnist = load("mnist", args.data_dir)
     if cifar is None:
-        notes.append("- CIFAR-10 (JPEG q75 copy) not found: training rows use digits.")
-    train_ds = cifar or data.load(config.DataConfig())
-    cfg_name = "configs/cifar10.toml" if cifar else "configs/default.toml"
-    rows += training(train_ds, cfg_name)
-    probe_ds = cifar or train_ds
-    z, y = _latents(probe_ds, 1024), {s: getattr(probe_ds, f"y_{s}") for s in ("train", "val", "test")}
-    label = f"{probe_ds.title} random-conv latents"
+        notes.append("- CIFAR-10 (JPEG q75 copy) not found in the data folder: rows use digits.")
+    ds = cifar or data.load(config.DataConfig())
+    rows += training(ds, "configs/cifar10.toml" if cifar else "configs/default.toml")
+    z, y = _latents(ds, 1024), {s: getattr(ds, f"y_{s}") for s in ("train", "val", "test")}
+    label = f"{ds.title} random-conv latents"
     rows.append(probe(z, y, 10, label))
+    pix = mnist or ds  # the raw-pixel width: MNIST's 784 (CIFAR's 3072 costs scikit-learn ~4 min)
+    zp, yp = _pixels(pix), {s: getattr(pix, f"y_{s}") for s in ("train", "val", "test")}
+    rows.append(probe(zp, yp, 10, f"{pix.title} pixels"))
+    zm, ym = _mixture(len(z["train"]), 1024, 100)
+    rows.append(probe(zm, ym, 100, "synthetic 100-class Gaussian mixture (no CIFAR-100 copy here)"))
     rows.append(knn(z, y, 10, label))
     rows.append(evaluator(z, y, 10, label))
-    zp = _pixels(probe_ds)
-    rows.append(probe(zp, y, 10, f"{probe_ds.title} pixels"))
-    zm, ym = _mixture(len(z["train"]), 1024, 100)
-    rows.append(probe(zm, ym, 100, "synthetic 100-class Gaussian mixture"))
     if mnist is not None:
-        zp, yp = _pixels(mnist), {s: getattr(mnist, f"y_{s}") for s in ("train", "val", "test")}
         rows.append(evaluator(zp, yp, 10, "MNIST pixels (the raw-pixel run's evaluation)"))
-    text = render(rows, gflops, notes)
+    text = render(rows, gflops, notes) + "\n" + targets(rows, gflops)
     out = Path(args.out)
     kept = out.read_text() if out.exists() else ""
     for heading, missing in KEPT_SECTIONS.items():  # measured by other commands: carried over

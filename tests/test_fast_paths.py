@@ -78,3 +78,28 @@ def test_knn_neighbours_are_sklearns():
     _, sims = evaluate._knn_votes(query, bank, bank_y, 7, 3)
     dist, _ = NearestNeighbors(n_neighbors=7, metric="cosine").fit(bank.numpy()).kneighbors(query.numpy())
     np.testing.assert_allclose(sims.numpy(), 1 - dist, atol=1e-5)
+
+
+def test_gpu_smoke_without_cuda_is_one_line_and_exit_2(capsys, tmp_path, monkeypatch):
+    from bench import gpu_smoke
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    out = tmp_path / "speed.md"
+    assert gpu_smoke.main(["--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "CUDA" in err and len(err.splitlines()) == 1
+    assert not out.exists()  # nothing is written on a machine that measured nothing
+
+
+def test_speed_sections_are_replaced_in_place(tmp_path):
+    from bench import gpu_smoke, speed
+
+    path = tmp_path / "speed.md"
+    path.write_text("# Speed\n\ntable\n\n## GPU\n\nNot run yet.\n\n## Other\n\nkept\n")
+    gpu_smoke.replace_section(path, "## GPU\n\nmeasured\n")
+    text = path.read_text()
+    assert text == "# Speed\n\ntable\n\n## GPU\n\nmeasured\n\n## Other\n\nkept\n"
+    assert speed._section(text, "## GPU") == "## GPU\n\nmeasured\n\n"
+    assert speed._section(text, "## Missing") is None
+    gpu_smoke.replace_section(path, "## New\n\nappended\n", "## New")
+    assert path.read_text().endswith("## Other\n\nkept\n\n## New\n\nappended\n")
