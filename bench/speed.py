@@ -376,18 +376,24 @@ def targets(rows: list[dict], gflops: float) -> str:
                 "the ratio is set by how slow the per-image path is, and its workers overlap the model",
             }
         )
-    probes = [r for r in rows if r["kind"] == "probe"]
-    if probes:
-        worst = min(probes, key=lambda r: r["ratio"])
-        equal = all(r["equal"] for r in probes)
+    for r in (r for r in rows if r["kind"] == "probe"):
+        theirs_iters = int(r["alternative"].split("%, ")[1].split(" iterations")[0])
         out.append(
             {
-                "target": "linear probe >= 10x scikit-learn at equal accuracy (0.3 points)",
-                "measured": f"{worst['ratio']:.1f}x (worst), accuracy "
-                + ("within 0.3 points on every row" if equal else "NOT within 0.3 points on some row"),
-                "verdict": "met" if worst["ratio"] >= 10 and equal else f"missed ({worst['ratio']:.1f}x)",
-                "why": "L-BFGS in whitened coordinates needs tens of evaluations where the plain "
-                "problem needs hundreds; each is two skinny GEMMs, memory-bound",
+                "target": "linear probe >= 10x scikit-learn at equal accuracy (0.3 points): "
+                + r["what"].split(": ")[0].removeprefix("linear probe, "),
+                "measured": f"{r['ratio']:.1f}x, accuracy "
+                + ("within 0.3 points" if r["equal"] else "NOT within 0.3 points"),
+                "verdict": "met" if r["ratio"] >= 10 and r["equal"] else f"missed ({r['ratio']:.1f}x)",
+                "why": (
+                    "whitened L-BFGS needs tens of evaluations where scikit-learn's lbfgs needs "
+                    f"{theirs_iters} iterations"
+                    if r["ratio"] >= 10
+                    else f"scikit-learn stops after {theirs_iters} iterations and each one is the same two "
+                    f"GEMMs as ours ({r['flops'] / 1e9 / r['seconds'] / gflops:.0%} of the GEMM rate here): "
+                    "only fewer evaluations could win, and whitening does not remove the curvature "
+                    "of nearly separable or many-class data"
+                ),
             }
         )
     pixels = [r for r in rows if r["kind"] == "evaluator" and "pixels" in r["what"]]
@@ -398,8 +404,9 @@ def targets(rows: list[dict], gflops: float) -> str:
                 "target": "raw-pixel evaluation of a 60k-image dataset under 1 min",
                 "measured": f"{t:.0f} s (MNIST pixels)",
                 "verdict": "met" if t < 60 else f"missed by {t - 60:.0f} s",
-                "why": "parts in the row above: the MLP head (early-stopped epochs over 54k x 784) and "
-                "the 11 probe sweeps (full labels and 10 label-efficiency subsets)",
+                "why": "its parts are in the row above: kNN and the MLP head already run near the "
+                "GEMM rate; the 11 probe sweeps (all labels, 10 label-efficiency subsets) are "
+                "memory-bound skinny GEMMs on nearly separable data, ~150 evaluations a fit",
             }
         )
     if not out:
