@@ -43,6 +43,15 @@ def trial_config(cfg, method: str, trial_epochs: int | None):
     return cfg
 
 
+def _evaluation_seconds(m: dict) -> float:
+    """A run's evaluation time: recorded since it was; before, its wall time less its training,
+    unless it was evaluated from a cached checkpoint (then its wall time is all evaluation)."""
+    if "eval_time_s" in m:
+        return m["eval_time_s"]
+    wall, train = m.get("wall_time_s") or 0.0, (m.get("train") or {}).get("time_s", 0.0)
+    return wall - train if wall > train else wall
+
+
 def seconds_per_trial(runs: list[dict], slug: str, method: str, epochs: int) -> float | None:
     """Estimate from the store: the learner's mean training seconds per epoch on this dataset
     (runs of any size and purpose) times the trial's epochs, plus its mean evaluation time."""
@@ -51,8 +60,7 @@ def seconds_per_trial(runs: list[dict], slug: str, method: str, epochs: int) -> 
         c, m = r["config"], r["metrics"]
         train = m.get("train") or {}
         if c["dataset"]["slug"] == slug and c["method"] == method and train.get("epochs"):
-            evaluation = (m.get("wall_time_s") or 0) - train.get("time_s", 0)
-            rates.append((train["time_s"] / train["epochs"], evaluation))
+            rates.append((train["time_s"] / train["epochs"], _evaluation_seconds(m)))
     if not rates:
         return None
     per_epoch = sum(r[0] for r in rates) / len(rates)

@@ -184,8 +184,16 @@ def compute(spec, data, device, force=False, on_epoch=None, tensorboard=None) ->
             return {"status": "diverged", "error": str(e), **env.record(device, start)}, {}
         # a full disk must not cost the trained model's results: evaluate and store them anyway
         store.try_save_tensor(ckpt_path, {"state": model.state_dict(), "train": train_info}, "checkpoint")
+    trained_here = train_info is None
+    eval_start = time.perf_counter()
     metrics, artifacts = _evaluate(model, data, spec, device, train_key)
-    metrics.update(train=train_info, **env.record(device, start))
+    # wall_time_s covers this process's work: training too, unless the checkpoint was cached
+    metrics.update(
+        train=train_info,
+        eval_time_s=time.perf_counter() - eval_start,
+        from_checkpoint=not trained_here,
+        **env.record(device, start),
+    )
     return metrics, artifacts
 
 

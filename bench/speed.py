@@ -161,6 +161,33 @@ def _training_row(name: str, cfg: config.Config, ds: data.Dataset, steps: int, b
     }
 
 
+def compiled(ds: data.Dataset, cfg_name: str, name: str = "simclr", steps: int = 8, batch: int = 256) -> dict:
+    """`--compile` (torch.compile of the training step) against eager on the same model: the first
+    call pays the compilation; then the two alternate."""
+    cfg = config.load(cfg_name, [])
+    method_cfg = config.method_config(name, {**cfg.method_overrides(name), "latent_dim": 256})
+    x = ds.x_train[: steps * batch]
+    torch.manual_seed(0)
+    eager = registry.create(name, method_cfg, ds.shape)
+    comp = registry.create(name, method_cfg, ds.shape)
+
+    def run(model, compile_):
+        train_cfg = config.TrainConfig(epochs=1, batch_size=batch, warmup_epochs=0, compile=compile_)
+        train.fit(model, x, train_cfg, 0, torch.device("cpu"))
+
+    first = timed(lambda: run(comp, True))
+    t_eager, t_comp = alternate(lambda: run(eager, False), lambda: run(comp, True))
+    return {
+        "what": f"train {name} with --compile (torch.compile), batch {batch}, {steps} steps",
+        "ours": f"{steps * batch / t_comp:,.0f} img/s compiled (first call {first:.0f} s: compilation)",
+        "alternative": f"{steps * batch / t_eager:,.0f} img/s eager",
+        "ratio": t_eager / t_comp,
+        "flops": None,
+        "seconds": t_comp,
+        "kind": "compile",
+    }
+
+
 def _train_flops(model, ds, batch: int, views: bool) -> float:
     """Forward + backward FLOPs of one training step (3x the forward's multiply-adds x 2),
     counted with torch's FLOP counter on a real batch."""
@@ -427,7 +454,9 @@ def main(argv=None) -> None:
     if cifar is None:
         notes.append("- CIFAR-10 (JPEG q75 copy) not found in the data folder: rows use digits.")
     ds = cifar or data.load(config.DataConfig())
-    rows += training(ds, "configs/cifar10.toml" if cifar else "configs/default.toml")
+    cfg_name = "configs/cifar10.toml" if cifar else "configs/default.toml"
+    rows += training(ds, cfg_name)
+    rows.append(compiled(ds, cfg_name))
     z, y = _latents(ds, 1024), {s: getattr(ds, f"y_{s}") for s in ("train", "val", "test")}
     label = f"{ds.title} random-conv latents"
     rows.append(probe(z, y, 10, label))

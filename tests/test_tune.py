@@ -211,3 +211,19 @@ def test_compare_gives_every_learner_the_same_budget(capsys, tmp_path):
     section = page.split("## Tuned at equal budget")[1].split("\n## ")[0]
     assert "| ae " in section and "| simclr " in section and "Rank changes" in section
     assert main(["compare", "--methods", "pca", "--trials", "2"]) == 2  # a baseline is a floor
+
+
+def test_compare_plan_never_counts_negative_evaluation_time():
+    from bench import compare
+
+    def run(metrics):
+        config = {"dataset": {"slug": "digits"}, "method": "ae"}
+        return {"config": config, "metrics": {"train": {"epochs": 10, "time_s": 20.0}, **metrics}}
+
+    trained = run({"wall_time_s": 23.0})  # trained here: 20 s training + 3 s evaluation
+    reevaluated = run({"wall_time_s": 3.0})  # from a cached checkpoint: all of it evaluation
+    recorded = run({"wall_time_s": 3.0, "eval_time_s": 2.5, "from_checkpoint": True})
+    assert compare.seconds_per_trial([trained], "digits", "ae", 5) == pytest.approx(10 + 3)
+    assert compare.seconds_per_trial([reevaluated], "digits", "ae", 5) == pytest.approx(10 + 3)
+    assert compare.seconds_per_trial([recorded], "digits", "ae", 5) == pytest.approx(10 + 2.5)
+    assert compare.seconds_per_trial([trained], "mnist", "ae", 5) is None
