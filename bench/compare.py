@@ -125,9 +125,13 @@ def table(runs: list[dict], summary: pd.DataFrame, df: pd.DataFrame) -> tuple[st
     for r in every:
         name = _study_of(r)
         if name and r["config"]["dataset"]["slug"] == slug:
-            s = studies.setdefault(name, {"trials": 0, "seconds": 0.0, "method": r["config"]["method"]})
+            s = studies.setdefault(
+                name, {"trials": 0, "seconds": 0.0, "method": r["config"]["method"], "epochs": set()}
+            )
             s["seconds"] += r["metrics"].get("wall_time_s") or 0
-            s["trials"] += any(p.startswith("trial:") for p in r["config"].get("purposes", []))
+            if any(p.startswith("trial:") for p in r["config"].get("purposes", [])):
+                s["trials"] += 1
+                s["epochs"].add((r["config"].get("train") or {}).get("epochs"))
     if not studies:
         return None
     tuned_keys = {r["key"] for r in runs if (_study_of(r) or "") in studies and _is_tuned(r)}
@@ -155,7 +159,16 @@ def table(runs: list[dict], summary: pd.DataFrame, df: pd.DataFrame) -> tuple[st
                 "PSNR default / tuned": _pair(d, t, "psnr_mean", 1),
                 "tuned settings": ", ".join(f"{k}={labels._short(v)}" for k, v in settings.items())
                 or "(defaults)",  # noqa: SLF001
-                "trials": s["trials"],
+                "trials finished (epochs)": f"{s['trials']} ({labels._short(sorted(s['epochs']))})",  # noqa: SLF001
+                "re-run epochs": labels._short(  # noqa: SLF001
+                    sorted(
+                        {
+                            (r["config"].get("train") or {}).get("epochs")
+                            for r in runs
+                            if r["key"] in set(tuned["key"])
+                        }
+                    )
+                ),
                 "compute h": f"{s['seconds'] / 3600:.2f}",
             }
         )

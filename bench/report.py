@@ -397,8 +397,10 @@ def _compare_section(runs, summary, df) -> list[str]:
         "Each learner tuned by its own Optuna study with the same number of trials, the same "
         "objective (validation linear accuracy), per-trial budget, sampler and pruner "
         "(`python -m bench compare`); its best configuration re-run over the seeds at the full "
-        "budget, beside its default row. Compute: the study's trials and re-runs, wall time. "
-        "Baselines have nothing to tune: their rows in the main table are the floors.",
+        "budget, beside its default row. Trials finished: those that ran to the end (the median "
+        "pruner stopped the others), with their epochs, which may be fewer than the re-runs'. "
+        "Compute: the study's trials and re-runs, wall time. Baselines have nothing to tune: "
+        "their rows in the main table are the floors.",
         "",
         text,
         "",
