@@ -109,7 +109,8 @@ def training(ds: data.Dataset, cfg_name: str, steps: int = 8, batch: int = 256) 
     TensorDataset DataLoader loop. The DataLoader's worker count (0 or every core) is the faster
     of one timing each; then the two sides alternate."""
     cfg = config.load(cfg_name, [])
-    return [_training_row(name, cfg, ds, steps, batch) for name in (*VIEW_LEARNERS, "ae")]
+    autoencoders = [m for m in registry.names() if registry.get(m).trainable and registry.get(m).reconstructs]
+    return [_training_row(name, cfg, ds, steps, batch) for name in (*VIEW_LEARNERS, *autoencoders)]
 
 
 def _training_row(name: str, cfg: config.Config, ds: data.Dataset, steps: int, batch: int) -> dict:
@@ -157,7 +158,7 @@ def _training_row(name: str, cfg: config.Config, ds: data.Dataset, steps: int, b
         "ratio": t_theirs / t_ours,
         "flops": flops * steps,
         "seconds": t_ours,
-        "kind": "views" if views else "ae",
+        "kind": "views" if views else "autoencoder",
     }
 
 
