@@ -103,7 +103,7 @@ def fresh(out: Path) -> None:
     """`make bench` from an empty scratch store, timed as a user runs it (the venv installed)."""
     import torch
 
-    from bench import gpu_smoke
+    from bench import speed
 
     scratch = ROOT / ".cache" / "bench-fresh"
     shutil.rmtree(scratch, ignore_errors=True)
@@ -134,7 +134,7 @@ def fresh(out: Path) -> None:
         + (f"Verify: {verdict[0]}." if verdict else ""),
         "",
     ]
-    gpu_smoke.replace_section(out, "\n".join(lines), "## make bench from an empty store")
+    speed.replace_section(out, "\n".join(lines), "## make bench from an empty store")
     print("\n".join(lines))
 
 

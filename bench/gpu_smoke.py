@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from bench import BenchError, config, data, env, registry, store, train
+from bench import BenchError, config, data, env, registry, speed, train
 
 CONFIG = Path(__file__).resolve().parent.parent / "configs" / "cifar10-gpu.toml"
 MODELS = ("simclr", "ae")
@@ -78,20 +78,6 @@ def section(rows: list[dict], ds: data.Dataset, device, compile_: bool) -> str:
     )
 
 
-def replace_section(path: Path, text: str, heading: str = HEADING) -> None:
-    """Put `text` in place of the file's `heading` section (to the next heading of that level or
-    the end), or append it; the rest of the file is kept."""
-    old = path.read_text() if path.exists() else ""
-    start = old.find(f"\n{heading}\n")
-    if start < 0:
-        new = old.rstrip("\n") + "\n\n" + text if old else text
-    else:
-        end = old.find("\n## ", start + 1)
-        rest = old[end + 1 :] if end >= 0 else ""
-        new = old[: start + 1] + text.rstrip("\n") + "\n" + ("\n" + rest if rest else "")
-    store.write_text(path, new)
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.gpu_smoke")
     p.add_argument("--data-dir", default=os.environ.get("BENCH_DATA_DIR"))
@@ -117,7 +103,7 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     text = section(rows, ds, device, args.compile)
-    replace_section(Path(args.out), text)
+    speed.replace_section(Path(args.out), text, HEADING)
     print(text)
     return 0
 

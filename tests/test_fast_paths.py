@@ -92,14 +92,14 @@ def test_gpu_smoke_without_cuda_is_one_line_and_exit_2(capsys, tmp_path, monkeyp
 
 
 def test_speed_sections_are_replaced_in_place(tmp_path):
-    from bench import gpu_smoke, speed
+    from bench import speed
 
     path = tmp_path / "speed.md"
     path.write_text("# Speed\n\ntable\n\n## GPU\n\nNot run yet.\n\n## Other\n\nkept\n")
-    gpu_smoke.replace_section(path, "## GPU\n\nmeasured\n")
+    speed.replace_section(path, "## GPU\n\nmeasured\n", "## GPU")
     text = path.read_text()
     assert text == "# Speed\n\ntable\n\n## GPU\n\nmeasured\n\n## Other\n\nkept\n"
     assert speed._section(text, "## GPU") == "## GPU\n\nmeasured\n\n"
     assert speed._section(text, "## Missing") is None
-    gpu_smoke.replace_section(path, "## New\n\nappended\n", "## New")
+    speed.replace_section(path, "## New\n\nappended\n", "## New")
     assert path.read_text().endswith("## Other\n\nkept\n\n## New\n\nappended\n")
