@@ -58,7 +58,7 @@ bench-cifar10-gpu: .venv/installed  ## the full-size grid, on a GPU
 # configuration re-run over the grid's seeds) -> the "Tuned at equal budget" table of the page.
 # Resumable; the MNIST one is hours on 2 cores (it prints its plan and keeps under --max-hours).
 bench-compare: .venv/installed  ## digits -> results/digits.md, results/studies/
-	$(PY) -m bench compare --latent-dim 64 --trials 20 --trial-epochs 10
+	$(PY) -m bench compare --config configs/default.toml --latent-dim 64 --trials 20 --trial-epochs 10
 
 bench-compare-mnist: .venv/installed  ## MNIST (BENCH_DATA_DIR with MNIST/raw/) -> results/mnist.md
 	$(PY) -m bench compare --config configs/mnist.toml --dataset mnist --latent-dim 64 --trials 12 \

@@ -7,6 +7,13 @@ configuration of each is re-run over the grid's seeds at the full budget. The st
 ordinary `bench tune` studies (resumable, and spread over machines with `--storage`). The
 dataset page then gains a "Tuned at equal budget" table (default beside tuned, the settings
 found, trials and compute spent) and the rank changes between the two.
+
+Model selection, on the validation slice only: the learner's defaults are the first trial of
+its study (so a study can only find something better than them at the trial budget), and the
+configuration a learner is reported with is whichever of its defaults and its best trial has the
+higher mean validation accuracy over the seeds at the full budget. A short trial budget favours
+settings that learn fast, not ones that end best; this last step keeps such a pick from replacing
+better defaults.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ import copy
 
 import pandas as pd
 
-from bench import BenchError, labels, registry, store, tune
+from bench import BenchError, labels, registry, runner, store, tune
 
 PREFIX = "compare-"
 
@@ -43,6 +50,70 @@ def trial_config(cfg, method: str, trial_epochs: int | None):
     return cfg
 
 
+class _Marker:
+    """What a suggestion returns while `default_params` reads a search space."""
+
+    def __init__(self, name: str, low=None, high=None, choices=None):
+        self.name, self.low, self.high, self.choices = name, low, high, choices
+
+    def holds(self, value) -> bool:
+        if self.choices is not None:
+            return any(value == c and type(value) is type(c) for c in self.choices)
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return number and self.low <= value <= self.high
+
+
+class _Reader:
+    """A stand-in Optuna trial whose every suggestion is a marker, so the overrides a search
+    space builds show which setting each of its parameters drives."""
+
+    def __init__(self):
+        self.params: dict[str, _Marker] = {}
+
+    def suggest_float(self, name, low, high, *, step=None, log=False):
+        return self.params.setdefault(name, _Marker(name, low=low, high=high))
+
+    def suggest_int(self, name, low, high, *, step=1, log=False):
+        return self.params.setdefault(name, _Marker(name, low=low, high=high))
+
+    def suggest_categorical(self, name, choices):
+        return self.params.setdefault(name, _Marker(name, choices=tuple(choices)))
+
+
+def default_params(cfg, data, method: str) -> tuple[dict | None, str]:
+    """The learner's configuration under `cfg` (its default row's) as a point of its search space:
+    (Optuna params, "") to enqueue as a trial, or (None, why it is not a point of the space)."""
+    reader = _Reader()
+    try:
+        overrides = registry.get(method).search_space(reader)
+    except TypeError:  # the space computes with a suggested value: no way to read it back
+        return None, "its search space computes with the suggested values"
+    base = runner.spec(cfg, data, method, {}, 0)
+    found: dict = {}
+    for key, value in overrides.items():
+        section, _, field = key.rpartition(".")
+        current = (base["method_config"] if not section else base.get(section) or {}).get(field)
+        pairs = [(value, current)]
+        if isinstance(value, (tuple, list)):
+            if not isinstance(current, (tuple, list)) or len(current) != len(value):
+                return None, f"{key}={current!r} is not a point of the space"
+            pairs = list(zip(value, current))
+        for suggested, default in pairs:
+            if not isinstance(suggested, _Marker):
+                if suggested != default:  # a part the space fixes, e.g. the crop's largest area
+                    return None, f"{key}={labels._short(current)} is not a point of the space"  # noqa: SLF001
+                continue
+            if found.get(suggested.name, default) != default:
+                return None, f"{suggested.name} drives settings whose defaults differ"
+            found[suggested.name] = default
+    for name, marker in reader.params.items():
+        if name not in found:
+            return None, f"cannot read the default of {name}"
+        if not marker.holds(found[name]):
+            return None, f"the default {name}={found[name]!r} lies outside its search range"
+    return found, ""
+
+
 def _evaluation_seconds(m: dict) -> float:
     """A run's evaluation time: recorded since it was; before, its wall time less its training,
     unless it was evaluated from a cached checkpoint (then its wall time is all evaluation)."""
@@ -67,21 +138,22 @@ def seconds_per_trial(runs: list[dict], slug: str, method: str, epochs: int) -> 
     return per_epoch * epochs + sum(r[1] for r in rates) / len(rates)
 
 
-def plan(
-    cfg, slug: str, methods: list[str], trials: int, trial_epochs: int | None
-) -> tuple[list[str], float]:
+def plan(cfg, data, methods: list[str], trials: int, trial_epochs: int | None) -> tuple[list[str], float]:
     """Lines describing the planned compute, and its total in hours (unknown learners: 0)."""
-    runs = store.load_runs()
+    runs, slug = store.load_runs(), data.slug
     lines, total = [], 0.0
     for m in methods:
         trial_cfg = trial_config(cfg, m, trial_epochs)
         epochs, full = trial_cfg.train_for(m).epochs, cfg.train_for(m).epochs
         per = seconds_per_trial(runs, slug, m, epochs)
         rerun = seconds_per_trial(runs, slug, m, full)
-        cost = None if per is None else per * trials + (rerun or 0) * len(cfg.grid.seeds)
+        missing = sum(not store.is_done(store.keys(s)[0]) for s in default_specs(cfg, data, m))
+        cost = None if per is None else per * trials + (rerun or 0) * (len(cfg.grid.seeds) + missing)
         total += cost or 0
         lines.append(
-            f"  {m:<12} {trials} trials x {epochs} epochs + {len(cfg.grid.seeds)} re-runs x {full} epochs: "
+            f"  {m:<12} {trials} trials x {epochs} epochs + {len(cfg.grid.seeds)} re-runs x {full} epochs"
+            + (f" + {missing} default runs the store lacks" if missing else "")
+            + ": "
             + ("no run of it in the store to estimate from" if cost is None else f"~{cost / 3600:.2f} h")
         )
     return lines, total / 3600
@@ -93,15 +165,53 @@ def run(cfg, ds, methods, trials, storage, device, trial_epochs, sampler_seed=0,
         name = study_name(ds.slug, method)
         study, url = tune.open_study(name, storage, False, sampler_seed, prune)
         print(f"study {name}: {trials} trials of {method}")
+        if not study.trials:  # a new study: the defaults are its first trial
+            params, why = default_params(cfg, ds, method)
+            if params is None:
+                print(f"  the defaults cannot be a trial: {why}")
+            else:  # several workers may get here at once: enqueued once
+                study.enqueue_trial(params, user_attrs={"default": True}, skip_if_exists=True)
         tune.optimize(study, url, trial_config(cfg, method, trial_epochs), ds, method, trials, device, prune)
         if study.get_trials(deepcopy=False, states=(tune.TrialState.RUNNING,)):
             print(f"  {name}: trials still running on other workers; its re-runs are left to them")
             continue
         best = study.best_trial
         print(f"  best trial {best.number}: validation accuracy {best.value:.2%} {best.params}")
-        for m in tune.rerun_best(study, cfg, ds, method, device):
-            if m.get("status") == "ok":
-                print(f"  tuned re-run: linear {m['linear']['test_acc']:.2%} (test)")
+        tuned = _val(tune.rerun_best(study, cfg, ds, method, device))
+        default = _val(runner.run_one(s, ds, device) for s in default_specs(cfg, ds, method))
+        kept = choose(default, tuned)
+        print(
+            f"  full budget, validation linear: defaults {_mean(default):.2%}, best trial {_mean(tuned):.2%}:"
+            f" {kept} kept"
+        )
+
+
+def default_specs(cfg, ds, method: str) -> list[dict]:
+    """The learner's default row over the seeds, under the compare's own config (the grid's runs
+    when the config is the grid's: stored ones are reused). Marked `default:<study>`, so the
+    table pairs each study with the defaults of the same config, never another config's row."""
+    name = study_name(ds.slug, method)
+    return [tune.trial_spec(cfg, ds, method, {}, seed, f"default:{name}") for seed in cfg.grid.seeds]
+
+
+def choose(default: list[float], tuned: list[float]) -> str:
+    """Which configuration a learner is reported with: its best trial only if that beats its
+    defaults on mean validation accuracy at the full budget ("defaults" when there are none)."""
+    if not tuned:
+        return "defaults"
+    return "best trial" if not default or _mean(tuned) > _mean(default) else "defaults"
+
+
+def _pair_val(default: list[float], tuned: list[float]) -> str:
+    return f"{_mean(default) * 100:.2f} / {_mean(tuned) * 100:.2f}"
+
+
+def _val(metrics) -> list[float]:
+    return [m["linear"]["val_acc"] for m in metrics if m.get("status") == "ok"]
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else float("nan")
 
 
 # --- the report's table -------------------------------------------------------------------
@@ -134,18 +244,21 @@ def table(runs: list[dict], summary: pd.DataFrame, df: pd.DataFrame) -> tuple[st
                 s["epochs"].add((r["config"].get("train") or {}).get("epochs"))
     if not studies:
         return None
-    tuned_keys = {r["key"] for r in runs if (_study_of(r) or "") in studies and _is_tuned(r)}
     rows, ranks = [], {"default": {}, "tuned": {}}
-    for _, s in sorted(studies.items()):
-        tuned = df[df["key"].isin(tuned_keys) & (df["method"] == s["method"])]
+    for study, s in sorted(studies.items()):
+        tuned = df[df["purposes"].map(lambda p, n=study: f"tuned:{n}" in p.split(","))]
         if tuned.empty:
             continue
         dim = tuned["latent_dim"].iloc[0]
-        t = summary[(summary["learner"] == tuned["learner"].iloc[0]) & (summary["latent_dim"] == dim)].iloc[0]
-        plain = summary[
-            (summary["method"] == s["method"]) & ~summary["variant"] & (summary["latent_dim"] == dim)
-        ]
-        d = plain.iloc[0] if len(plain) else None
+        at_dim = summary[summary["latent_dim"] == dim]
+        best = at_dim[at_dim["learner"] == tuned["learner"].iloc[0]].iloc[0]
+        defaults = df[df["purposes"].map(lambda p, n=study: f"default:{n}" in p.split(","))]
+        plain = at_dim[at_dim["learner"].isin(set(defaults["learner"]))]
+        d = plain.iloc[0] if len(plain) else None  # studies from before the defaults were marked: none
+        default_val = list(defaults["linear_val"].dropna())
+        tuned_val = list(tuned["linear_val"].dropna())
+        kept = choose(default_val, tuned_val)
+        t = d if kept == "defaults" else best
         settings = next(r for r in runs if r["key"] in set(tuned["key"]))["config"].get("overrides", {})
         rows.append(
             {
@@ -154,10 +267,12 @@ def table(runs: list[dict], summary: pd.DataFrame, df: pd.DataFrame) -> tuple[st
                 "linear % default": "-" if d is None else _pm(d.linear_mean, d.linear_std, 100),
                 "linear % tuned": _pm(t.linear_mean, t.linear_std, 100),
                 "Δ": "-" if d is None else f"{(t.linear_mean - d.linear_mean) * 100:+.2f}",
+                "validation % default / best trial": "-" if d is None else _pair_val(default_val, tuned_val),
+                "kept": kept,
                 "MLP % default / tuned": _pair(d, t, "mlp_mean", 100),
                 "kNN % default / tuned": _pair(d, t, "knn_mean", 100),
                 "PSNR default / tuned": _pair(d, t, "psnr_mean", 1),
-                "tuned settings": ", ".join(f"{k}={labels._short(v)}" for k, v in settings.items())
+                "best trial's settings": ", ".join(f"{k}={labels._short(v)}" for k, v in settings.items())
                 or "(defaults)",  # noqa: SLF001
                 "trials finished (epochs)": f"{s['trials']} ({labels._short(sorted(s['epochs']))})",  # noqa: SLF001
                 "re-run epochs": labels._short(  # noqa: SLF001
@@ -185,10 +300,6 @@ def _pair(default, tuned, column: str, scale: float) -> str:
 
     before = "-" if default is None else _pm(getattr(default, column), None, scale)
     return f"{before} / {_pm(getattr(tuned, column), None, scale)}"
-
-
-def _is_tuned(run: dict) -> bool:
-    return any(p.startswith(f"tuned:{PREFIX}") for p in run["config"].get("purposes", []))
 
 
 def rank_changes(ranks: dict) -> list[str]:

@@ -12,8 +12,8 @@ def name(cfg: dict) -> str:
     """The row name of a run from its stored config: learner, then its recorded overrides."""
     method = cfg["method"]
     parts = [f"{k}={_short(v)}" for k, v in cfg.get("overrides", {}).items()]  # in the order asked
-    if any(p.startswith("tuned:") for p in cfg.get("purposes", [])):
-        parts = ["tuned", *parts]  # the study's page explains the settings
+    if parts and any(p.startswith("tuned:") for p in cfg.get("purposes", [])):
+        parts = ["tuned", *parts]  # the study's page explains the settings (none: the defaults won)
     if registry.is_reference(method):
         parts.append("reference: trained with labels")
     return f"{method} ({', '.join(parts)})" if parts else method
@@ -43,8 +43,9 @@ def _settings(cfg: dict) -> dict:
 
 
 def is_variant(cfg: dict) -> bool:
-    """A run asked for something beyond its page's protocol (an ablation or a tuned setting)."""
-    return bool(cfg.get("overrides")) or any(p.startswith("tuned:") for p in cfg.get("purposes", []))
+    """A run asked for something beyond its page's protocol (an ablation or a tuned setting); a
+    study whose best trial is the defaults re-runs the plain row itself."""
+    return bool(cfg.get("overrides"))
 
 
 def describe(spec: dict, latent_dim: int | None = None) -> str:

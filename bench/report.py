@@ -88,6 +88,7 @@ def frame(runs: list[dict]) -> pd.DataFrame:
                 "params": m.get("params"),
                 "status": m.get("status", "?"),
                 "linear": m["linear"]["test_acc"] if ok else None,
+                "linear_val": m["linear"]["val_acc"] if ok else None,
                 "mlp": m["mlp"]["test_acc"] if ok else None,
                 "knn": m["knn"]["test_acc"] if ok else None,
                 "rankme": m.get("rankme") if ok else None,
@@ -396,9 +397,12 @@ def _compare_section(runs, summary, df) -> list[str]:
         "",
         "Each learner tuned by its own Optuna study with the same number of trials, the same "
         "objective (validation linear accuracy), per-trial budget, sampler and pruner "
-        "(`python -m bench compare`); its best configuration re-run over the seeds at the full "
-        "budget, beside its default row. Trials finished: those that ran to the end (the median "
-        "pruner stopped the others), with their epochs, which may be fewer than the re-runs'. "
+        "(`python -m bench compare`), whose first trial is the learner's defaults; its best "
+        "configuration re-run over the seeds at the full budget. *Kept*: the configuration with "
+        "the higher mean validation accuracy at the full budget, defaults or best trial (the "
+        "test split chooses nothing); *tuned* columns are the kept configuration's. Trials "
+        "finished: those that ran to the end (the median pruner stopped the others), with their "
+        "epochs, which may be fewer than the re-runs'. "
         "Compute: the study's trials and re-runs, wall time. Baselines have nothing to tune: "
         "their rows in the main table are the floors.",
         "",

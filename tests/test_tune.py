@@ -11,7 +11,7 @@ import optuna
 import pytest
 import torch
 
-from bench import config, data, registry, store, tune
+from bench import compare, config, data, registry, store, tune
 from bench.__main__ import main
 from bench.config import Config
 
@@ -201,21 +201,64 @@ def test_compare_gives_every_learner_the_same_budget(capsys, tmp_path):
         url = f"sqlite:///{tune.studies_dir() / f'compare-digits-{method}.db'}"
         study = optuna.load_study(study_name=f"compare-digits-{method}", storage=url)
         assert len([t for t in study.trials if t.state.is_finished()]) == 2
+        first = study.trials[0]  # the defaults are a trial of their own study, counted in the budget
+        assert (
+            first.user_attrs["default"]
+            and first.params
+            == compare.default_params(config.load(str(cfg)), data.load(config.DataConfig()), method)[0]
+        )
     runs = store.load_runs()
     trials = [r for r in runs if any(p.startswith("trial:compare-") for p in r["config"]["purposes"])]
     tuned = [r for r in runs if any(p.startswith("tuned:compare-") for p in r["config"]["purposes"])]
     assert len(trials) == 4 and {r["config"]["train"]["epochs"] for r in trials} == {1}
     assert {r["config"]["method"] for r in tuned} == {"ae", "simclr"}
     assert {r["config"]["train"]["epochs"] for r in tuned} == {2}  # re-runs at the full budget
+    defaults = [r for r in runs if any(p.startswith("default:compare-") for p in r["config"]["purposes"])]
+    assert {(r["config"]["method"], r["config"]["overrides"] == {}) for r in defaults} == {
+        ("ae", True),
+        ("simclr", True),
+    }  # the `run` above made them: reused, marked, not retrained
     page = (store.results_dir() / "digits.md").read_text()
     section = page.split("## Tuned at equal budget")[1].split("\n## ")[0]
     assert "| ae " in section and "| simclr " in section and "Rank changes" in section
+    for r in defaults:  # the default column is these runs' validation accuracy, not another row's
+        row = next(line for line in section.splitlines() if line.startswith(f"| {r['config']['method']} "))
+        assert f"{r['metrics']['linear']['val_acc'] * 100:.2f} /" in row
     assert main(["compare", "--methods", "pca", "--trials", "2"]) == 2  # a baseline is a floor
 
 
-def test_compare_plan_never_counts_negative_evaluation_time():
-    from bench import compare
+def test_compare_keeps_a_best_trial_only_if_it_beats_the_defaults_on_validation():
+    assert compare.choose([0.90, 0.92], [0.93, 0.95]) == "best trial"
+    assert compare.choose([0.93, 0.95], [0.90, 0.92]) == "defaults"
+    assert compare.choose([0.91], [0.91]) == "defaults"  # a tie keeps what needed no search
+    assert compare.choose([], [0.5]) == "best trial" and compare.choose([0.5], []) == "defaults"
 
+
+@pytest.mark.parametrize("path", [None, *sorted(str(p) for p in (ROOT / "configs").glob("*.toml"))])
+def test_every_learners_defaults_are_a_point_of_its_search_space(path):
+    """So `bench compare` can start each study from the defaults, under every shipped config."""
+    cfg = config.load(path)
+    ds = data.load(config.DataConfig())  # the data does not enter the defaults
+    for name in [n for n in registry.names() if registry.get(n).trainable]:
+        params, why = compare.default_params(cfg, ds, name)
+        assert params is not None, f"{name} under {path}: {why}"
+        replayed = tune._replay(name, params)  # the defaults, read back through the space
+        spec = tune.trial_spec(cfg, ds, name, replayed, seed=0, purpose="trial:t")
+        assert spec["method_config"] == tune.trial_spec(cfg, ds, name, {}, 0, "grid")["method_config"]
+        assert spec["train"] == tune.trial_spec(cfg, ds, name, {}, 0, "grid")["train"]
+
+
+def test_defaults_outside_the_space_are_named_not_enqueued():
+    cfg = Config()
+    cfg.methods = {"vae": {"beta": 20.0}, "simclr": {"crop_scale": (0.2, 0.9)}}
+    ds = data.load(cfg.data)
+    params, why = compare.default_params(cfg, ds, "vae")
+    assert params is None and "beta=20.0 lies outside its search range" in why
+    params, why = compare.default_params(cfg, ds, "simclr")
+    assert params is None and "crop_scale=0.2,0.9 is not a point of the space" in why
+
+
+def test_compare_plan_never_counts_negative_evaluation_time():
     def run(metrics):
         config = {"dataset": {"slug": "digits"}, "method": "ae"}
         return {"config": config, "metrics": {"train": {"epochs": 10, "time_s": 20.0}, **metrics}}
