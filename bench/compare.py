@@ -199,7 +199,8 @@ def choose(default: list[float], tuned: list[float]) -> str:
     defaults on mean validation accuracy at the full budget ("defaults" when there are none)."""
     if not tuned:
         return "defaults"
-    return "best trial" if not default or _mean(tuned) > _mean(default) else "defaults"
+    # accuracies are stored as float32: equal counts of correct images can differ past the 7th digit
+    return "best trial" if not default or _mean(tuned) > _mean(default) + 1e-6 else "defaults"
 
 
 def _pair_val(default: list[float], tuned: list[float]) -> str:

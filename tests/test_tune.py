@@ -231,6 +231,7 @@ def test_compare_keeps_a_best_trial_only_if_it_beats_the_defaults_on_validation(
     assert compare.choose([0.90, 0.92], [0.93, 0.95]) == "best trial"
     assert compare.choose([0.93, 0.95], [0.90, 0.92]) == "defaults"
     assert compare.choose([0.91], [0.91]) == "defaults"  # a tie keeps what needed no search
+    assert compare.choose([140 / 144, 142 / 144], [float(torch.tensor(141 / 144)), 141 / 144]) == "defaults"
     assert compare.choose([], [0.5]) == "best trial" and compare.choose([0.5], []) == "defaults"
 
 
