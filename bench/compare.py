@@ -22,7 +22,7 @@ import copy
 
 import pandas as pd
 
-from bench import BenchError, labels, registry, runner, store, tune
+from bench import BenchError, labels, registry, runner, store, studies, tune
 
 PREFIX = "compare-"
 
@@ -184,6 +184,7 @@ def run(cfg, ds, methods, trials, storage, device, trial_epochs, sampler_seed=0,
             f"  full budget, validation linear: defaults {_mean(default):.2%}, best trial {_mean(tuned):.2%}:"
             f" {kept} kept"
         )
+        print(f"  wrote {studies.write(study)}")
 
 
 def default_specs(cfg, ds, method: str) -> list[dict]:

@@ -57,7 +57,13 @@ def write(study) -> Path:
                 index=False, disable_numparse=True
             ),
             "",
-            "Its re-runs over all seeds appear in the dataset table as `<learner> (tuned, ...)`.",
+            "Its re-runs over all seeds appear in the dataset table as `<learner> (tuned, ...)`"
+            + (
+                "; a `bench compare` study's learner keeps them only if they beat its defaults on "
+                "validation at the full budget (the page's *Tuned at equal budget* table says which)."
+                if any(t.user_attrs.get("default") for t in trials)
+                else "."
+            ),
             "",
         ]
         lines += _importances(study)
@@ -84,10 +90,12 @@ def write(study) -> Path:
 
 
 def _state(trial) -> str:
-    """A pruned trial's value is its last per-epoch probe, not a finished run's: say so."""
+    """A pruned trial's value is its last per-epoch probe, not a finished run's: say so; the
+    learner's defaults, enqueued by `bench compare`, are marked."""
+    state = trial.state.name.lower()
     if trial.state.name == "PRUNED" and trial.intermediate_values:
-        return f"pruned after epoch {max(trial.intermediate_values) + 1}"
-    return trial.state.name.lower()
+        state = f"pruned after epoch {max(trial.intermediate_values) + 1}"
+    return state + (" (defaults)" if trial.user_attrs.get("default") else "")
 
 
 def _importances(study) -> list[str]:

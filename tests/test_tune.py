@@ -202,6 +202,8 @@ def test_compare_gives_every_learner_the_same_budget(capsys, tmp_path):
         study = optuna.load_study(study_name=f"compare-digits-{method}", storage=url)
         assert len([t for t in study.trials if t.state.is_finished()]) == 2
         first = study.trials[0]  # the defaults are a trial of their own study, counted in the budget
+        page = (tune.studies_dir() / f"compare-digits-{method}.md").read_text()
+        assert "| 0       | complete (defaults) " in page
         assert (
             first.user_attrs["default"]
             and first.params
