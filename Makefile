@@ -5,7 +5,7 @@ PY := .venv/bin/python
 export MALLOC_MMAP_MAX_ := 0
 export MALLOC_TRIM_THRESHOLD_ := 100000000000
 
-.PHONY: bench bench-digits bench-compare bench-compare-mnist bench-speed bench-fresh bench-gpu-smoke bench-parallel bench-mnist bench-cifar10 bench-cifar10-gpu test lint report clean-cache
+.PHONY: bench bench-digits bench-compare bench-compare-mnist bench-compare-cifar10 bench-speed bench-fresh bench-gpu-smoke bench-parallel bench-mnist bench-cifar10 bench-cifar10-gpu test lint report clean-cache
 
 .venv/installed: requirements.txt
 	test -x $(PY) || python3 -m venv .venv
@@ -63,6 +63,12 @@ bench-compare: .venv/installed  ## digits -> results/digits.md, results/studies/
 bench-compare-mnist: .venv/installed  ## MNIST (BENCH_DATA_DIR with MNIST/raw/) -> results/mnist.md
 	$(PY) -m bench compare --config configs/mnist.toml --dataset mnist --latent-dim 64 --trials 12 \
 	    --trial-epochs 5 --max-hours 12
+
+# Trials at a quarter of each learner's own budget (view-based learners train 40 epochs, the rest
+# 10): ~22 h on 2 cores, days of it unestimated until BYOL/VICReg/Barlow Twins have CIFAR runs.
+bench-compare-cifar10: .venv/installed  ## CIFAR-10 (JPEG q75 copy) -> results/cifar10-jpeg.md
+	$(PY) -m bench compare --config configs/cifar10.toml --dataset $(or $(CIFAR10_DATASET),cifar10-jpeg) \
+	    --latent-dim 256 --trials 12 --trial-epochs 25% --max-hours 30
 
 bench-speed: .venv/installed  ## the fast paths against scikit-learn and lightly's DataLoader pipeline -> results/speed.md
 	$(PY) -m bench.speed

@@ -38,6 +38,19 @@ def _csv(kind):
     return parse
 
 
+def _trial_epochs(text: str) -> int | float:
+    """`5`: epochs per trial; `25%`: that share of each learner's own budget (rounded, at least 1)."""
+    try:
+        value = float(text[:-1]) / 100 if text.endswith("%") else int(text)
+    except ValueError:
+        value = None
+    if value is None or value <= 0 or value > 1 and isinstance(value, float):
+        raise argparse.ArgumentTypeError(
+            f"expected epochs (5) or a share of each learner's budget (25%), got {text!r}"
+        )
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="bench", description="LatentBench: compare representation learners on frozen latents.")
     sub = p.add_subparsers(dest="verb", required=True, parser_class=_Parser)
@@ -112,7 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--latent-dim", type=int, help="latent size (default: the grid's first)")
     cmp_.add_argument("--seeds", type=_csv(int), help="seeds for the best configurations' re-runs")
     cmp_.add_argument(
-        "--trial-epochs", type=int, help="epochs per trial (default: each learner's full budget)"
+        "--trial-epochs",
+        type=_trial_epochs,
+        help="epochs per trial (5), or a share of each learner's own budget (25%%) when the budgets "
+        "differ by family (default: each learner's full budget)",
     )
     cmp_.add_argument("--max-hours", type=float, help="refuse to start if the planned compute is larger")
     cmp_.add_argument(
@@ -357,8 +373,8 @@ def cmd_compare(args) -> None:
         cfg.data.name = args.dataset
     grid = {"latent_dims": None if args.latent_dim is None else [args.latent_dim], "seeds": args.seeds}
     cfg.grid = config.replace(cfg.grid, {k: v for k, v in grid.items() if v is not None}, "grid")
-    if args.trials < 1 or (args.trial_epochs is not None and args.trial_epochs < 1):
-        raise BenchError("--trials and --trial-epochs must be positive")
+    if args.trials < 1:
+        raise BenchError("--trials must be positive")
     methods = compare.learners(args.methods)
     device = env.pick_device(args.device)
     ds = data.load(cfg.data, args.data_dir, args.offline)

@@ -229,6 +229,19 @@ def test_compare_gives_every_learner_the_same_budget(capsys, tmp_path):
     assert main(["compare", "--methods", "pca", "--trials", "2"]) == 2  # a baseline is a floor
 
 
+def test_trial_budget_as_a_share_of_each_learners_own(capsys):
+    cfg = config.load(str(ROOT / "configs" / "cifar10.toml"))  # views train 40 epochs, the rest 10
+    assert compare.trial_config(cfg, "simclr", 0.25).train_for("simclr").epochs == 10
+    assert compare.trial_config(cfg, "ae", 0.25).train_for("ae").epochs == 2  # round(2.5), even
+    assert compare.trial_config(cfg, "ae", 0.01).train_for("ae").epochs == 1  # never 0
+    assert compare.trial_config(cfg, "simclr", 5).train_for("simclr").epochs == 5
+    assert cfg.train_for("simclr").epochs == 40  # the re-runs' budget is untouched
+    for bad in ("0", "0%", "150%", "-3", "five"):
+        with pytest.raises(SystemExit) as e:
+            main(["compare", "--trials", "2", "--trial-epochs", bad])
+        assert e.value.code == 2 and "--trial-epochs: expected epochs" in capsys.readouterr().err
+
+
 def test_compare_keeps_a_best_trial_only_if_it_beats_the_defaults_on_validation():
     assert compare.choose([0.90, 0.92], [0.93, 0.95]) == "best trial"
     assert compare.choose([0.93, 0.95], [0.90, 0.92]) == "defaults"
