@@ -106,6 +106,16 @@ def is_done(key: str) -> bool:
     return isinstance(cfg, dict) and isinstance(metrics, dict) and "status" in metrics
 
 
+def discard_unfinished(key: str) -> None:
+    """Remove what a run left without finishing (a pruned trial's config.json): never a finished
+    run's files, never another process's claim."""
+    if is_done(key) or (run_dir(key) / "claim.lock").exists():
+        return
+    (run_dir(key) / "config.json").unlink(missing_ok=True)
+    with contextlib.suppress(OSError):  # not empty: something else lives there, keep it
+        run_dir(key).rmdir()
+
+
 def load_json(path: Path):
     return json.loads(path.read_text())
 

@@ -140,7 +140,8 @@ def _run_trial(trial, cfg, data, method, device, prune, n_objectives, tensorboar
     try:
         on_epoch = report if prune and n_objectives == 1 else None
         m = runner.run_one(spec, data, device, on_epoch=on_epoch, tensorboard=tensorboard)
-    except optuna.TrialPruned:
+    except optuna.TrialPruned:  # its value is on the study page; the store keeps finished runs only
+        store.discard_unfinished(trial.user_attrs["run_key"])
         return TrialState.PRUNED, None
     if m["status"] != "ok":  # diverged, or the same point is being trained by another worker
         trial.set_user_attr("error", m.get("error", ""))

@@ -28,6 +28,25 @@ def _study(name, ds, trials=3):
     return study
 
 
+def test_a_pruned_trial_leaves_nothing_in_the_store():
+    """Its value lives on the study page; the run store keeps finished runs only."""
+    cfg = Config()
+    cfg.train.epochs, cfg.grid.seeds, cfg.grid.latent_dims = 2, [0], [8]
+    cfg.methods = {"ae": {"channels": (8, 16)}}
+    url = f"sqlite:///{tune.studies_dir()}/pruned.db"
+    tune.studies_dir().mkdir(parents=True, exist_ok=True)
+    always = optuna.pruners.ThresholdPruner(lower=2.0)  # every accuracy is below: pruned at epoch 1
+    study = optuna.create_study(study_name="pruned", storage=url, pruner=always)
+    tune.optimize(study, url, cfg, data.load(cfg.data), "ae", 2, torch.device("cpu"), prune=True)
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.PRUNED] * 2
+    keys = [t.user_attrs["run_key"] for t in study.trials]
+    assert not any(store.run_dir(k).exists() for k in keys)
+    store.write_json(store.run_dir(keys[0]) / "config.json", {"method": "ae"})
+    store.write_json(store.run_dir(keys[0]) / "claim.lock", {})  # another process is training it
+    store.discard_unfinished(keys[0])
+    assert (store.run_dir(keys[0]) / "config.json").exists()
+
+
 def test_objective_never_reads_test_labels(tmp_path, monkeypatch):
     ds = data.load(config.DataConfig())
     values = _study("a", ds).trials
