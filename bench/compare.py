@@ -44,8 +44,8 @@ def learners(methods: list[str] | None) -> list[str]:
 
 def trial_config(cfg, method: str, trial_epochs: int | float | None):
     """The trial budget: the learner's own budget, with `trial_epochs` epochs if given (an int),
-    or that share of its own epochs (a float: 0.25 gives 10 of SimCLR's 40 and 3 of an AE's 10
-    on CIFAR-10)."""
+    or that share of its own epochs (a float: 0.25 gives 10 of SimCLR's 40 and 2 of an AE's 10
+    on CIFAR-10: 2.5 rounds to even)."""
     cfg = copy.deepcopy(cfg)
     if isinstance(trial_epochs, float):
         trial_epochs = max(1, round(cfg.train_for(method).epochs * trial_epochs))
