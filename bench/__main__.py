@@ -378,7 +378,7 @@ def cmd_compare(args) -> None:
     methods = compare.learners(args.methods)
     device = env.pick_device(args.device)
     ds = data.load(cfg.data, args.data_dir, args.offline)
-    lines, hours = compare.plan(cfg, ds, methods, args.trials, args.trial_epochs)
+    lines, hours = compare.plan(cfg, ds, methods, args.trials, args.trial_epochs, args.storage)
     print(f"plan on {ds.provenance}, {len(methods)} learners:")
     print("\n".join(lines))
     print(f"  total ~{hours:.2f} h (learners with no run in the store to estimate from not counted)")

@@ -143,9 +143,10 @@ def seconds_per_trial(runs: list[dict], slug: str, method: str, epochs: int) -> 
 
 
 def plan(
-    cfg, data, methods: list[str], trials: int, trial_epochs: int | float | None
+    cfg, data, methods: list[str], trials: int, trial_epochs: int | float | None, storage: str | None = None
 ) -> tuple[list[str], float]:
-    """Lines describing the planned compute, and its total in hours (unknown learners: 0)."""
+    """Lines describing the compute still to do, and its total in hours (unknown learners: 0).
+    A resumed study counts only its missing trials, and re-runs the store already holds are free."""
     runs, slug = store.load_runs(), data.slug
     lines, total = [], 0.0
     for m in methods:
@@ -153,16 +154,33 @@ def plan(
         epochs, full = trial_cfg.train_for(m).epochs, cfg.train_for(m).epochs
         per = seconds_per_trial(runs, slug, m, epochs)
         rerun = seconds_per_trial(runs, slug, m, full)
+        left, reruns = _left(cfg, data, m, trials, storage)
         missing = sum(not store.is_done(store.keys(s)[0]) for s in default_specs(cfg, data, m))
-        cost = None if per is None else per * trials + (rerun or 0) * (len(cfg.grid.seeds) + missing)
+        cost = None if per is None else per * left + (rerun or 0) * (reruns + missing)
         total += cost or 0
+        seeds = len(cfg.grid.seeds)
         lines.append(
-            f"  {m:<12} {trials} trials x {epochs} epochs + {len(cfg.grid.seeds)} re-runs x {full} epochs"
+            f"  {m:<12} {trials} trials x {epochs} epochs"
+            + (f" ({left} left)" if left != trials else "")
+            + f" + {seeds} re-runs x {full} epochs"
+            + (f" ({reruns} left)" if reruns != seeds else "")
             + (f" + {missing} default runs the store lacks" if missing else "")
             + ": "
             + ("no run of it in the store to estimate from" if cost is None else f"~{cost / 3600:.2f} h")
         )
     return lines, total / 3600
+
+
+def _left(cfg, data, method: str, trials: int, storage: str | None) -> tuple[int, int]:
+    """Trials and best-configuration re-runs that the learner's study still needs."""
+    name, seeds = study_name(data.slug, method), cfg.grid.seeds
+    study = tune.existing_study(name, storage)
+    done = 0 if study is None else len(study.get_trials(deepcopy=False, states=tune.FINISHED))
+    if done < trials:
+        return trials - done, len(seeds)
+    params = tune._replay(method, study.best_trial.params)
+    specs = [tune.trial_spec(cfg, data, method, params, s, f"tuned:{name}") for s in seeds]
+    return 0, sum(not store.is_done(store.keys(s)[0]) for s in specs)
 
 
 def run(cfg, ds, methods, trials, storage, device, trial_epochs, sampler_seed=0, prune=True) -> None:

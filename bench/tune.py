@@ -73,6 +73,20 @@ def open_study(name: str, url: str | None, multi: bool, seed: int, prune: bool):
     return study, url
 
 
+def existing_study(name: str, url: str | None):
+    """Study `name` if it exists, else None; creates nothing (for plans and reports). A storage
+    that cannot be read also gives None: opening it for work reports why."""
+    if url is None:
+        path = studies_dir() / f"{name}.db"
+        if not path.is_file():
+            return None
+        url = f"sqlite:///{path}"
+    try:
+        return optuna.load_study(study_name=name, storage=url)
+    except Exception:  # no such study, server down, missing driver
+        return None
+
+
 def worker_seed(seed: int) -> int:
     """The study's sampler seed mixed with this worker's host and pid: reproducible for one
     process, distinct across concurrent workers."""

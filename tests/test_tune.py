@@ -245,6 +245,14 @@ def test_compare_gives_every_learner_the_same_budget(capsys, tmp_path):
     for r in defaults:  # the default column is these runs' validation accuracy, not another row's
         row = next(line for line in section.splitlines() if line.startswith(f"| {r['config']['method']} "))
         assert f"{r['metrics']['linear']['val_acc'] * 100:.2f} /" in row
+    # A resumed compare plans only what is left: nothing here, one trial each at --trials 3; and
+    # planning a learner with no study creates none
+    tiny, digits = config.load(str(cfg)), data.load(config.DataConfig())
+    lines, hours = compare.plan(tiny, digits, ["ae", "simclr"], 2, 1)
+    assert hours == 0 and all("(0 left) + 1 re-runs x 2 epochs (0 left):" in line for line in lines)
+    lines, hours = compare.plan(tiny, digits, ["ae", "simclr", "dae"], 3, 1)
+    assert lines[0].startswith("  ae           3 trials x 1 epochs (1 left) + 1 re-runs x 2 epochs:")
+    assert hours > 0 and not (tune.studies_dir() / "compare-digits-dae.db").exists()
     assert main(["compare", "--methods", "pca", "--trials", "2"]) == 2  # a baseline is a floor
 
 
