@@ -378,6 +378,13 @@ def cmd_compare(args) -> None:
     methods = compare.learners(args.methods)
     device = env.pick_device(args.device)
     ds = data.load(cfg.data, args.data_dir, args.offline)
+    stale = compare.stale_defaults(cfg, ds, methods)
+    if stale:
+        raise BenchError(
+            f"the default runs of {', '.join(stale)} on {ds.slug} were measured by an older evaluator, so "
+            f"trials cannot be weighed against them: retrain them first (python -m bench verify --stale "
+            f"--dataset {ds.slug} --adopt)"
+        )
     lines, hours = compare.plan(cfg, ds, methods, args.trials, args.trial_epochs, args.storage)
     print(f"plan on {ds.provenance}, {len(methods)} learners:")
     print("\n".join(lines))

@@ -22,7 +22,7 @@ import copy
 
 import pandas as pd
 
-from bench import BenchError, labels, registry, runner, store, studies, tune
+from bench import BenchError, evaluate, labels, registry, runner, store, studies, tune
 
 PREFIX = "compare-"
 
@@ -209,6 +209,19 @@ def run(cfg, ds, methods, trials, storage, device, trial_epochs, sampler_seed=0,
             f" {kept} kept"
         )
         print(f"  wrote {studies.write(study)}")
+
+
+def stale_defaults(cfg, ds, methods: list[str]) -> list[str]:
+    """Learners whose stored default runs were measured by an older evaluator: their validation
+    accuracy is not comparable with the trials' (the old linear probe stopped short of its optimum)."""
+    out = []
+    for m in methods:
+        for s in default_specs(cfg, ds, m):
+            metrics = store.read_json(store.run_dir(store.keys(s)[0]) / "metrics.json")
+            if isinstance(metrics, dict) and "linear" in metrics and evaluate.stale(metrics):
+                out.append(m)
+                break
+    return out
 
 
 def default_specs(cfg, ds, method: str) -> list[dict]:

@@ -1,5 +1,6 @@
 """Optuna studies: one SQLite study through the normal run path, and workers on PostgreSQL."""
 
+import json
 import os
 import signal
 import subprocess
@@ -254,6 +255,16 @@ def test_compare_gives_every_learner_the_same_budget(capsys, tmp_path):
     assert lines[0].startswith("  ae           3 trials x 1 epochs (1 left) + 1 re-runs x 2 epochs:")
     assert hours > 0 and not (tune.studies_dir() / "compare-digits-dae.db").exists()
     assert main(["compare", "--methods", "pca", "--trials", "2"]) == 2  # a baseline is a floor
+    # a default row measured by an older evaluator cannot be weighed against the trials: refused
+    capsys.readouterr()
+    simclr = next(r["key"] for r in defaults if r["config"]["method"] == "simclr")
+    path = store.run_dir(simclr) / "metrics.json"
+    old = json.loads(path.read_text())
+    path.write_text(json.dumps({k: v for k, v in old.items() if k != "rankme"}))
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "default runs of simclr on digits were measured by an older evaluator" in err
+    assert "bench verify --stale --dataset digits --adopt" in err and "Traceback" not in err
 
 
 def test_trial_budget_as_a_share_of_each_learners_own(capsys):
