@@ -155,7 +155,7 @@ def plan(
         per = seconds_per_trial(runs, slug, m, epochs)
         rerun = seconds_per_trial(runs, slug, m, full)
         left, reruns = _left(cfg, data, m, trials, storage)
-        missing = sum(not store.is_done(store.keys(s)[0]) for s in default_specs(cfg, data, m))
+        missing = sum(not _stored(s) for s in default_specs(cfg, data, m))
         cost = None if per is None else per * left + (rerun or 0) * (reruns + missing)
         total += cost or 0
         seeds = len(cfg.grid.seeds)
@@ -180,7 +180,7 @@ def _left(cfg, data, method: str, trials: int, storage: str | None) -> tuple[int
         return trials - done, len(seeds)
     params = tune._replay(method, study.best_trial.params)
     specs = [tune.trial_spec(cfg, data, method, params, s, f"tuned:{name}") for s in seeds]
-    return 0, sum(not store.is_done(store.keys(s)[0]) for s in specs)
+    return 0, sum(not _stored(s) for s in specs)
 
 
 def run(cfg, ds, methods, trials, storage, device, trial_epochs, sampler_seed=0, prune=True) -> None:
@@ -209,6 +209,10 @@ def run(cfg, ds, methods, trials, storage, device, trial_epochs, sampler_seed=0,
             f" {kept} kept"
         )
         print(f"  wrote {studies.write(study)}")
+
+
+def _stored(spec: dict) -> bool:
+    return store.is_done(store.keys(spec)[0])
 
 
 def stale_defaults(cfg, ds, methods: list[str]) -> list[str]:

@@ -43,7 +43,7 @@ def open_study(name: str, url: str | None, multi: bool, seed: int, prune: bool):
     Returns (study, url)."""
     if url is None:
         studies_dir().mkdir(parents=True, exist_ok=True)
-        url = f"sqlite:///{store.inside(studies_dir(), name + '.db', 'study')}"
+        url = f"sqlite:///{_sqlite_path(name)}"
     try:
         storage = optuna.storages.RDBStorage(
             url,
@@ -77,7 +77,7 @@ def existing_study(name: str, url: str | None):
     """Study `name` if it exists, else None; creates nothing (for plans and reports). A storage
     that cannot be read also gives None: opening it for work reports why."""
     if url is None:
-        path = studies_dir() / f"{name}.db"
+        path = _sqlite_path(name)
         if not path.is_file():
             return None
         url = f"sqlite:///{path}"
@@ -85,6 +85,11 @@ def existing_study(name: str, url: str | None):
         return optuna.load_study(study_name=name, storage=url)
     except Exception:  # no such study, server down, missing driver
         return None
+
+
+def _sqlite_path(name: str) -> Path:
+    """Study `name`'s default storage: a SQLite file under results/studies/."""
+    return store.inside(studies_dir(), name + ".db", "study")
 
 
 def worker_seed(seed: int) -> int:
