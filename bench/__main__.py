@@ -423,15 +423,18 @@ def cmd_evaluate(args) -> None:
     if m["status"] != "ok":
         raise BenchError(f"run {key} has status {m['status']}: {m.get('error', '')}")
     for probe in ("linear", "mlp", "knn"):
-        p = m[probe]
-        print(f"  {probe:<7} test {p['test_acc']:.2%}  (validation {p['val_acc']:.2%})")
+        if p := m.get(probe):
+            print(f"  {probe:<7} test {p['test_acc']:.2%}  (validation {p['val_acc']:.2%})")
     if m.get("recon"):
         r = m["recon"]
         print(f"  recon   MSE {r['mse']:.5f}  PSNR {r['psnr']:.2f} dB  SSIM {r['ssim']:.4f}")
-    classes = plots.class_names(spec, len(m["confusion"]))
-    print("  per-class accuracy (linear probe, test):")
-    for i, (name, row) in enumerate(zip(classes, m["confusion"])):
-        print(f"    {name:<12} {row[i] / max(1, sum(row)):.2%}  ({sum(row)} images)")
+    if m.get("steer_only"):
+        print("  a study's trial: measured only by what steers its study (the linear probe)")
+    else:
+        classes = plots.class_names(spec, len(m["confusion"]))
+        print("  per-class accuracy (linear probe, test):")
+        for i, (name, row) in enumerate(zip(classes, m["confusion"])):
+            print(f"    {name:<12} {row[i] / max(1, sum(row)):.2%}  ({sum(row)} images)")
     train = m.get("train") or {}
     for term, values in {"loss": train.get("loss_per_epoch"), **train.get("terms_per_epoch", {})}.items():
         if values:

@@ -127,19 +127,24 @@ def _evaluation_seconds(m: dict) -> float:
     return wall - train if wall > train else wall
 
 
-def seconds_per_trial(runs: list[dict], slug: str, method: str, epochs: int) -> float | None:
+def seconds_per_trial(
+    runs: list[dict], slug: str, method: str, epochs: int, steer_only: bool = False
+) -> float | None:
     """Estimate from the store: the learner's mean training seconds per epoch on this dataset
-    (runs of any size and purpose) times the trial's epochs, plus its mean evaluation time."""
-    rates = []
+    (runs of any size and purpose) times `epochs`, plus its mean evaluation time: that of runs
+    evaluated the same way (a trial's, `steer_only`, or a full one), else of the others (for a
+    trial, an overestimate)."""
+    rates, evals = [], {True: [], False: []}
     for r in runs:
         c, m = r["config"], r["metrics"]
         train = m.get("train") or {}
         if c["dataset"]["slug"] == slug and c["method"] == method and train.get("epochs"):
-            rates.append((train["time_s"] / train["epochs"], _evaluation_seconds(m)))
+            rates.append(train["time_s"] / train["epochs"])
+            evals[bool(m.get("steer_only"))].append(_evaluation_seconds(m))
     if not rates:
         return None
-    per_epoch = sum(r[0] for r in rates) / len(rates)
-    return per_epoch * epochs + sum(r[1] for r in rates) / len(rates)
+    evaluation = evals[steer_only] or evals[not steer_only]
+    return sum(rates) / len(rates) * epochs + sum(evaluation) / len(evaluation)
 
 
 def plan(
@@ -152,7 +157,7 @@ def plan(
     for m in methods:
         trial_cfg = trial_config(cfg, m, trial_epochs)
         epochs, full = trial_cfg.train_for(m).epochs, cfg.train_for(m).epochs
-        per = seconds_per_trial(runs, slug, m, epochs)
+        per = seconds_per_trial(runs, slug, m, epochs, steer_only=True)
         rerun = seconds_per_trial(runs, slug, m, full)
         left, reruns = _left(cfg, data, m, trials, storage)
         missing = sum(not _stored(s) for s in default_specs(cfg, data, m))

@@ -61,12 +61,16 @@ class EvalConfig:
     # labels (class-balanced), `label_draws` seeded subsets each; 100% is the main result
     label_fractions: list[float] = within(0, 1, [0.01, 0.1], open_lo=True, open_hi=True, each=True)
     label_draws: int = at_least(1, 5)
+    # only what a study's trials are scored by: the linear probe on all the labels (and, for a
+    # learner that reconstructs, the validation reconstruction); tune sets it on its trials, and
+    # the tables leave such runs out
+    steer_only: bool = flag(False)
 
 
 # Fields added after runs were stored, whose defaults leave every earlier measurement as it was:
 # at their default they are left out of run keys and names, so stored runs keep both (their
 # metrics lack only the new measurements; `bench verify --adopt` recomputes them).
-ADDED_LATER = {"eval": ("label_fractions", "label_draws"), "train": ("compile",)}
+ADDED_LATER = {"eval": ("label_fractions", "label_draws", "steer_only"), "train": ("compile",)}
 
 
 def added_later_defaults(section: str) -> dict:

@@ -44,10 +44,14 @@ def standardize(z: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def probes(z: dict, y: dict, num_classes: int, cfg: EvalConfig, seed: int) -> dict:
     """Linear probe, MLP head and kNN on standardised latents z[split] with labels y[split], then
-    the linear probe and kNN again on class-balanced fractions of the training labels."""
+    the linear probe and kNN again on class-balanced fractions of the training labels. With
+    `cfg.steer_only` (a study's trial), the linear probe alone."""
     precond = preconditioner(z["train"])
+    linear = linear_probe(z, y, num_classes, cfg.probe_weight_decays, cfg.probe_max_iter, precond)
+    if cfg.steer_only:
+        return {"linear": linear, "steer_only": True}
     return {
-        "linear": linear_probe(z, y, num_classes, cfg.probe_weight_decays, cfg.probe_max_iter, precond),
+        "linear": linear,
         "mlp": mlp_probe(z, y, num_classes, cfg, seed),
         "knn": knn_probe(z, y, num_classes, cfg.knn_ks),
         "label_efficiency": label_efficiency(z, y, num_classes, cfg, precond),
@@ -108,8 +112,9 @@ SOLVER = "preconditioned-lbfgs"
 
 def stale(metrics: dict) -> bool:
     """A finished run measured by an older evaluator: its linear probe stopped short of the
-    optimum, or it lacks label efficiency or RankMe."""
-    if metrics.get("status") != "ok":
+    optimum, or it lacks label efficiency or RankMe. A study's trial measures only what steers
+    the study (`steer_only`): that is not stale."""
+    if metrics.get("status") != "ok" or metrics.get("steer_only"):
         return False
     return (
         metrics["linear"].get("solver") != SOLVER

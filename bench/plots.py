@@ -53,11 +53,12 @@ def dataset_figures(slug: str, title: str, runs: list[dict], df, summary) -> dic
 
 
 def run_figures(
-    run_dir: Path, spec: dict, confusion: list[list[int]], title: str, train: dict | None = None
+    run_dir: Path, spec: dict, confusion: list[list[int]] | None, title: str, train: dict | None = None
 ) -> None:
-    """A run's confusion matrix, its training curves (`train`: the run's train info) and, if it
-    stored reconstructions, its reconstruction grid."""
-    confusion_png(run_dir / "confusion.png", confusion, class_names(spec, len(confusion)), title)
+    """A run's confusion matrix (none for a study's trial), its training curves (`train`: the
+    run's train info) and, if it stored reconstructions, its reconstruction grid."""
+    if confusion:
+        confusion_png(run_dir / "confusion.png", confusion, class_names(spec, len(confusion)), title)
     if train and train.get("loss_per_epoch"):
         loss_png(run_dir / "loss.png", train, title)
     grid = _load_grid(run_dir)

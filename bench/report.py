@@ -51,9 +51,16 @@ def write_all(redraw_runs: bool = False) -> list:
 def write(slug: str, runs: list[dict]):
     """Write results/<slug>.md and its plots from the store's `runs` of that dataset.
 
-    Study trials are left out (their study has its own page); tuned re-runs are labelled.
+    Study trials, and any run measured only by the linear probe (`eval.steer_only`), are left out
+    (a study has its own page); tuned re-runs are labelled.
     """
-    runs = [r for r in runs if r["config"]["dataset"]["slug"] == slug and not labels.only_trial(r)]
+    runs = [
+        r
+        for r in runs
+        if r["config"]["dataset"]["slug"] == slug
+        and not labels.only_trial(r)
+        and not r["metrics"].get("steer_only")
+    ]
     out = store.results_dir()
     if not runs:
         return None
@@ -89,8 +96,8 @@ def frame(runs: list[dict]) -> pd.DataFrame:
                 "status": m.get("status", "?"),
                 "linear": m["linear"]["test_acc"] if ok else None,
                 "linear_val": m["linear"]["val_acc"] if ok else None,
-                "mlp": m["mlp"]["test_acc"] if ok else None,
-                "knn": m["knn"]["test_acc"] if ok else None,
+                "mlp": (m.get("mlp") or {}).get("test_acc") if ok else None,  # a trial: linear only
+                "knn": (m.get("knn") or {}).get("test_acc") if ok else None,
                 "rankme": m.get("rankme") if ok else None,
                 **(_label_columns(m["label_efficiency"]) if ok and m.get("label_efficiency") else {}),
                 "mse": recon.get("mse"),

@@ -250,14 +250,17 @@ def _evaluate(model, data: Dataset, spec: dict, device, train_key: str) -> tuple
     y = {s: getattr(data, f"y_{s}") for s in ("train", "val", "test")}
     eval_cfg = config.EvalConfig(**spec["eval"])
     result = evaluate.probes(evaluate.standardize(z), y, len(data.classes), eval_cfg, spec["seed"])
-    result["rankme"] = evaluate.rankme(z["train"])  # label-free: raw training latents only
+    full = not eval_cfg.steer_only  # a study's trial: only what steers the study
+    if full:
+        result["rankme"] = evaluate.rankme(z["train"])  # label-free: raw training latents only
     pred = result["linear"].pop("test_pred")
-    conf = evaluate.confusion(pred, y["test"], len(data.classes))
+    conf = evaluate.confusion(pred, y["test"], len(data.classes)) if full else None
     recon = recon_val = None
     artifacts = {}
     if model.reconstructs:
-        recon = evaluate.reconstruction(model, data.x_test, device)
         recon_val = evaluate.reconstruction(model, data.x_val, device)  # what a study may optimise
+    if model.reconstructs and full:
+        recon = evaluate.reconstruction(model, data.x_test, device)
         # the grid is kept small in the store, so the report can compare learners later
         artifacts["recon"] = evaluate.grid_reconstructions(model, data.x_test, data.y_test, device)
     after = evaluate.weights_hash(model)

@@ -18,11 +18,17 @@ from pathlib import Path
 from bench import BenchError, data, evaluate, labels, runner, store
 from bench.config import DataConfig
 
+
+def _percent(probe: str):
+    """Test accuracy in points, or None where the run did not measure it (a study's trial)."""
+    return lambda m: 100 * m[probe]["test_acc"] if m.get(probe) else None
+
+
 # what is compared: (label, unit, getter)
 COMPARED = (
-    ("linear", "points", lambda m: 100 * m["linear"]["test_acc"]),
-    ("mlp", "points", lambda m: 100 * m["mlp"]["test_acc"]),
-    ("knn", "points", lambda m: 100 * m["knn"]["test_acc"]),
+    ("linear", "points", _percent("linear")),
+    ("mlp", "points", _percent("mlp")),
+    ("knn", "points", _percent("knn")),
     ("psnr", "dB", lambda m: (m.get("recon") or {}).get("psnr")),
 )
 
