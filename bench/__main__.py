@@ -334,7 +334,10 @@ def cmd_tune(args) -> None:
         best = study.best_trial
         print(f"best trial {best.number}: validation accuracy {best.value:.2%} {best.params}")
         for m in tune.rerun_best(study, cfg, ds, args.method, device):
-            print(f"  tuned re-run: linear {m['linear']['test_acc']:.2%} (test)")
+            if m["status"] == "ok":
+                print(f"  tuned re-run: linear {m['linear']['test_acc']:.2%} (test)")
+            else:  # e.g. claimed: another worker of the study is re-running the same seed
+                print(f"  tuned re-run: {m['status']} ({m.get('error', '')})")
         print(f"wrote {report.write(ds.slug, store.load_runs())}")  # the tuned rows
     print(f"wrote {studies.write(study)}")
 

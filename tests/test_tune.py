@@ -98,7 +98,9 @@ def test_sqlite_study_lands_in_the_store_and_the_tables(capsys):
 
 def test_workers_on_one_machine_share_a_sqlite_study(capsys):
     """`--workers 3`: two helper processes and this one work on the same capped study."""
-    assert main(["tune", "--method", "ae", "--trials", "5", "--workers", "3", "--no-prune", *TINY]) == 0
+    slower = ["--set", "train.epochs=15"]  # trials long enough for the helpers to start and join
+    args = ["tune", "--method", "ae", "--trials", "5", "--workers", "3", "--no-prune", *TINY, *slower]
+    assert main(args) == 0
     study = optuna.load_study(
         study_name="ae-digits", storage=f"sqlite:///{tune.studies_dir() / 'ae-digits.db'}"
     )
