@@ -149,9 +149,6 @@ def _run_trial(trial, cfg, data, method, device, prune, n_objectives, tensorboar
     trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
     params = registry.get(method).search_space(trial)
     spec = trial_spec(cfg, data, method, params, cfg.grid.seeds[0], f"trial:{trial.study.study_name}")
-    # scored by the validation probe alone: no MLP, kNN, label efficiency or test reconstruction
-    # (a separate run key; the checkpoint and latents are shared with a full run of the same training)
-    spec["eval"] = {**spec["eval"], "steer_only": True}
     trial.set_user_attr("run_key", store.keys(spec)[0])
 
     def report(epoch, model):  # pruning signal from the validation slice only

@@ -12,7 +12,7 @@ import optuna
 import pytest
 import torch
 
-from bench import compare, config, data, evaluate, registry, store, tune
+from bench import compare, config, data, registry, store, tune
 from bench.__main__ import main
 from bench.config import Config
 
@@ -72,21 +72,6 @@ def test_sqlite_study_lands_in_the_store_and_the_tables(capsys):
     for t in study.trials:
         if t.state == optuna.trial.TrialState.COMPLETE:
             assert store.is_done(t.user_attrs["run_key"])
-            m = store.load_json(store.run_dir(t.user_attrs["run_key"]) / "metrics.json")
-            # a trial measures only what steers the study: no MLP, kNN or label efficiency
-            assert m["steer_only"] and m["linear"]["val_acc"] == t.value and not evaluate.stale(m)
-            assert not {"mlp", "knn", "label_efficiency", "rankme"} & set(m) and m["recon"] is None
-    best = study.best_trial  # its seed-0 re-run shares the training, evaluated in full
-    reruns = [r for r in store.load_runs() if "tuned:ae-digits" in r["config"]["purposes"]]
-    rerun = next(r for r in reruns if r["config"]["seed"] == 0)
-    trial_run = store.run_dir(best.user_attrs["run_key"]) / "config.json"
-    assert store.keys(rerun["config"])[1] == store.keys(store.load_json(trial_run))[1]
-    assert rerun["metrics"]["linear"]["val_acc"] == best.value  # the same score as the trial's
-    assert "label_efficiency" in rerun["metrics"] and rerun["metrics"]["recon"]["psnr"] > 0
-    capsys.readouterr()
-    assert main(["evaluate", best.user_attrs["run_key"]]) == 0
-    assert "measured only by what steers its study" in capsys.readouterr().out
-    assert main(["runs"]) == 0
     page = (tune.studies_dir() / "ae-digits.md").read_text()
     assert "Best configuration" in page and "## Trials" in page
     table = (store.results_dir() / "digits.md").read_text()
@@ -98,9 +83,7 @@ def test_sqlite_study_lands_in_the_store_and_the_tables(capsys):
 
 def test_workers_on_one_machine_share_a_sqlite_study(capsys):
     """`--workers 3`: two helper processes and this one work on the same capped study."""
-    slower = ["--set", "train.epochs=15"]  # trials long enough for the helpers to start and join
-    args = ["tune", "--method", "ae", "--trials", "5", "--workers", "3", "--no-prune", *TINY, *slower]
-    assert main(args) == 0
+    assert main(["tune", "--method", "ae", "--trials", "5", "--workers", "3", "--no-prune", *TINY]) == 0
     study = optuna.load_study(
         study_name="ae-digits", storage=f"sqlite:///{tune.studies_dir() / 'ae-digits.db'}"
     )
@@ -341,9 +324,3 @@ def test_compare_plan_never_counts_negative_evaluation_time():
     assert compare.seconds_per_trial([reevaluated], "digits", "ae", 5) == pytest.approx(10 + 3)
     assert compare.seconds_per_trial([recorded], "digits", "ae", 5) == pytest.approx(10 + 2.5)
     assert compare.seconds_per_trial([trained], "mnist", "ae", 5) is None
-    # a trial is evaluated by the linear probe alone: its estimate uses trials' evaluation times
-    trial = run({"wall_time_s": 20.5, "eval_time_s": 0.5, "steer_only": True})
-    estimate = compare.seconds_per_trial
-    assert estimate([recorded, trial], "digits", "ae", 5, steer_only=True) == pytest.approx(10.5)
-    assert estimate([recorded, trial], "digits", "ae", 5) == pytest.approx(12.5)
-    assert estimate([recorded], "digits", "ae", 5, steer_only=True) == pytest.approx(12.5)
