@@ -248,10 +248,8 @@ def cmd_run(args) -> int:
             diverged.append(what)
             print(f"{what}: {m['error']}")
         else:
-            print(
-                f"{what}: linear {m['linear']['test_acc']:.2%}  mlp {m['mlp']['test_acc']:.2%}  "
-                f"knn {m['knn']['test_acc']:.2%}  ({took})"
-            )
+            probes = "  ".join(f"{p} {m[p]['test_acc']:.2%}" for p in ("linear", "mlp", "knn") if m.get(p))
+            print(f"{what}: {probes}  ({took})")  # eval.steer_only: the linear probe alone
 
     if args.workers or args.ray_address:  # Ray is imported only on this path
         from bench import grid

@@ -258,3 +258,24 @@ def test_a_new_learner_is_one_file(tmp_path):
         assert mine["crop_scale"] == [0.5, 1.0] and mine["channels"] == [32, 64]  # its neighbours' settings
     finally:
         new.unlink()
+
+
+def test_steer_only_measures_the_linear_probe_and_stays_out_of_the_tables(capsys):
+    """`eval.steer_only` (what a study's trial is scored by): the linear probe and the validation
+    reconstruction only; its own run key, the full run's checkpoint; tables leave it out."""
+    from bench import evaluate
+
+    assert main(["run", *QUICK, "--methods", "ae"]) == 0
+    assert main(["run", *QUICK, "--methods", "ae", "--set", "eval.steer_only=true"]) == 0
+    full, steer = sorted(store.load_runs(), key=lambda r: bool(r["metrics"].get("steer_only")))
+    assert full["key"] != steer["key"] and store.keys(full["config"])[1] == store.keys(steer["config"])[1]
+    m = steer["metrics"]
+    assert m["steer_only"] and m["from_checkpoint"] and not evaluate.stale(m)
+    assert m["linear"]["val_acc"] == full["metrics"]["linear"]["val_acc"]  # the same score
+    assert not {"mlp", "knn", "label_efficiency", "rankme"} & set(m)
+    assert m["recon"] is None and m["recon_val"]["psnr"] == full["metrics"]["recon_val"]["psnr"]
+    assert "steer_only" not in (store.results_dir() / "digits.md").read_text()
+    capsys.readouterr()
+    assert main(["evaluate", steer["key"]]) == 0
+    assert "measured only by what steers its study" in capsys.readouterr().out
+    assert main(["runs"]) == 0 and steer["key"] in capsys.readouterr().out

@@ -324,3 +324,9 @@ def test_compare_plan_never_counts_negative_evaluation_time():
     assert compare.seconds_per_trial([reevaluated], "digits", "ae", 5) == pytest.approx(10 + 3)
     assert compare.seconds_per_trial([recorded], "digits", "ae", 5) == pytest.approx(10 + 2.5)
     assert compare.seconds_per_trial([trained], "mnist", "ae", 5) is None
+    # runs evaluated like a trial (eval.steer_only) give a trial's evaluation time, when there are any
+    trial = run({"wall_time_s": 20.5, "eval_time_s": 0.5, "steer_only": True})
+    estimate = compare.seconds_per_trial
+    assert estimate([recorded, trial], "digits", "ae", 5, steer_only=True) == pytest.approx(10.5)
+    assert estimate([recorded, trial], "digits", "ae", 5) == pytest.approx(12.5)
+    assert estimate([recorded], "digits", "ae", 5, steer_only=True) == pytest.approx(12.5)
