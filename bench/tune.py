@@ -106,8 +106,7 @@ def optimize(
     while True:
         optuna.storages.fail_stale_trials(study)
         with _cap_lock(url, study.study_name):
-            done = len(study.get_trials(deepcopy=False, states=FINISHED))
-            busy = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+            done, busy = cap_counts(study)
             if done >= trials:
                 return
             trial = study.ask() if done + busy < trials else None
@@ -125,6 +124,14 @@ def optimize(
                 f"study {study.study_name}: {failures} trials failed (diverged); "
                 "narrow the search space or lower train.lr"
             )
+
+
+def cap_counts(study) -> tuple[int, int]:
+    """(finished, running) trials of `study`, read from one snapshot. Other workers tell their
+    trials outside the cap lock: counted by two reads, a trial that finishes between them is in
+    neither count, and the study overruns its cap (seen with 3 workers on 3-second trials)."""
+    states = [t.state for t in study.get_trials(deepcopy=False)]
+    return sum(s in FINISHED for s in states), states.count(TrialState.RUNNING)
 
 
 def trial_spec(cfg, data, method: str, params: dict, seed: int, purpose: str) -> dict:
@@ -149,6 +156,9 @@ def _run_trial(trial, cfg, data, method, device, prune, n_objectives, tensorboar
     trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
     params = registry.get(method).search_space(trial)
     spec = trial_spec(cfg, data, method, params, cfg.grid.seeds[0], f"trial:{trial.study.study_name}")
+    # scored by the validation probe alone: no MLP, kNN, label efficiency or test reconstruction
+    # (a separate run key; the checkpoint and latents are shared with a full run of the same training)
+    spec["eval"] = {**spec["eval"], "steer_only": True}
     trial.set_user_attr("run_key", store.keys(spec)[0])
 
     def report(epoch, model):  # pruning signal from the validation slice only

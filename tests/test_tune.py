@@ -7,12 +7,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import optuna
 import pytest
 import torch
 
-from bench import compare, config, data, registry, store, tune
+from bench import compare, config, data, evaluate, registry, store, tune
 from bench.__main__ import main
 from bench.config import Config
 
@@ -72,6 +73,21 @@ def test_sqlite_study_lands_in_the_store_and_the_tables(capsys):
     for t in study.trials:
         if t.state == optuna.trial.TrialState.COMPLETE:
             assert store.is_done(t.user_attrs["run_key"])
+            m = store.load_json(store.run_dir(t.user_attrs["run_key"]) / "metrics.json")
+            # a trial measures only what steers the study: no MLP, kNN or label efficiency
+            assert m["steer_only"] and m["linear"]["val_acc"] == t.value and not evaluate.stale(m)
+            assert not {"mlp", "knn", "label_efficiency", "rankme"} & set(m) and m["recon"] is None
+    best = study.best_trial  # its seed-0 re-run shares the training, evaluated in full
+    reruns = [r for r in store.load_runs() if "tuned:ae-digits" in r["config"]["purposes"]]
+    rerun = next(r for r in reruns if r["config"]["seed"] == 0)
+    trial_run = store.run_dir(best.user_attrs["run_key"]) / "config.json"
+    assert store.keys(rerun["config"])[1] == store.keys(store.load_json(trial_run))[1]
+    assert rerun["metrics"]["linear"]["val_acc"] == best.value  # the same score as the trial's
+    assert "label_efficiency" in rerun["metrics"] and rerun["metrics"]["recon"]["psnr"] > 0
+    capsys.readouterr()
+    assert main(["evaluate", best.user_attrs["run_key"]]) == 0
+    assert "measured only by what steers its study" in capsys.readouterr().out
+    assert main(["runs"]) == 0
     page = (tune.studies_dir() / "ae-digits.md").read_text()
     assert "Best configuration" in page and "## Trials" in page
     table = (store.results_dir() / "digits.md").read_text()
@@ -83,7 +99,9 @@ def test_sqlite_study_lands_in_the_store_and_the_tables(capsys):
 
 def test_workers_on_one_machine_share_a_sqlite_study(capsys):
     """`--workers 3`: two helper processes and this one work on the same capped study."""
-    assert main(["tune", "--method", "ae", "--trials", "5", "--workers", "3", "--no-prune", *TINY]) == 0
+    slower = ["--set", "train.epochs=15"]  # trials long enough for the helpers to start and join
+    args = ["tune", "--method", "ae", "--trials", "5", "--workers", "3", "--no-prune", *TINY, *slower]
+    assert main(args) == 0
     study = optuna.load_study(
         study_name="ae-digits", storage=f"sqlite:///{tune.studies_dir() / 'ae-digits.db'}"
     )
@@ -94,6 +112,36 @@ def test_workers_on_one_machine_share_a_sqlite_study(capsys):
     out = capsys.readouterr().out
     assert out.count("best trial") == 1  # the tuned re-runs: once, by this process
     assert main(["tune", "--method", "ae", "--trials", "5", "--workers", "0", *TINY]) == 2
+
+
+class _OtherWorkersFinishing:
+    """A study in which another worker tells one running trial after every read of it."""
+
+    study_name = "concurrent"
+
+    def __init__(self):
+        done, running = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING
+        self.states = [done, done, done, running, running]
+
+    def get_trials(self, deepcopy=False, states=None):
+        snapshot = [SimpleNamespace(state=s) for s in self.states]
+        running = optuna.trial.TrialState.RUNNING
+        if running in self.states:
+            self.states[self.states.index(running)] = optuna.trial.TrialState.COMPLETE
+        return [t for t in snapshot if states is None or t.state in states]
+
+    def ask(self):
+        raise AssertionError("a trial asked past the cap")
+
+
+def test_the_trial_cap_holds_while_other_workers_finish_trials(monkeypatch):
+    """Finished and running trials are counted from one read: a trial told between two reads
+    is in neither count, and the study went past its cap (6 of 5 with three workers)."""
+    monkeypatch.setattr(optuna.storages, "fail_stale_trials", lambda study: None)
+    monkeypatch.setattr(tune.time, "sleep", lambda s: None)
+    study = _OtherWorkersFinishing()
+    tune.optimize(study, "stub://", None, None, "ae", 5, torch.device("cpu"), prune=False)
+    assert study.states.count(optuna.trial.TrialState.COMPLETE) == 5
 
 
 def test_multi_objective_study_plots_its_pareto_front(capsys):
