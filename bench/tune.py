@@ -104,8 +104,11 @@ def optimize(
     """Work on `study` until it holds `trials` finished trials (counting every worker's)."""
     failures = 0
     while True:
-        optuna.storages.fail_stale_trials(study)
         with _cap_lock(url, study.study_name):
+            # a dead worker's trial is failed and its retry queued in two writes: under the lock,
+            # no worker counts between them (it would see neither, ask a fresh trial and leave
+            # the retry waiting for good)
+            optuna.storages.fail_stale_trials(study)
             done, busy = cap_counts(study)
             if done >= trials:
                 return

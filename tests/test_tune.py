@@ -1,5 +1,6 @@
 """Optuna studies: one SQLite study through the normal run path, and workers on PostgreSQL."""
 
+import fcntl
 import json
 import os
 import signal
@@ -142,6 +143,24 @@ def test_the_trial_cap_holds_while_other_workers_finish_trials(monkeypatch):
     study = _OtherWorkersFinishing()
     tune.optimize(study, "stub://", None, None, "ae", 5, torch.device("cpu"), prune=False)
     assert study.states.count(optuna.trial.TrialState.COMPLETE) == 5
+
+
+def test_stale_trials_are_failed_and_queued_again_under_the_cap_lock(tmp_path, monkeypatch):
+    """Optuna fails a dead worker's trial and queues its retry in two writes; a worker that
+    counts between them sees neither, asks a fresh trial, and the retry is never run."""
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    checked = []
+
+    def fail_stale_trials(study):  # "another worker" tries to take the cap lock meanwhile
+        with open(tmp_path / "study.db.lock", "a") as f, pytest.raises(BlockingIOError):
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        checked.append(True)
+
+    monkeypatch.setattr(optuna.storages, "fail_stale_trials", fail_stale_trials)
+    study = _OtherWorkersFinishing()
+    study.states = [optuna.trial.TrialState.COMPLETE] * 5
+    tune.optimize(study, url, None, None, "ae", 5, torch.device("cpu"), prune=False)
+    assert checked == [True]
 
 
 def test_multi_objective_study_plots_its_pareto_front(capsys):
