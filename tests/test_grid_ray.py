@@ -45,10 +45,18 @@ def stored(store_dir: Path) -> dict:
 
 
 def same_results(a: dict, b: dict) -> None:
+    """Bit-identical weights and probe accuracies; the continuous metrics (reconstruction, RankMe)
+    to float32 precision: on some CPUs the in-process run and a Ray worker sum them in another
+    order and differ in the last bit (seen: MSE 0.02358640916645527 vs 0.023586411029100418)."""
     assert a.keys() == b.keys()
     for key in a:
         for field in COMPARED:
-            assert a[key].get(field) == b[key].get(field), (key, field)
+            want = b[key].get(field)
+            if field == "recon" and want is not None:
+                want = {k: pytest.approx(v, rel=1e-6) for k, v in want.items()}
+            elif field == "rankme" and want is not None:
+                want = pytest.approx(want, rel=1e-6)
+            assert a[key].get(field) == want, (key, field)
 
 
 @pytest.fixture(scope="module")
