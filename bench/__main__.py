@@ -262,11 +262,7 @@ def cmd_run(args) -> int:
             )
     else:
         if args.cpus_per_run is not None:  # the same threads per run as on Ray, for comparisons
-            import threadpoolctl
-            import torch
-
-            torch.set_num_threads(max(1, int(args.cpus_per_run)))
-            threadpoolctl.threadpool_limits(max(1, int(args.cpus_per_run)))  # numpy's BLAS too
+            env.set_threads(max(1, int(args.cpus_per_run)))
         for i, spec in enumerate(specs, 1):
             start = time.perf_counter()
             stored = not args.force and store.is_done(store.keys(spec)[0])

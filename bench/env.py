@@ -15,6 +15,14 @@ import torch
 from bench import BenchError
 
 
+def set_threads(n: int) -> None:
+    """One run's CPU threads: torch's and the BLAS that numpy and scikit-learn call."""
+    import threadpoolctl
+
+    torch.set_num_threads(n)
+    threadpoolctl.threadpool_limits(n)
+
+
 def record(device: torch.device, start: float) -> dict:
     peak = (
         torch.cuda.max_memory_allocated(device) / 2**20

@@ -28,13 +28,9 @@ EXCLUDES = [".git", ".venv", ".cache", "results", "*.pt", "*.npz", "__pycache__"
 
 def _task(spec: dict, data, threads: int, device_name: str, cache_dir: str | None, force: bool):
     """One run on a Ray worker: (metrics, artifacts), nothing written to the run store."""
-    import threadpoolctl
-    import torch
-
     if cache_dir:
         os.environ["BENCH_CACHE_DIR"] = cache_dir
-    torch.set_num_threads(threads)
-    threadpoolctl.threadpool_limits(threads)  # numpy's BLAS too, as in-process with --cpus-per-run
+    env.set_threads(threads)
     return runner.compute(spec, data, env.pick_device(device_name), force)
 
 
