@@ -242,7 +242,10 @@ def test_workers_on_postgres_share_one_capped_study_and_survive_a_killed_worker(
         except KeyError:  # not created yet
             continue
         for t in study.get_trials(states=(optuna.trial.TrialState.RUNNING,)):
-            if t.user_attrs.get("worker", "").endswith(f":{victim.pid}"):
+            # "run_key" is set once the trial has sampled its point: a kill before that would
+            # leave the retry no parameters to repeat
+            mine = t.user_attrs.get("worker", "").endswith(f":{victim.pid}")
+            if mine and "run_key" in t.user_attrs:
                 victim_trial = t.number
     assert victim_trial is not None, "the first worker never started a trial"
     victim.send_signal(signal.SIGKILL)  # dies in the middle of its trial
