@@ -216,7 +216,7 @@ def cmd_list(args) -> None:
 
 
 def cmd_run(args) -> int:
-    from bench import config, data, env, labels, registry, report, runner, store
+    from bench import config, data, env, evaluators, labels, registry, report, runner, store
 
     cfg = config.load(args.config, args.set + ["train.compile=true"] * args.compile)
     grid = {"methods": args.methods, "latent_dims": args.latent_dims, "seeds": args.seeds}
@@ -234,8 +234,8 @@ def cmd_run(args) -> int:
     ):
         raise BenchError("--workers, --cpus-per-run must be positive and --gpus-per-run >= 0")
     ds = data.load(cfg.data, args.data_dir, args.offline)
-    specs = runner.preflight(runner.specs(cfg, ds), ds)
     command = "python -m bench " + " ".join(shlex.quote(a) for a in args.argv)  # for the report
+    specs = [s.with_command(command) for s in runner.preflight(runner.specs(cfg, ds), ds)]
     print(f"{ds.provenance}: {len(specs)} run{'s' * (len(specs) != 1)} on {env.device_name(device)}")
     diverged, elsewhere = [], 0
 
@@ -248,29 +248,31 @@ def cmd_run(args) -> int:
             diverged.append(what)
             print(f"{what}: {m['error']}")
         else:
-            probes = "  ".join(f"{p} {m[p]['test_acc']:.2%}" for p in ("linear", "mlp", "knn") if m.get(p))
-            print(f"{what}: {probes}  ({took})")  # eval.steer_only: the linear probe alone
+            print(f"{what}: {evaluators.progress(m)}  ({took})")  # eval.steer_only: the linear probe alone
 
     if args.workers or args.ray_address:  # Ray is imported only on this path
         from bench import grid
 
-        pending = [s for s in specs if args.force or not store.is_done(store.keys(s)[0])]
+        pending = [s for s in specs if args.force or not store.is_done(s.key)]
         print(f"{len(specs) - len(pending)} stored, {len(pending)} to run")
         if pending:
+            where = grid.RaySettings(args.workers, args.ray_address, args.cpus_per_run, args.gpus_per_run)
             grid.run(
-                pending, ds, args, command, lambda s, m: m["status"] == "ok" or diverged.append(grid.what(s))
+                pending,
+                ds,
+                where,
+                args.force,
+                lambda s, m: m["status"] == "ok" or diverged.append(grid.what(s)),
             )
     else:
         if args.cpus_per_run is not None:  # the same threads per run as on Ray, for comparisons
             env.set_threads(max(1, int(args.cpus_per_run)))
         for i, spec in enumerate(specs, 1):
             start = time.perf_counter()
-            stored = not args.force and store.is_done(store.keys(spec)[0])
-            m = runner.run_one(
-                dict(spec, command=command), ds, device, args.force, tensorboard=args.tensorboard
-            )
+            stored = not args.force and store.is_done(spec.key)
+            m = runner.run_one(spec, ds, device, force=args.force, tensorboard=args.tensorboard)
             took = "stored" if stored else f"{time.perf_counter() - start:.0f} s"
-            show(f"[{i}/{len(specs)}] {labels.name(spec)} {labels.describe(spec)}", m, took)
+            show(f"[{i}/{len(specs)}] {labels.run(spec.json())}", m, took)
     path = report.write(ds.slug, store.load_runs())
     print(f"wrote {path}")
     if elsewhere:
@@ -409,7 +411,7 @@ def cmd_report(args) -> None:
 
 
 def cmd_evaluate(args) -> None:
-    from bench import labels, plots, store
+    from bench import evaluators, labels, plots, store
 
     key = store.find(args.key)
     run = store.run_dir(key)
@@ -421,12 +423,9 @@ def cmd_evaluate(args) -> None:
     print(f"run {key}: {labels.name(spec)} {labels.describe(spec)} on {spec['dataset']['name']}")
     if m["status"] != "ok":
         raise BenchError(f"run {key} has status {m['status']}: {m.get('error', '')}")
-    for probe in ("linear", "mlp", "knn"):
-        if p := m.get(probe):
-            print(f"  {probe:<7} test {p['test_acc']:.2%}  (validation {p['val_acc']:.2%})")
-    if m.get("recon"):
-        r = m["recon"]
-        print(f"  recon   MSE {r['mse']:.5f}  PSNR {r['psnr']:.2f} dB  SSIM {r['ssim']:.4f}")
+    for col in evaluators.columns("header"):
+        if (value := col.get(m)) is not None:
+            print(f"  {col.header:<8} {value * col.scale:.{col.digits + 2}f}")
     if m.get("steer_only"):
         print("  a study's trial: measured only by what steers its study (the linear probe)")
     else:

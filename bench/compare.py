@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import copy
 
-import pandas as pd
+from bench import BenchError, compat, labels, registry, runner, store, studies, tables, tune
+from bench import spec as spec_
+from bench.spec import RunSpec
+from bench.tables import _mean
 
-from bench import BenchError, evaluate, labels, registry, runner, store, studies, tune
-
-PREFIX = "compare-"
+PREFIX = tables.STUDY_PREFIX
 
 
 def study_name(slug: str, method: str) -> str:
@@ -96,7 +97,7 @@ def default_params(cfg, data, method: str) -> tuple[dict | None, str]:
     found: dict = {}
     for key, value in overrides.items():
         section, _, field = key.rpartition(".")
-        current = (base["method_config"] if not section else base.get(section) or {}).get(field)
+        current = (getattr(base, section or "method_config") or {}).get(field)
         pairs = [(value, current)]
         if isinstance(value, (tuple, list)):
             if not isinstance(current, (tuple, list)) or len(current) != len(value):
@@ -105,7 +106,7 @@ def default_params(cfg, data, method: str) -> tuple[dict | None, str]:
         for suggested, default in pairs:
             if not isinstance(suggested, _Marker):
                 if suggested != default:  # a part the space fixes, e.g. the crop's largest area
-                    return None, f"{key}={labels._short(current)} is not a point of the space"  # noqa: SLF001
+                    return None, f"{key}={labels.short(current)} is not a point of the space"
                 continue
             if found.get(suggested.name, default) != default:
                 return None, f"{suggested.name} drives settings whose defaults differ"
@@ -160,7 +161,7 @@ def plan(
         per = seconds_per_trial(runs, slug, m, epochs, steer_only=True)
         rerun = seconds_per_trial(runs, slug, m, full)
         left, reruns = _left(cfg, data, m, trials, storage)
-        missing = sum(not _stored(s) for s in default_specs(cfg, data, m))
+        missing = sum(not store.is_done(s.key) for s in default_specs(cfg, data, m))
         cost = None if per is None else per * left + (rerun or 0) * (reruns + missing)
         total += cost or 0
         seeds = len(cfg.grid.seeds)
@@ -184,8 +185,8 @@ def _left(cfg, data, method: str, trials: int, storage: str | None) -> tuple[int
     if done < trials:
         return trials - done, len(seeds)
     params = tune._replay(method, study.best_trial.params)
-    specs = [tune.trial_spec(cfg, data, method, params, s, f"tuned:{name}") for s in seeds]
-    return 0, sum(not _stored(s) for s in specs)
+    specs = [tune.trial_spec(cfg, data, method, params, s) for s in seeds]
+    return 0, sum(not store.is_done(s.key) for s in specs)
 
 
 def run(cfg, ds, methods, trials, storage, device, trial_epochs, sampler_seed=0, prune=True) -> None:
@@ -207,17 +208,14 @@ def run(cfg, ds, methods, trials, storage, device, trial_epochs, sampler_seed=0,
         best = study.best_trial
         print(f"  best trial {best.number}: validation accuracy {best.value:.2%} {best.params}")
         tuned = _val(tune.rerun_best(study, cfg, ds, method, device))
-        default = _val(runner.run_one(s, ds, device) for s in default_specs(cfg, ds, method))
-        kept = choose(default, tuned)
+        purpose = spec_.default(name)
+        default = _val(runner.run_one(s, ds, device, purpose) for s in default_specs(cfg, ds, method))
+        kept = tables.choose(default, tuned)
         print(
             f"  full budget, validation linear: defaults {_mean(default):.2%}, best trial {_mean(tuned):.2%}:"
             f" {kept} kept"
         )
         print(f"  wrote {studies.write(study)}")
-
-
-def _stored(spec: dict) -> bool:
-    return store.is_done(store.keys(spec)[0])
 
 
 def stale_defaults(cfg, ds, methods: list[str]) -> list[str]:
@@ -226,136 +224,19 @@ def stale_defaults(cfg, ds, methods: list[str]) -> list[str]:
     out = []
     for m in methods:
         for s in default_specs(cfg, ds, m):
-            metrics = store.read_json(store.run_dir(store.keys(s)[0]) / "metrics.json")
-            if isinstance(metrics, dict) and "linear" in metrics and evaluate.stale(metrics):
+            metrics = store.read_json(store.run_dir(s.key) / "metrics.json")
+            if isinstance(metrics, dict) and "linear" in metrics and compat.stale(metrics):
                 out.append(m)
                 break
     return out
 
 
-def default_specs(cfg, ds, method: str) -> list[dict]:
+def default_specs(cfg, ds, method: str) -> list[RunSpec]:
     """The learner's default row over the seeds, under the compare's own config (the grid's runs
-    when the config is the grid's: stored ones are reused). Marked `default:<study>`, so the
-    table pairs each study with the defaults of the same config, never another config's row."""
-    name = study_name(ds.slug, method)
-    return [tune.trial_spec(cfg, ds, method, {}, seed, f"default:{name}") for seed in cfg.grid.seeds]
-
-
-def choose(default: list[float], tuned: list[float]) -> str:
-    """Which configuration a learner is reported with: its best trial only if that beats its
-    defaults on mean validation accuracy at the full budget ("defaults" when there are none)."""
-    if not tuned:
-        return "defaults"
-    # accuracies are stored as float32: equal counts of correct images can differ past the 7th digit
-    return "best trial" if not default or _mean(tuned) > _mean(default) + 1e-6 else "defaults"
-
-
-def _pair_val(default: list[float], tuned: list[float]) -> str:
-    return f"{_mean(default) * 100:.2f} / {_mean(tuned) * 100:.2f}"
+    when the config is the grid's: stored ones are reused). Run with purpose `default:<study>`,
+    so the table pairs each study with the defaults of the same config, never another config's."""
+    return [tune.trial_spec(cfg, ds, method, {}, seed) for seed in cfg.grid.seeds]
 
 
 def _val(metrics) -> list[float]:
     return [m["linear"]["val_acc"] for m in metrics if m.get("status") == "ok"]
-
-
-def _mean(values: list[float]) -> float:
-    return sum(values) / len(values) if values else float("nan")
-
-
-# --- the report's table -------------------------------------------------------------------
-
-
-def _study_of(run: dict) -> str | None:
-    for p in run["config"].get("purposes", []):
-        kind, _, name = p.partition(":")
-        if kind in ("tuned", "trial") and name.startswith(PREFIX):
-            return name
-    return None
-
-
-def table(runs: list[dict], summary: pd.DataFrame, df: pd.DataFrame) -> tuple[str, list[str]] | None:
-    """(markdown table, rank changes) of the dataset's equal-budget comparison, or None."""
-    from bench.report import _pm
-
-    every = store.load_runs()
-    slug = runs[0]["config"]["dataset"]["slug"] if runs else None
-    studies: dict[str, dict] = {}
-    for r in every:
-        name = _study_of(r)
-        if name and r["config"]["dataset"]["slug"] == slug:
-            s = studies.setdefault(
-                name, {"trials": 0, "seconds": 0.0, "method": r["config"]["method"], "epochs": set()}
-            )
-            s["seconds"] += r["metrics"].get("wall_time_s") or 0
-            if any(p.startswith("trial:") for p in r["config"].get("purposes", [])):
-                s["trials"] += 1
-                s["epochs"].add((r["config"].get("train") or {}).get("epochs"))
-    if not studies:
-        return None
-    rows, ranks = [], {"default": {}, "tuned": {}}
-    for study, s in sorted(studies.items()):
-        tuned = df[df["purposes"].map(lambda p, n=study: f"tuned:{n}" in p.split(","))]
-        if tuned.empty:
-            continue
-        dim = tuned["latent_dim"].iloc[0]
-        at_dim = summary[summary["latent_dim"] == dim]
-        best = at_dim[at_dim["learner"] == tuned["learner"].iloc[0]].iloc[0]
-        defaults = df[df["purposes"].map(lambda p, n=study: f"default:{n}" in p.split(","))]
-        plain = at_dim[at_dim["learner"].isin(set(defaults["learner"]))]
-        d = plain.iloc[0] if len(plain) else None  # studies from before the defaults were marked: none
-        default_val = list(defaults["linear_val"].dropna())
-        tuned_val = list(tuned["linear_val"].dropna())
-        kept = choose(default_val, tuned_val)
-        t = d if kept == "defaults" else best
-        settings = next(r for r in runs if r["key"] in set(tuned["key"]))["config"].get("overrides", {})
-        rows.append(
-            {
-                "learner": s["method"] + (" (reference)" if registry.is_reference(s["method"]) else ""),
-                "latent dim": int(dim),
-                "linear % default": "-" if d is None else _pm(d.linear_mean, d.linear_std, 100),
-                "linear % tuned": _pm(t.linear_mean, t.linear_std, 100),
-                "Δ": "-" if d is None else f"{(t.linear_mean - d.linear_mean) * 100:+.2f}",
-                "validation % default / best trial": "-" if d is None else _pair_val(default_val, tuned_val),
-                "kept": kept,
-                "MLP % default / tuned": _pair(d, t, "mlp_mean", 100),
-                "kNN % default / tuned": _pair(d, t, "knn_mean", 100),
-                "PSNR default / tuned": _pair(d, t, "psnr_mean", 1),
-                "best trial's settings": ", ".join(f"{k}={labels._short(v)}" for k, v in settings.items())
-                or "(defaults)",  # noqa: SLF001
-                "trials finished (epochs)": f"{s['trials']} ({labels._short(sorted(s['epochs']))})",  # noqa: SLF001
-                "re-run epochs": labels._short(  # noqa: SLF001
-                    sorted(
-                        {
-                            (r["config"].get("train") or {}).get("epochs")
-                            for r in runs
-                            if r["key"] in set(tuned["key"])
-                        }
-                    )
-                ),
-                "compute h": f"{s['seconds'] / 3600:.2f}",
-            }
-        )
-        if not registry.is_reference(s["method"]) and d is not None:
-            ranks["default"][s["method"]] = d.linear_mean
-            ranks["tuned"][s["method"]] = t.linear_mean
-    if not rows:
-        return None
-    return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True), rank_changes(ranks)
-
-
-def _pair(default, tuned, column: str, scale: float) -> str:
-    from bench.report import _pm
-
-    before = "-" if default is None else _pm(getattr(default, column), None, scale)
-    return f"{before} / {_pm(getattr(tuned, column), None, scale)}"
-
-
-def rank_changes(ranks: dict) -> list[str]:
-    """Learners whose place by linear accuracy differs between the default and tuned tables."""
-    order = {k: sorted(v, key=lambda m: -v[m]) for k, v in ranks.items()}
-    lines = []
-    for m in order["tuned"]:
-        a, b = order["default"].index(m) + 1, order["tuned"].index(m) + 1
-        if a != b:
-            lines.append(f"{m}: {a} -> {b}")
-    return lines

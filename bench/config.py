@@ -23,7 +23,7 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench import BenchError
+from bench import BenchError, evaluators
 from bench.checks import above, any_value, at_least, flag, names, validate, within
 
 
@@ -47,35 +47,15 @@ class TrainConfig:
     compile: bool = flag(False)  # torch.compile the training step (--compile); may change the last bits
 
 
-@dataclass
-class EvalConfig:
-    # L2 strengths tried for the linear probe (coefficient on 0.5*||W||^2, loss is a mean)
-    probe_weight_decays: list[float] = at_least(0, [1e-6, 1e-4, 1e-3, 1e-2], each=True)
-    probe_max_iter: int = at_least(1, 150)  # L-BFGS iterations per fit
-    mlp_hidden: int = at_least(1, 512)
-    mlp_max_epochs: int = at_least(1, 40)
-    mlp_patience: int = at_least(1, 5)  # epochs without validation improvement before stopping
-    mlp_lr: float = above(0, 1e-3)
-    knn_ks: list[int] = at_least(1, [1, 3, 5, 10, 20, 50], each=True)
-    # label efficiency: the linear probe and kNN refitted on these fractions of the training
-    # labels (class-balanced), `label_draws` seeded subsets each; 100% is the main result
-    label_fractions: list[float] = within(0, 1, [0.01, 0.1], open_lo=True, open_hi=True, each=True)
-    label_draws: int = at_least(1, 5)
-    # only what a study's trials are scored by: the linear probe on all the labels (and, for a
-    # learner that reconstructs, the validation reconstruction); tune sets it on its trials, and
-    # the tables leave such runs out
-    steer_only: bool = flag(False)
-
-
-# Fields added after runs were stored, whose defaults leave every earlier measurement as it was:
-# at their default they are left out of run keys and names, so stored runs keep both (their
-# metrics lack only the new measurements; `bench verify --adopt` recomputes them).
-ADDED_LATER = {"eval": ("label_fractions", "label_draws", "steer_only"), "train": ("compile",)}
-
-
-def added_later_defaults(section: str) -> dict:
-    cls = {"eval": EvalConfig, "train": TrainConfig}.get(section)
-    return {k: v for k, v in to_dict(cls()).items() if k in ADDED_LATER.get(section, ())} if cls else {}
+# The `[eval]` section: every registered evaluator's own fields (bench/evaluators/, each with its
+# range), and `steer_only`: only what a study's trials are scored by (the evaluators that steer:
+# the linear probe and, for a learner that reconstructs, the validation reconstruction). `tune`
+# sets it on its trials, and the tables leave such runs out.
+EvalConfig = dataclasses.make_dataclass(
+    "EvalConfig",
+    [*evaluators.config_fields(), ("steer_only", bool, flag(False))],
+    namespace={"__module__": __name__},
+)
 
 
 @dataclass

@@ -15,37 +15,47 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench import BenchError, config, evaluate, registry, report, runner, store, verify
+from bench import BenchError, config, evaluate, evaluators, registry, runner, store, tables, verify
+from bench.spec import EXPORT, RunSpec
 
 SPLITS = ("train", "val", "test")
 
-RUN_COLUMNS = [
-    "key", "dataset", "learner", "method", "overrides", "latent_dim", "seed", "status", "kind",
-    "linear", "mlp", "knn", "rankme", "mse", "psnr", "ssim", "params", "train_time", "wall_time",
-    "git_sha", "uncommitted", "device", "threads", "torch", "purposes",
-]  # fmt: skip
+FIRST = ["key", "dataset", "learner", "method", "overrides", "latent_dim", "seed", "status", "kind"]
+LAST = [
+    "params",
+    "train_time",
+    "wall_time",
+    "git_sha",
+    "uncommitted",
+    "device",
+    "threads",
+    "torch",
+    "purposes",
+]
 
 
 def runs_table(runs: list[dict]):
-    """Every stored run as one row; label-efficiency columns `linear@0.01` etc. where measured."""
-    df = report.frame(runs)
-    extra = sorted(c for c in df.columns if "@" in c and "/draws" not in c)
-    return df[[c for c in RUN_COLUMNS if c in df.columns] + extra]
+    """Every stored run as one row: its identity, every evaluator's columns (`-`-free: empty
+    where the run did not measure it), then cost and environment, then the columns named by the
+    data (label efficiency's `linear@0.01`, ...)."""
+    df = tables.frame(runs)
+    measured = [c.key for c in evaluators.columns("csv")]
+    extra = [c for e in evaluators.all() for c in e.extra_csv(df.columns)]
+    return df[[c for c in FIRST + measured + LAST if c in df.columns] + extra]
 
 
 def latents(run: dict, ds, device, retrain: bool) -> dict[str, torch.Tensor]:
     """The run's raw latents per split: from the latent cache, else encoded by its cached
     checkpoint, else (a baseline, or with `retrain`) by re-making the run: the cache is local to
     the machine that trained it and is not part of the repository."""
-    spec = verify.spec_of(run["config"])
-    _, train_key = store.keys(spec)
-    cached = store.load_tensor(store.cache_dir() / "latents" / f"{train_key}.pt")
+    spec = RunSpec.of(run["config"])
+    cached = store.load_tensor(store.cache_dir() / "latents" / f"{spec.train_key}.pt")
     if cached is not None:
         return cached
-    method = spec["method"]
-    ckpt = store.load_tensor(store.cache_dir() / "ckpt" / f"{train_key}.pt")
+    method = spec.method
+    ckpt = store.load_tensor(store.cache_dir() / "ckpt" / f"{spec.train_key}.pt")
     if ckpt is not None:
-        model = registry.create(method, config.method_config(method, spec["method_config"]), ds.shape)
+        model = registry.create(method, config.method_config(method, spec.method_config), ds.shape)
         model.load_state_dict(ckpt["state"])
         model = model.to(device, memory_format=torch.channels_last)
         return {s: evaluate.extract(model, getattr(ds, f"x_{s}"), device) for s in SPLITS}
@@ -57,8 +67,8 @@ def latents(run: dict, ds, device, retrain: bool) -> dict[str, torch.Tensor]:
         )
     # re-make the run in a scratch store, keeping this machine's cache: the latents land there
     with verify.scratch_store(store.cache_dir() / "export-runs", own_cache=False):
-        runner.run_one(dict(spec, purpose="export"), ds, device, force=True)
-    z = store.load_tensor(store.cache_dir() / "latents" / f"{train_key}.pt")
+        runner.run_one(spec, ds, device, EXPORT, force=True)
+    z = store.load_tensor(store.cache_dir() / "latents" / f"{spec.train_key}.pt")
     if z is None:
         raise BenchError(f"run {run['key']}: the latents could not be cached (see the warning above)")
     return z

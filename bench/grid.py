@@ -16,9 +16,23 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from bench import BenchError, env, labels, runner, store
+from bench import BenchError, env, evaluators, labels, runner, store
+from bench.spec import GRID, RunSpec
+
+
+@dataclass(frozen=True)
+class RaySettings:
+    """Where a grid's runs go: `workers` runs at a time on a local Ray instance, or the cluster
+    at `address`; each run's CPUs (and torch threads) and GPUs."""
+
+    workers: int | None = None
+    address: str | None = None
+    cpus_per_run: float | None = None
+    gpus_per_run: float = 0.0
+
 
 MAX_RETRIES = 3  # attempts after a worker process or node died
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 EXCLUDES = [".git", ".venv", ".cache", "results", "*.pt", "*.npz", "__pycache__"]
 
 
-def _task(spec: dict, data, threads: int, device_name: str, cache_dir: str | None, force: bool):
+def _task(spec: RunSpec, data, threads: int, device_name: str, cache_dir: str | None, force: bool):
     """One run on a Ray worker: (metrics, artifacts), nothing written to the run store."""
     if cache_dir:
         os.environ["BENCH_CACHE_DIR"] = cache_dir
@@ -74,14 +88,14 @@ def connect(workers: int | None, address: str | None, cpus_per_run: float, gpus_
     return slots
 
 
-def run(specs: list[dict], data, args, command: str, on_result) -> None:
+def run(specs: list[RunSpec], data, ray_: RaySettings, force: bool, on_result) -> None:
     """Run `specs` (the grid's pending runs) as Ray tasks; `on_result(spec, metrics)` after each
     is recorded. Prints a progress line per finished run."""
     import ray
 
-    cpus, gpus = args.cpus_per_run or 1.0, args.gpus_per_run
-    slots = connect(args.workers, args.ray_address, cpus, gpus)
-    local = not args.ray_address  # a local instance shares this machine's cache folder
+    cpus, gpus = ray_.cpus_per_run or 1.0, ray_.gpus_per_run
+    slots = connect(ray_.workers, ray_.address, cpus, gpus)
+    local = not ray_.address  # a local instance shares this machine's cache folder
     cache = str(store.cache_dir().resolve()) if local else None
     remote = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=MAX_RETRIES, retry_exceptions=False)(_task)
     device = "cuda" if gpus > 0 else "cpu"
@@ -93,13 +107,11 @@ def run(specs: list[dict], data, args, command: str, on_result) -> None:
         running = {}
         while pending or running:
             while pending and len(running) < slots:
-                spec = dict(pending.pop(0), command=command)
-                key = store.keys(spec)[0]
-                if not claims.enter_context(store.claim(key)):
+                spec = pending.pop(0)
+                if not claims.enter_context(store.claim(spec.key)):
                     print(f"{what(spec)}: being trained by another process, left to it")
                     continue
-                store.write_json(store.run_dir(key) / "config.json", dict(spec, purposes=["grid"]))
-                running[remote.remote(spec, data_ref, threads, device, cache, args.force)] = spec
+                running[remote.remote(spec, data_ref, threads, device, cache, force)] = spec
             ready, _ = ray.wait(list(running), num_returns=1)
             spec = running.pop(ready[0])
             try:
@@ -111,7 +123,7 @@ def run(specs: list[dict], data, args, command: str, on_result) -> None:
                     f"{what(spec)}: Ray lost it {MAX_RETRIES + 1} times ({type(e).__name__}); finished "
                     "runs are stored, rerun the command to continue"
                 ) from None
-            runner.record(spec, "grid", metrics, artifacts)
+            runner.record(spec, GRID, metrics, artifacts)
             done += 1
             elapsed = time.perf_counter() - start
             left = elapsed / done * (len(pending) + len(running)) / max(1, min(slots, len(running) + 1))
@@ -124,11 +136,11 @@ def run(specs: list[dict], data, args, command: str, on_result) -> None:
     ray.shutdown()
 
 
-def what(spec: dict) -> str:
-    return f"{labels.name(spec)} {labels.describe(spec)}"
+def what(spec: RunSpec) -> str:
+    return labels.run(spec.json())
 
 
 def _score(m: dict) -> str:
     if m.get("status") != "ok":
         return m.get("error", m.get("status", "?"))
-    return "  ".join(f"{p} {m[p]['test_acc']:.2%}" for p in ("linear", "mlp", "knn"))
+    return evaluators.progress(m)

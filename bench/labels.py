@@ -5,14 +5,15 @@ run is `ae d=64 seed=0 on MNIST`."""
 
 from __future__ import annotations
 
-from bench import config, registry
+from bench import compat, registry
+from bench.spec import Purpose
 
 
 def name(cfg: dict) -> str:
     """The row name of a run from its stored config: learner, then its recorded overrides."""
     method = cfg["method"]
-    parts = [f"{k}={_short(v)}" for k, v in cfg.get("overrides", {}).items()]  # in the order asked
-    if parts and any(p.startswith("tuned:") for p in cfg.get("purposes", [])):
+    parts = [f"{k}={short(v)}" for k, v in cfg.get("overrides", {}).items()]  # in the order asked
+    if parts and any(purpose(p).kind == "tuned" for p in cfg.get("purposes", [])):
         parts = ["tuned", *parts]  # the study's page explains the settings (none: the defaults won)
     if registry.is_reference(method):
         parts.append("reference: trained with labels")
@@ -30,14 +31,14 @@ def labels(runs: list[dict]) -> list[str]:
         keys = sorted({k for i in group for k in flat[i]})
         differ = [k for k in keys if len({repr(flat[i].get(k)) for i in group}) > 1]
         for i in group if differ else []:
-            names[i] += " [" + ", ".join(f"{k}={_short(flat[i].get(k))}" for k in differ) + "]"
+            names[i] += " [" + ", ".join(f"{k}={short(flat[i].get(k))}" for k in differ) + "]"
     return names
 
 
 def _settings(cfg: dict) -> dict:
     out = {k: v for k, v in cfg.get("method_config", {}).items() if k != "latent_dim"}
     for section in ("train", "eval", "data"):
-        values = {**config.added_later_defaults(section), **(cfg.get(section) or {})}
+        values = compat.settings(section, cfg.get(section))
         out.update({f"{section}.{k}": v for k, v in values.items()})
     return out
 
@@ -53,18 +54,28 @@ def describe(spec: dict, latent_dim: int | None = None) -> str:
     return (f"d={dim} " if dim else "") + f"seed={spec['seed']}"
 
 
+def run(spec: dict) -> str:
+    """`ae (loss=l1) d=64 seed=0`: one run's row name, size and seed (progress lines)."""
+    return f"{name(spec)} {describe(spec)}"
+
+
 def title(spec: dict, latent_dim: int | None = None) -> str:
     """`ae d=64 seed=0 on MNIST (...)`: a run's name in figure titles."""
     dataset = spec["dataset"].get("title", spec["dataset"]["name"])
     return f"{name(spec)} {describe(spec, latent_dim)} on {dataset}"
 
 
+def purpose(text: str) -> Purpose:
+    """A stored purpose ("grid", "trial:<study>", ...) as a Purpose."""
+    return Purpose.parse(text)
+
+
 def only_trial(run: dict) -> bool:
-    purposes = run["config"].get("purposes", [])
-    return bool(purposes) and all(p.startswith("trial:") for p in purposes)
+    purposes = [purpose(p) for p in run["config"].get("purposes", [])]
+    return bool(purposes) and all(p.kind == "trial" for p in purposes)
 
 
-def _short(v) -> str:
+def short(v) -> str:
     if isinstance(v, list | tuple):
-        return ",".join(map(_short, v))
+        return ",".join(map(short, v))
     return f"{v:.3g}" if isinstance(v, float) else str(v)

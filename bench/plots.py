@@ -26,7 +26,7 @@ def dataset_figures(slug: str, title: str, runs: list[dict], df, summary) -> dic
     if summary["psnr_mean"].notna().any():
         figs["psnr"] = f"{slug}-accuracy-vs-psnr.png"
         accuracy_vs_psnr_png(out / figs["psnr"], summary, title)
-    from bench.report import fractions
+    from bench.evaluators.label_efficiency import fractions
 
     if fractions(summary) and plain[f"linear@{fractions(summary)[0]}_mean"].notna().any():
         figs["labels"] = f"{slug}-label-efficiency.png"

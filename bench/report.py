@@ -9,12 +9,8 @@ from __future__ import annotations
 import json
 from collections import Counter
 
-import numpy as np
-import pandas as pd
-
-from bench import BenchError, evaluate, labels, plots, registry, store, studies
-
-METRICS = ("linear", "mlp", "knn", "rankme", "mse", "psnr", "ssim", "train_time")
+from bench import evaluators, labels, plots, store, studies, tables
+from bench.tables import pm
 
 PROTOCOL = (
     "Learners train on training images only (no labels), then are frozen. Latents are extracted "
@@ -48,7 +44,7 @@ def write_all(redraw_runs: bool = False) -> list:
     return paths
 
 
-def write(slug: str, runs: list[dict]):
+def write(slug: str, every: list[dict]):
     """Write results/<slug>.md and its plots from the store's `runs` of that dataset.
 
     Study trials, and any run measured only by the linear probe (`eval.steer_only`), are left out
@@ -56,7 +52,7 @@ def write(slug: str, runs: list[dict]):
     """
     runs = [
         r
-        for r in runs
+        for r in every
         if r["config"]["dataset"]["slug"] == slug
         and not labels.only_trial(r)
         and not r["metrics"].get("steer_only")
@@ -64,216 +60,17 @@ def write(slug: str, runs: list[dict]):
     out = store.results_dir()
     if not runs:
         return None
-    df = frame(runs)
+    df = tables.frame(runs)
     ok = df[df["status"] == "ok"]
-    summary = summarize(ok)
+    summary = tables.summarize(ok)
     title = runs[0]["config"]["dataset"].get("title", slug)
     figures = plots.dataset_figures(slug, title, runs, df, summary)
     path = out / f"{slug}.md"
-    store.write_text(path, render(title, runs, df, summary, figures))
+    store.write_text(path, render(title, runs, df, summary, figures, every))
     return path
 
 
-def frame(runs: list[dict]) -> pd.DataFrame:
-    """One row per run, named by its learner and recorded overrides (see labels.name)."""
-    rows = []
-    for r, label in zip(runs, labels.labels(runs)):
-        m, c = r["metrics"], r["config"]
-        ok = m.get("status") == "ok"
-        recon = (m.get("recon") or {}) if ok else {}
-        env = m.get("env") or {}
-        rows.append(
-            {
-                "key": r["key"],
-                "dataset": c["dataset"]["slug"],
-                "learner": label,
-                "method": c["method"],
-                "variant": labels.is_variant(c),
-                "kind": _kind(c["method"]),
-                "seed": c["seed"],
-                "latent_dim": m.get("latent_dim") or c["method_config"].get("latent_dim"),
-                "params": m.get("params"),
-                "status": m.get("status", "?"),
-                "linear": m["linear"]["test_acc"] if ok else None,
-                "linear_val": m["linear"]["val_acc"] if ok else None,
-                "mlp": (m.get("mlp") or {}).get("test_acc") if ok else None,  # a trial: linear only
-                "knn": (m.get("knn") or {}).get("test_acc") if ok else None,
-                "rankme": m.get("rankme") if ok else None,
-                **(_label_columns(m["label_efficiency"]) if ok and m.get("label_efficiency") else {}),
-                "mse": recon.get("mse"),
-                "psnr": recon.get("psnr"),
-                "ssim": recon.get("ssim"),
-                "train_time": (m.get("train") or {}).get("time_s") if ok else None,
-                "wall_time": m.get("wall_time_s"),
-                "git_sha": env.get("git_sha"),
-                "uncommitted": not env.get("git_sha") or env["git_sha"].endswith("-dirty"),
-                "stale": evaluate.stale(m),
-                "device": env.get("device"),
-                "threads": env.get("threads"),
-                "torch": env.get("torch"),
-                "overrides": json.dumps(c.get("overrides", {}), sort_keys=True),
-                "purposes": ",".join(c.get("purposes", [])),
-            }
-        )
-    return pd.DataFrame(rows)
-
-
-def _label_columns(efficiency: dict) -> dict:
-    """`linear@0.01`: the mean over a run's labelled subsets; `linear@0.01/draws`: every draw, kept
-    so that a table's spread pools seeds and draws."""
-    out = {}
-    for fraction, e in efficiency.items():
-        for probe in ("linear", "knn"):
-            out[f"{probe}@{fraction}"] = sum(e[probe]) / len(e[probe])
-            out[f"{probe}@{fraction}/draws"] = list(e[probe])
-        out[f"labels@{fraction}"] = e["labels"]
-    return out
-
-
-def summarize(df: pd.DataFrame) -> pd.DataFrame:
-    """Mean, std and n over seeds for each (learner, latent_dim)."""
-    if df.empty:
-        return pd.DataFrame()
-    g = df.groupby(["learner", "latent_dim"], sort=False)
-    out = g.agg(
-        method=("method", "first"),
-        variant=("variant", "first"),
-        kind=("kind", "first"),
-        params=("params", "first"),
-        n=("seed", "nunique"),
-        uncommitted=("uncommitted", "any"),
-        stale=("stale", "any"),
-    )
-    for col in METRICS:
-        out[f"{col}_mean"] = g[col].mean()
-        out[f"{col}_std"] = g[col].std()
-    for col in [c for c in df.columns if "/draws" in c]:  # label efficiency: seeds x draws pooled
-        pooled = g[col].agg(lambda cells: [v for cell in cells if isinstance(cell, list) for v in cell])
-        out[f"{col[: -len('/draws')]}_mean"] = pooled.map(lambda v: np.mean(v) if v else np.nan)
-        out[f"{col[: -len('/draws')]}_std"] = pooled.map(
-            lambda v: np.std(v, ddof=1) if len(v) > 1 else np.nan
-        )
-    out = out.reset_index()
-    out["below_pca"] = _below_pca(out)
-    out["order"] = out["kind"].map(KIND_ORDER)
-    return out.sort_values(["order", "learner", "latent_dim"]).drop(columns="order")
-
-
-def _below_pca(summary: pd.DataFrame) -> pd.Series:
-    """A reconstructing learner whose test PSNR is below PCA's at the same latent size: PCA is the
-    best linear code of that size, so such a learner is undertrained for reconstruction."""
-    pca = summary[(summary["method"] == "pca") & ~summary["variant"]].set_index("latent_dim")["psnr_mean"]
-    floor = summary["latent_dim"].map(pca)
-    return (summary["method"] != "pca") & summary["psnr_mean"].notna() & (summary["psnr_mean"] < floor)
-
-
-KIND_ORDER = {"baseline": 0, "learner": 1, "reference": 2}
-
-
-def _kind(method: str) -> str:
-    """baseline (untrained floor), learner, or reference (trained with labels: a ceiling)."""
-    try:
-        cls = registry.get(method)
-    except BenchError:  # a learner no longer registered: an old run, shown as a learner
-        return "learner"
-    return "baseline" if not cls.trainable else "reference" if cls.needs_labels else "learner"
-
-
-def _pm(mean, std, scale=1.0, digits=2) -> str:
-    if pd.isna(mean):
-        return "-"
-    text = f"{mean * scale:.{digits}f}"
-    return text if pd.isna(std) else f"{text} ± {std * scale:.{digits}f}"
-
-
-def main_table(summary: pd.DataFrame) -> str:
-    rows = [
-        {
-            "learner": s.learner + (" †" if s.uncommitted else "") + (" ‡" if s.stale else ""),
-            "latent dim": int(s.latent_dim),
-            "params": f"{int(s.params):,}",
-            "linear %": _pm(s.linear_mean, s.linear_std, 100),
-            "MLP %": _pm(s.mlp_mean, s.mlp_std, 100),
-            "kNN %": _pm(s.knn_mean, s.knn_std, 100),
-            "RankMe": _pm(s.rankme_mean, None, 1, 1),
-            "MSE": _pm(s.mse_mean, s.mse_std, 1, 4),
-            "PSNR dB": _pm(s.psnr_mean, s.psnr_std) + (" (< PCA)" if s.below_pca else ""),
-            "SSIM": _pm(s.ssim_mean, s.ssim_std, 1, 3),
-            "train s": _pm(s.train_time_mean, None, 1, 0) if s.train_time_mean else "-",
-            "n": s.n,
-        }
-        for s in summary.itertuples()
-    ]
-    return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)
-
-
-def latent_table(summary: pd.DataFrame) -> str:
-    """Linear-probe accuracy (%) per learner (rows) and latent size (columns)."""
-    cells = summary.assign(cell=[_pm(m, s, 100) for m, s in zip(summary.linear_mean, summary.linear_std)])
-    table = cells.pivot_table(
-        index="learner", columns="latent_dim", values="cell", aggfunc="first", sort=False
-    ).fillna("")
-    table = table[sorted(table.columns)]
-    table.columns = [f"d={int(c)}" for c in table.columns]
-    return table.reset_index().to_markdown(index=False, disable_numparse=True)
-
-
-def fractions(summary: pd.DataFrame) -> list[str]:
-    """The label fractions measured in `summary`, smallest first ("0.01", "0.1")."""
-    found = {c.split("@")[1].rsplit("_", 1)[0] for c in summary.columns if c.startswith("linear@")}
-    return sorted(found, key=float)
-
-
-def label_table(summary: pd.DataFrame, df: pd.DataFrame) -> str | None:
-    """Linear and kNN test accuracy (%) with 1%, 10%, ... and 100% of the training labels."""
-    fracs = fractions(summary)
-    rows = summary[summary[[f"linear@{f}_mean" for f in fracs]].notna().any(axis=1)] if fracs else []
-    if not len(rows):
-        return None
-    counts = {f: int(df[f"labels@{f}"].dropna().iloc[0]) for f in fracs}
-    out = []
-    for _, s in rows.iterrows():
-        row = {"learner": s["learner"], "latent dim": int(s["latent_dim"])}
-        for probe, name in (("linear", "linear"), ("knn", "kNN")):
-            for f in fracs:
-                cell = _pm(s[f"{probe}@{f}_mean"], s[f"{probe}@{f}_std"], 100)
-                row[f"{name} {float(f):.0%} ({counts[f]:,})"] = cell
-            row[f"{name} 100%"] = _pm(s[f"{probe}_mean"], s[f"{probe}_std"], 100)
-        out.append(row)
-    return pd.DataFrame(out).to_markdown(index=False, disable_numparse=True)
-
-
-def ablation_table(summary: pd.DataFrame) -> str | None:
-    """Each variant (a learner label that names a setting) beside its plain learner at the same size.
-
-    A variant with no plain run at its size (say SimCLR trained on its own epoch budget) compares
-    with nothing and is left to the main table.
-    """
-    plain_rows = summary[~summary["variant"]].itertuples()
-    base = {(p.method, p.latent_dim): p for p in plain_rows}
-    variants = summary[summary["variant"]]
-    rows = []
-    for v in variants.sort_values(["method", "latent_dim", "learner"]).itertuples():
-        plain = base.get((v.method, v.latent_dim))
-        if plain is None:
-            continue
-        for s, delta in ((plain, "-"), (v, f"{(v.linear_mean - plain.linear_mean) * 100:+.2f}")):
-            row = {
-                "learner": s.learner,
-                "latent dim": int(v.latent_dim),
-                "linear %": _pm(s.linear_mean, s.linear_std, 100),
-                "Δ linear": delta,
-                "kNN %": _pm(s.knn_mean, s.knn_std, 100),
-                "PSNR dB": _pm(s.psnr_mean, s.psnr_std),
-                "SSIM": _pm(s.ssim_mean, s.ssim_std, 1, 3),
-                "n": s.n,
-            }
-            if row not in rows:
-                rows.append(row)
-    return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True) if rows else None
-
-
-def render(title: str, runs: list[dict], df: pd.DataFrame, summary: pd.DataFrame, figures: dict) -> str:
+def render(title: str, runs: list[dict], df, summary, figures: dict, every: list[dict]) -> str:
     c0 = runs[0]["config"]
     envs = [r["metrics"].get("env", {}) for r in runs]
     n = next((r["metrics"]["n"] for r in runs if "n" in r["metrics"]), {})
@@ -308,7 +105,7 @@ def render(title: str, runs: list[dict], df: pd.DataFrame, summary: pd.DataFrame
         "Test accuracy of probes on frozen latents (%), reconstruction quality on the test split, "
         "mean ± std over n seeds; train s = mean training wall time.",
         "",
-        main_table(summary),
+        tables.main_table(summary),
         "",
         *(
             [
@@ -323,14 +120,14 @@ def render(title: str, runs: list[dict], df: pd.DataFrame, summary: pd.DataFrame
         *_footnotes(summary),
         "## Linear probe accuracy by latent size",
         "",
-        latent_table(summary),
+        tables.latent_table(summary),
         "",
         f"![accuracy vs latent size]({figures['latent']})",
         "",
     ]
     if "psnr" in figures:
         lines += [f"![accuracy vs PSNR]({figures['psnr']})", ""]
-    efficiency = label_table(summary, df)
+    efficiency = tables.label_table(summary, df)
     if efficiency:
         lines += [
             "## Label efficiency",
@@ -345,8 +142,8 @@ def render(title: str, runs: list[dict], df: pd.DataFrame, summary: pd.DataFrame
             "",
             *([f"![accuracy vs labels used]({figures['labels']})", ""] if "labels" in figures else []),
         ]
-    lines += _compare_section(runs, summary, df)
-    ablations = ablation_table(summary)
+    lines += _compare_section(every, runs, summary, df)
+    ablations = tables.ablation_table(summary)
     if ablations:
         lines += [
             "## Ablations",
@@ -377,7 +174,7 @@ def render(title: str, runs: list[dict], df: pd.DataFrame, summary: pd.DataFrame
         "<details><summary>Runs behind these tables</summary>",
         "",
         df.sort_values(["learner", "latent_dim", "seed"])
-        .assign(linear=lambda d: [_pm(v, None, 100) for v in d["linear"]])
+        .assign(linear=lambda d: [pm(v, None, 100) for v in d["linear"]])
         .rename(columns={"latent_dim": "latent dim", "linear": "linear %"})[
             ["key", "learner", "latent dim", "seed", "status", "linear %"]
         ]
@@ -392,10 +189,8 @@ def render(title: str, runs: list[dict], df: pd.DataFrame, summary: pd.DataFrame
     return "\n".join(lines) + "\n"
 
 
-def _compare_section(runs, summary, df) -> list[str]:
-    from bench import compare
-
-    found = compare.table(runs, summary, df)
+def _compare_section(every, runs, summary, df) -> list[str]:
+    found = tables.tuned_table(every, runs, summary, df)
     if not found:
         return []
     text, moves = found
@@ -422,7 +217,7 @@ def _compare_section(runs, summary, df) -> list[str]:
     ]
 
 
-def _footnotes(summary: pd.DataFrame) -> list[str]:
+def _footnotes(summary) -> list[str]:
     notes = []
     if summary["below_pca"].any():
         notes.append(
@@ -442,10 +237,7 @@ def _footnotes(summary: pd.DataFrame) -> list[str]:
             "and no label efficiency or RankMe. `python -m bench "
             "verify --stale --adopt` re-measures them (from cached checkpoints where there are any)."
         )
-    notes.append(
-        "RankMe (Garrido et al. 2023): effective rank of the raw training latents, exp of the entropy "
-        "of their normalised singular values; label-free, at most the latent size."
-    )
+    notes += [e.note for e in evaluators.all() if e.note]
     return [line for note in notes for line in (note, "")]
 
 

@@ -15,9 +15,10 @@ from bench import BenchError, config, env, evaluate, labels, registry, store, tr
 from bench.config import Config
 from bench.data import Dataset
 from bench.method import Unsupported
+from bench.spec import GRID, Purpose, RunSpec
 
 
-def specs(cfg: Config, data: Dataset) -> list[dict]:
+def specs(cfg: Config, data: Dataset) -> list[RunSpec]:
     """Expand the grid (methods x latent dims x seeds) into run specs, seed-major so that a partial
     grid already covers every learner. Learners without a latent_dim (pixels), or whose config
     fixes one, run once per seed."""
@@ -30,27 +31,21 @@ def specs(cfg: Config, data: Dataset) -> list[dict]:
     return out
 
 
-def spec(cfg: Config, data: Dataset, method: str, extra: dict, seed: int) -> dict:
-    """Everything that determines a run's result (the run key hashes all but `dataset`,
-    `overrides` and `command`). `extra`: this run's own method settings (latent_dim, tuned values)
-    on top of the config's layered tables."""
+def spec(
+    cfg: Config, data: Dataset, method: str, extra: dict, seed: int, steer_only: bool = False
+) -> RunSpec:
+    """Everything that determines a run's result (see RunSpec). `extra`: this run's own method
+    settings (latent_dim, tuned values) on top of the config's layered tables; `steer_only`: a
+    study's trial, measured by what steers the study (not an override: it names no row)."""
     sections = _sections(cfg, data, method, extra)
     protocol = _sections(
         cfg.protocol or cfg, data, method, {k: v for k, v in extra.items() if k == "latent_dim"}
     )
-    return {
-        "dataset": {
-            "name": data.name,
-            "slug": data.slug,
-            "title": data.title,
-            "provenance": data.provenance,
-            "classes": data.classes,
-        },
-        **sections,
-        "method": method,
-        "seed": seed,
-        "overrides": _asked(sections, protocol),
-    }
+    overrides = _asked(sections, protocol)
+    if steer_only:
+        sections["eval"] = {**sections["eval"], "steer_only": True}
+    dataset = {k: getattr(data, k) for k in ("name", "slug", "title", "provenance", "classes")}
+    return RunSpec(dataset=dataset, **sections, method=method, seed=seed, overrides=overrides)
 
 
 def _sections(cfg: Config, data: Dataset, method: str, extra: dict) -> dict:
@@ -78,7 +73,7 @@ def _asked(sections: dict, protocol: dict) -> dict:
     return out
 
 
-def preflight(specs: list[dict], data: Dataset) -> list[dict]:
+def preflight(specs: list[RunSpec], data: Dataset) -> list[RunSpec]:
     """Build every distinct model once before any training, so a bad option fails the grid at
     the start (exit 2) instead of after hours of finished runs. A combination that a learner
     cannot take (PCA wider than the image) is skipped with a note; if none is left, that is the
@@ -86,12 +81,12 @@ def preflight(specs: list[dict], data: Dataset) -> list[dict]:
     verdict: dict[str, str | None] = {}
     kept, skipped = [], []
     for s in specs:
-        sig = store.digest([s["method"], s["method_config"]])
+        sig = store.digest([s.method, s.method_config])
         if sig not in verdict:
             try:
-                cfg = config.method_config(s["method"], s["method_config"])
-                _check_memory(s["method"], cfg, data.shape)
-                registry.create(s["method"], cfg, data.shape)
+                cfg = config.method_config(s.method, s.method_config)
+                _check_memory(s.method, cfg, data.shape)
+                registry.create(s.method, cfg, data.shape)
                 verdict[sig] = None
             except Unsupported as e:
                 verdict[sig] = str(e)
@@ -124,84 +119,85 @@ def _check_memory(method: str, cfg, shape) -> None:
 
 
 def run_one(
-    spec: dict, data: Dataset, device: torch.device, force: bool = False, on_epoch=None, tensorboard=None
+    spec: RunSpec,
+    data: Dataset,
+    device: torch.device,
+    purpose: Purpose = GRID,
+    force: bool = False,
+    on_epoch=None,
+    tensorboard=None,
 ) -> dict:
     """Train (or load from cache), evaluate and store one run; returns its metrics.
 
     A diverged run is stored with status 'diverged'; it does not stop the caller. A run that
-    another live process has claimed returns status 'claimed' and is left to it. With
-    `tensorboard` (a folder), each epoch's loss terms are also written there as scalars.
+    another live process has claimed returns status 'claimed' and is left to it. A run already
+    stored gains `purpose` (why it was asked for again). With `tensorboard` (a folder), each
+    epoch's loss terms are also written there as scalars.
     """
-    key, _ = store.keys(spec)
-    spec = dict(spec)
-    purpose = spec.pop("purpose", "grid")  # why it ran: grid, trial:<study> or tuned:<study>
-    if not force and store.is_done(key):
-        return _stored(key, purpose)
-    with store.claim(key) as mine:
+    if not force and store.is_done(spec.key):
+        return _stored(spec.key, purpose)
+    with store.claim(spec.key) as mine:
         if not mine:
             return {"status": "claimed", "error": "another process is training this run"}
-        if not force and store.is_done(key):  # finished by another process since we looked
-            return _stored(key, purpose)
-        return _train_and_store(spec, purpose, data, device, force, on_epoch, tensorboard)
+        if not force and store.is_done(spec.key):  # finished by another process since we looked
+            return _stored(spec.key, purpose)
+        metrics, artifacts = compute(spec, data, device, force, on_epoch, tensorboard)
+        record(spec, purpose, metrics, artifacts)
+        return metrics
 
 
-def _stored(key: str, purpose: str) -> dict:
-    store.add_purpose(key, purpose)  # e.g. a tuned re-run that a trial already made
+def _stored(key: str, purpose: Purpose) -> dict:
+    store.add_purpose(key, str(purpose))  # e.g. a tuned re-run that a trial already made
     return store.load_json(store.run_dir(key) / "metrics.json")
 
 
-def _train_and_store(spec, purpose, data, device, force, on_epoch, tensorboard) -> dict:
-    key = store.keys(spec)[0]
-    store.write_json(store.run_dir(key) / "config.json", dict(spec, purposes=[purpose]))
-    metrics, artifacts = compute(spec, data, device, force, on_epoch, tensorboard)
-    record(spec, purpose, metrics, artifacts)
-    return metrics
-
-
-def compute(spec, data, device, force=False, on_epoch=None, tensorboard=None) -> tuple[dict, dict]:
+def compute(spec: RunSpec, data, device, force=False, on_epoch=None, tensorboard=None) -> tuple[dict, dict]:
     """Train (or load the cached checkpoint) and evaluate one run, touching only the local cache:
     returns (metrics, artifacts) for `record` to store. The worker side of a grid on Ray."""
-    key, train_key = store.keys(spec)
     start = time.perf_counter()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    torch.manual_seed(spec["seed"])
-    method = spec["method"]
-    model = registry.create(method, config.method_config(method, spec["method_config"]), data.shape)
+    torch.manual_seed(spec.seed)
+    method = spec.method
+    model = registry.create(method, config.method_config(method, spec.method_config), data.shape)
     model = model.to(device, memory_format=torch.channels_last)
-    ckpt_path = store.cache_dir() / "ckpt" / f"{train_key}.pt"
+    ckpt_path = store.cache_dir() / "ckpt" / f"{spec.train_key}.pt"
     train_info = None if force else _load_checkpoint(model, ckpt_path)
-    if train_info is None:
-        cfg = config.TrainConfig(**spec["train"]) if spec["train"] else config.TrainConfig()
+    from_checkpoint = train_info is not None
+    if not from_checkpoint:
+        cfg = config.TrainConfig(**spec.train) if spec.train else config.TrainConfig()
         labels_ = data.y_train if model.needs_labels else None  # only a declared reference gets them
-        label = f"{method} {labels.describe(spec)}"
+        label = f"{method} {labels.describe(spec.json())}"
         try:
-            with _tensorboard(tensorboard, spec, key) as log:
+            with _tensorboard(tensorboard, spec) as log:
                 train_info = train.fit(
-                    model, data.x_train, cfg, spec["seed"], device, on_epoch, label, labels_, log
+                    model, data.x_train, cfg, spec.seed, device, on_epoch, label, labels_, log
                 )
         except train.Diverged as e:
             return {"status": "diverged", "error": str(e), **env.record(device, start)}, {}
         # a full disk must not cost the trained model's results: evaluate and store them anyway
         store.try_save_tensor(ckpt_path, {"state": model.state_dict(), "train": train_info}, "checkpoint")
-    trained_here = train_info is None
     eval_start = time.perf_counter()
-    metrics, artifacts = _evaluate(model, data, spec, device, train_key)
+    latents = store.cache_dir() / "latents" / f"{spec.train_key}.pt"
+    eval_cfg = config.EvalConfig(**spec.eval)
+    title = labels.title(spec.json())
+    metrics, artifacts = evaluate.measure(model, data, eval_cfg, spec.seed, device, latents, title)
     # wall_time_s covers this process's work: training too, unless the checkpoint was cached
     metrics.update(
+        method=method,
         train=train_info,
         eval_time_s=time.perf_counter() - eval_start,
-        from_checkpoint=not trained_here,
+        from_checkpoint=from_checkpoint,
         **env.record(device, start),
     )
     return metrics, artifacts
 
 
-def record(spec: dict, purpose: str, metrics: dict, artifacts: dict) -> None:
+def record(spec: RunSpec, purpose: Purpose, metrics: dict, artifacts: dict) -> None:
     """Store a computed run: config.json, its artifacts (the reconstruction grid), and last
     metrics.json, whose presence marks the run finished. Every write is atomic."""
-    run_dir = store.run_dir(store.keys(spec)[0])
-    store.write_json(run_dir / "config.json", dict(spec, purposes=[purpose]))
+    run_dir = store.run_dir(spec.key)
+    store.write_json(run_dir / "config.json", spec.record([purpose]))
     if "recon" in artifacts:
         store.atomic_save_npz(run_dir / "recon.npz", artifacts["recon"])
     store.write_json(run_dir / "metrics.json", metrics)
@@ -223,61 +219,17 @@ def _load_checkpoint(model, path) -> dict | None:
 
 
 @contextlib.contextmanager
-def _tensorboard(folder, spec: dict, key: str):
+def _tensorboard(folder, spec: RunSpec):
     """A `log(epoch, terms)` that writes TensorBoard scalars under folder/<dataset>/<run>, or None."""
     if not folder:
         yield None
         return
     from torch.utils.tensorboard import SummaryWriter
 
-    name = (
-        f"{labels.name(spec)} d={spec['method_config'].get('latent_dim', '-')} seed={spec['seed']} {key[:8]}"
-    )
-    writer = SummaryWriter(str(Path(folder) / spec["dataset"]["slug"] / name.replace(" ", "_")))
+    dim = spec.method_config.get("latent_dim", "-")
+    name = f"{labels.name(spec.json())} d={dim} seed={spec.seed} {spec.key[:8]}"
+    writer = SummaryWriter(str(Path(folder) / spec.dataset["slug"] / name.replace(" ", "_")))
     try:
         yield lambda epoch, terms: [writer.add_scalar(f"train/{k}", v, epoch + 1) for k, v in terms.items()]
     finally:
         writer.close()
-
-
-def _evaluate(model, data: Dataset, spec: dict, device, train_key: str) -> tuple[dict, dict]:
-    before = evaluate.weights_hash(model)
-    latents_path = store.cache_dir() / "latents" / f"{train_key}.pt"
-    z = store.load_tensor(latents_path)
-    if z is None:
-        z = {s: evaluate.extract(model, getattr(data, f"x_{s}"), device) for s in ("train", "val", "test")}
-        store.try_save_tensor(latents_path, z, "latents")
-    y = {s: getattr(data, f"y_{s}") for s in ("train", "val", "test")}
-    eval_cfg = config.EvalConfig(**spec["eval"])
-    result = evaluate.probes(evaluate.standardize(z), y, len(data.classes), eval_cfg, spec["seed"])
-    full = not eval_cfg.steer_only  # a study's trial: only what steers the study
-    if full:
-        result["rankme"] = evaluate.rankme(z["train"])  # label-free: raw training latents only
-    pred = result["linear"].pop("test_pred")
-    conf = evaluate.confusion(pred, y["test"], len(data.classes)) if full else None
-    recon = recon_val = None
-    artifacts = {}
-    if model.reconstructs:
-        recon_val = evaluate.reconstruction(model, data.x_val, device)  # what a study may optimise
-    if model.reconstructs and full:
-        recon = evaluate.reconstruction(model, data.x_test, device)
-        # the grid is kept small in the store, so the report can compare learners later
-        artifacts["recon"] = evaluate.grid_reconstructions(model, data.x_test, data.y_test, device)
-    after = evaluate.weights_hash(model)
-    if after != before:  # the latents would describe another encoder than the stored one
-        raise BenchError(
-            f"{labels.title(spec)}: evaluation changed the encoder's weights; nothing was stored"
-        )
-    return {
-        "status": "ok",
-        "method": spec["method"],
-        "latent_dim": model.latent_dim,
-        "params": sum(p.numel() for p in model.parameters()),
-        **result,
-        "recon": recon,
-        "recon_val": recon_val,
-        "confusion": conf,
-        "encoder_unchanged": after == before,
-        "weights_sha256": after,
-        "n": {"train": len(data.x_train), "val": len(data.x_val), "test": len(data.x_test)},
-    }, artifacts

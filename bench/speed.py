@@ -24,6 +24,8 @@ import pandas as pd
 import torch
 
 from bench import config, data, env, evaluate, registry, store, train
+from bench.evaluators import knn as knn_eval
+from bench.evaluators import label_efficiency, linear, mlp
 
 REPS = 3
 VIEW_LEARNERS = ("simclr", "byol", "vicreg", "barlowtwins")
@@ -244,9 +246,9 @@ def probe(z: dict, y: dict, k: int, label: str, wd: float = 1e-4) -> dict:
     result, stats = {}, {}
 
     def ours():
-        precond = evaluate.preconditioner(z["train"])
-        w = evaluate._fit_logreg(z["train"], y["train"], k, wd, 150, precond=precond, stats=stats)  # noqa: SLF001
-        result["ours"] = evaluate._accuracy(evaluate._logits(z["test"], w), y["test"])  # noqa: SLF001
+        precond = linear.preconditioner(z["train"])
+        w = linear.fit_logreg(z["train"], y["train"], k, wd, 150, precond=precond, stats=stats)
+        result["ours"] = linear.hits(linear.logits(z["test"], w).argmax(1), y["test"])
 
     def theirs():
         with warnings.catch_warnings():
@@ -281,8 +283,8 @@ def knn(z: dict, y: dict, k: int, label: str, neighbours: int = 20) -> dict:
     bank = torch.nn.functional.normalize(z["train"], dim=1)
 
     def ours():
-        labels, sims = evaluate._knn_votes(z["test"], z["train"], y["train"], neighbours, k)  # noqa: SLF001
-        pred = evaluate._knn_predict(labels, sims, neighbours, k)  # noqa: SLF001
+        labels, sims = knn_eval.votes(z["test"], z["train"], y["train"], neighbours, k)
+        pred = knn_eval.predict(labels, sims, neighbours, k)
         result["ours"] = float((pred == y["test"]).float().mean())
 
     def theirs():
@@ -304,20 +306,20 @@ def knn(z: dict, y: dict, k: int, label: str, neighbours: int = 20) -> dict:
 
 
 def evaluator(z: dict, y: dict, k: int, label: str) -> dict:
-    """The whole evaluator (the calls of `evaluate.probes`, timed one by one) vs one sklearn fit."""
+    """The whole evaluator (each registered evaluator's call, timed one by one) vs one sklearn fit."""
     from sklearn.linear_model import LogisticRegression
 
     cfg, parts = config.EvalConfig(), {}
     start = time.perf_counter()
-    precond = evaluate.preconditioner(z["train"])
+    precond = linear.preconditioner(z["train"])
     parts["preconditioner"] = time.perf_counter() - start
     calls = {
-        "linear sweep": lambda: evaluate.linear_probe(
+        "linear sweep": lambda: linear.linear_probe(
             z, y, k, cfg.probe_weight_decays, cfg.probe_max_iter, precond
         ),
-        "MLP": lambda: evaluate.mlp_probe(z, y, k, cfg, 0),
-        "kNN": lambda: evaluate.knn_probe(z, y, k, cfg.knn_ks),
-        "label efficiency": lambda: evaluate.label_efficiency(z, y, k, cfg, precond),
+        "MLP": lambda: mlp.mlp_probe(z, y, k, cfg, 0),
+        "kNN": lambda: knn_eval.knn_probe(z, y, k, cfg.knn_ks),
+        "label efficiency": lambda: label_efficiency.label_efficiency(z, y, k, cfg, precond),
     }
     for name, call in calls.items():
         parts[name] = timed(call)

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from bench import CODE_VERSION, BenchError, config
+from bench import BenchError, compat
 
 
 def results_dir() -> Path:
@@ -45,20 +45,8 @@ def digest(obj) -> str:
 
 
 def keys(spec: dict) -> tuple[str, str]:
-    """(run key, train key) of a run spec (see runner.spec)."""
-    train_part = {k: spec[k] for k in ("method", "method_config", "data", "seed")}
-    train_part["train"] = _without_later_defaults(spec["train"], "train")
-    train_key = digest({"code_version": CODE_VERSION, **train_part})
-    return digest({"train_key": train_key, "eval": _without_later_defaults(spec["eval"], "eval")}), train_key
-
-
-def _without_later_defaults(values: dict | None, section: str) -> dict | None:
-    """A section without the fields added later that sit at their defaults (config.ADDED_LATER):
-    so runs stored before those fields existed keep their keys."""
-    if values is None:
-        return None
-    later = config.added_later_defaults(section)
-    return {k: v for k, v in values.items() if k not in later or v != later[k]}
+    """(run key, train key) of a run spec's JSON form (the rules: bench/compat.py)."""
+    return compat.keys(spec)
 
 
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")

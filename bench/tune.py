@@ -23,6 +23,8 @@ import optuna
 from optuna.trial import TrialState
 
 from bench import BenchError, config, evaluate, registry, runner, store
+from bench import spec as spec_
+from bench.spec import RunSpec
 
 # Heartbeats are Optuna's documented mechanism; we drive them from an ask/tell loop (to hold the
 # trial cap exactly), which Optuna flags as unusual and experimental. Both warnings are expected.
@@ -137,8 +139,9 @@ def cap_counts(study) -> tuple[int, int]:
     return sum(s in FINISHED for s in states), states.count(TrialState.RUNNING)
 
 
-def trial_spec(cfg, data, method: str, params: dict, seed: int, purpose: str) -> dict:
-    """A run spec for `method` with search-space `params` ("train.lr" or bare method keys)."""
+def trial_spec(cfg, data, method: str, params: dict, seed: int, steer_only: bool = False) -> RunSpec:
+    """A run spec for `method` with search-space `params` ("train.lr" or bare method keys);
+    `steer_only`: a trial, measured by what steers the study."""
     cfg = copy.deepcopy(cfg)
     overrides = {}
     for key, value in params.items():
@@ -152,17 +155,16 @@ def trial_spec(cfg, data, method: str, params: dict, seed: int, purpose: str) ->
     fixed = "latent_dim" in {**cfg.method_overrides(method), **overrides}
     if cfg.grid.latent_dims and not fixed and registry.get(method).takes_latent_dim:
         overrides["latent_dim"] = cfg.grid.latent_dims[0]
-    return dict(runner.spec(cfg, data, method, overrides, seed), purpose=purpose)  # purpose: not keyed
+    return runner.spec(cfg, data, method, overrides, seed, steer_only)
 
 
 def _run_trial(trial, cfg, data, method, device, prune, n_objectives, tensorboard=None):
     trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
     params = registry.get(method).search_space(trial)
-    spec = trial_spec(cfg, data, method, params, cfg.grid.seeds[0], f"trial:{trial.study.study_name}")
     # scored by the validation probe alone: no MLP, kNN, label efficiency or test reconstruction
     # (a separate run key; the checkpoint and latents are shared with a full run of the same training)
-    spec["eval"] = {**spec["eval"], "steer_only": True}
-    trial.set_user_attr("run_key", store.keys(spec)[0])
+    spec = trial_spec(cfg, data, method, params, cfg.grid.seeds[0], steer_only=True)
+    trial.set_user_attr("run_key", spec.key)
 
     def report(epoch, model):  # pruning signal from the validation slice only
         trial.report(evaluate.quick_val_probe(model, data, device), epoch)
@@ -171,7 +173,8 @@ def _run_trial(trial, cfg, data, method, device, prune, n_objectives, tensorboar
 
     try:
         on_epoch = report if prune and n_objectives == 1 else None
-        m = runner.run_one(spec, data, device, on_epoch=on_epoch, tensorboard=tensorboard)
+        purpose = spec_.trial(trial.study.study_name)
+        m = runner.run_one(spec, data, device, purpose, on_epoch=on_epoch, tensorboard=tensorboard)
     except optuna.TrialPruned:  # its value is on the study page; the store keeps finished runs only
         store.discard_unfinished(trial.user_attrs["run_key"])
         return TrialState.PRUNED, None
@@ -190,8 +193,8 @@ def rerun_best(study, cfg, data, method: str, device) -> list[dict]:
     params = _replay(method, best.params)
     out = []
     for seed in cfg.grid.seeds:
-        spec = trial_spec(cfg, data, method, params, seed, f"tuned:{study.study_name}")
-        out.append(runner.run_one(spec, data, device))
+        spec = trial_spec(cfg, data, method, params, seed)
+        out.append(runner.run_one(spec, data, device, spec_.tuned(study.study_name)))
     return out
 
 

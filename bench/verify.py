@@ -15,22 +15,9 @@ import random
 import sys
 from pathlib import Path
 
-from bench import BenchError, data, evaluate, labels, runner, store
+from bench import BenchError, compat, data, evaluators, labels, runner, store
 from bench.config import DataConfig
-
-
-def _percent(probe: str):
-    """Test accuracy in points, or None where the run did not measure it (a study's trial)."""
-    return lambda m: 100 * m[probe]["test_acc"] if m.get(probe) else None
-
-
-# what is compared: (label, unit, getter)
-COMPARED = (
-    ("linear", "points", _percent("linear")),
-    ("mlp", "points", _percent("mlp")),
-    ("knn", "points", _percent("knn")),
-    ("psnr", "dB", lambda m: (m.get("recon") or {}).get("psnr")),
-)
+from bench.spec import VERIFY, RunSpec
 
 
 def select(
@@ -55,7 +42,7 @@ def select(
     if uncommitted:
         runs = [r for r in runs if _uncommitted(r["metrics"])]
     if stale:
-        runs = [r for r in runs if evaluate.stale(r["metrics"])]
+        runs = [r for r in runs if compat.stale(r["metrics"])]
     if not runs:
         raise BenchError(
             "no finished run in the store matches: "
@@ -116,32 +103,33 @@ def load_dataset(spec: dict, data_dir: str | None, offline: bool, loaded: dict) 
     return ds
 
 
-def spec_of(config: dict) -> dict:
-    """The run spec that made a stored run (its config.json without the bookkeeping)."""
-    return {k: v for k, v in config.items() if k not in ("purposes",)}
-
-
 def recompute(run: dict, folder: Path, ds, device) -> tuple[dict, bool]:
     """(metrics of the run retrained in the scratch store, whether they were already there)."""
-    spec = spec_of(run["config"])
-    if store.keys(spec)[0] != run["key"]:  # the spec no longer hashes to its key: the code changed
+    spec = RunSpec.of(run["config"])
+    if spec.key != run["key"]:  # the spec no longer hashes to its key: the code changed
         raise BenchError(
             f"run {run['key']} hashes to another key under this code (CODE_VERSION or the key scheme "
             "changed): this version cannot reproduce it"
         )
     with scratch_store(folder):
         had = store.is_done(run["key"])
-        return runner.run_one(dict(spec, purpose="verify"), ds, device), had
+        return runner.run_one(spec, ds, device, VERIFY), had
 
 
 def compare(stored: dict, new: dict) -> dict:
     """{metric: (stored, recomputed, difference)} for the metrics both have."""
     out = {}
-    for name, _, get in COMPARED:
-        a, b = get(stored), get(new) if new.get("status") == "ok" else None
+    for col in evaluators.columns("unit"):
+        a, b = _value(col, stored), _value(col, new) if new.get("status") == "ok" else None
         if a is not None and b is not None:
-            out[name] = (a, b, b - a)
+            out[col.key] = (a, b, b - a)
     return out
+
+
+def _value(col, metrics: dict) -> float | None:
+    """A compared number in its unit: accuracies in points, others as stored."""
+    v = col.get(metrics)
+    return None if v is None else v * col.scale
 
 
 def adopt(run: dict, folder: Path) -> None:
@@ -166,7 +154,8 @@ def describe(run: dict) -> str:
 def summary_lines(diffs: list[dict]) -> list[str]:
     """Per metric: runs compared, how many identical, mean and max |difference|."""
     lines = []
-    for name, unit, _ in COMPARED:
+    for col in evaluators.columns("unit"):
+        name, unit = col.key, col.unit
         d = [abs(x[name][2]) for x in diffs if name in x]
         if d:
             same = sum(v == 0 for v in d)
@@ -207,14 +196,15 @@ def main(args) -> int:
     device = env.pick_device(args.device)
     print(f"verifying {len(runs)} run(s) in the scratch store {folder} on {env.device_name(device)}")
     loaded, diffs, new, failed = {}, [], [], []
+    # accuracies share --tolerance (points); PSNR has its own (dB)
+    limits = {c.key: args.psnr_tolerance for c in evaluators.columns("unit") if c.unit == "dB"}
     for i, run in enumerate(runs, 1):
         ds = load_dataset(run["config"], args.data_dir, args.offline, loaded)
         m, had = recompute(run, folder, ds, device)
         new.append(m)
         d = compare(run["metrics"], m)
         diffs.append(d)
-        limit = {"psnr": args.psnr_tolerance}
-        over = [k for k, (_, _, x) in d.items() if abs(x) > limit.get(k, args.tolerance)]
+        over = [k for k, (_, _, x) in d.items() if abs(x) > limits.get(k, args.tolerance)]
         if m.get("status") != "ok" or over:
             failed.append(run)
         cells = "  ".join(f"{k} {a:.2f}->{b:.2f} ({x:+.2f})" for k, (a, b, x) in d.items())

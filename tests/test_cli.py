@@ -1,5 +1,7 @@
 """The command line as a user drives it: end to end on digits, resume, and every bad input."""
 
+import csv
+import io
 import json
 import os
 import subprocess
@@ -260,17 +262,86 @@ def test_a_new_learner_is_one_file(tmp_path):
         new.unlink()
 
 
+NCM = '''"""Nearest class mean: a test latent takes the class of the closest training-class mean."""
+
+from dataclasses import dataclass
+
+import torch
+
+from bench.checks import at_least
+from bench.evaluators import Column, Evaluator, accuracy, register
+
+
+@register("zzncm")
+class NearestClassMean(Evaluator):
+    columns = (Column("zzncm", accuracy("zzncm"), "NCM %", 100, unit="points", progress=True),)
+
+    @dataclass
+    class Config:
+        ncm_shrink: float = at_least(0, 0.0)  # pulls each class mean towards the global one
+
+    def __call__(self, ctx):
+        z, y = ctx.z, ctx.y
+        means = torch.stack([z["train"][y["train"] == c].mean(0) for c in range(ctx.num_classes)])
+        means = (1 - ctx.cfg.ncm_shrink) * means + ctx.cfg.ncm_shrink * z["train"].mean(0)
+        pred = torch.cdist(z["test"], means).argmin(1)
+        return {"zzncm": {"test_acc": (pred == y["test"]).float().mean().item()}}
+'''
+
+
+def test_a_new_evaluator_is_one_file(tmp_path):
+    """Drop one file into bench/evaluators/ and nothing else: its config field joins [eval], its
+    column joins the main table, `bench runs`, `bench verify` and the progress lines; runs stored
+    before it keep their keys (nothing retrains) and show `-` for it (in fresh processes, as a
+    user would run them)."""
+    env = dict(os.environ, BENCH_RESULTS_DIR=str(tmp_path / "r"), BENCH_CACHE_DIR=str(tmp_path / "c"))
+
+    def bench(*args):
+        done = subprocess.run([sys.executable, "-m", "bench", *args], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert done.returncode in (0, 1), done.stderr[-2000:]
+        return done.stdout
+
+    grid = ["run", *QUICK, "--methods", "pixels,pca"]
+    bench(*grid)
+    before = sorted(p.name for p in (tmp_path / "r" / "runs").iterdir())
+    new = ROOT / "bench" / "evaluators" / "zzncm.py"
+    new.write_text(NCM)
+    try:
+        again = bench(*grid)
+        assert (
+            again.count("stored)") == 2
+            and sorted(p.name for p in (tmp_path / "r" / "runs").iterdir()) == before
+        )
+        row = next(
+            x for x in (tmp_path / "r" / "digits.md").read_text().splitlines() if x.startswith("| pca ")
+        )
+        header = next(x for x in (tmp_path / "r" / "digits.md").read_text().splitlines() if "| learner" in x)
+        cells = dict(zip([h.strip() for h in header.split("|")], [c.strip() for c in row.split("|")]))
+        assert cells["NCM %"] == "-"  # measured before the evaluator existed
+        fresh = bench(*grid[:-1], "pca", "--seeds", "1", "--set", "eval.ncm_shrink=0.5")
+        assert "zzncm " in fresh.splitlines()[-2] or any("zzncm " in x for x in fresh.splitlines())
+        runs = list(csv.DictReader(io.StringIO(bench("runs"))))
+        assert "zzncm" in runs[0] and sorted(bool(r["zzncm"]) for r in runs) == [False, False, True]
+        (key,) = [r["key"] for r in runs if r["zzncm"]]
+        checked = bench("verify", key, "--scratch", str(tmp_path / "v"))
+        assert "zzncm " in checked and "  zzncm " in checked.split("difference")[1]
+    finally:
+        new.unlink()
+
+
 def test_steer_only_measures_the_linear_probe_and_stays_out_of_the_tables(capsys):
     """`eval.steer_only` (what a study's trial is scored by): the linear probe and the validation
     reconstruction only; its own run key, the full run's checkpoint; tables leave it out."""
-    from bench import evaluate
+    from bench import compat
 
     assert main(["run", *QUICK, "--methods", "ae"]) == 0
     assert main(["run", *QUICK, "--methods", "ae", "--set", "eval.steer_only=true"]) == 0
     full, steer = sorted(store.load_runs(), key=lambda r: bool(r["metrics"].get("steer_only")))
     assert full["key"] != steer["key"] and store.keys(full["config"])[1] == store.keys(steer["config"])[1]
     m = steer["metrics"]
-    assert m["steer_only"] and m["from_checkpoint"] and not evaluate.stale(m)
+    assert not full["metrics"]["from_checkpoint"]  # trained here, then cached for the trial
+    assert m["steer_only"] and m["from_checkpoint"] and not compat.stale(m)
     assert m["linear"]["val_acc"] == full["metrics"]["linear"]["val_acc"]  # the same score
     assert not {"mlp", "knn", "label_efficiency", "rankme"} & set(m)
     assert m["recon"] is None and m["recon_val"]["psnr"] == full["metrics"]["recon_val"]["psnr"]

@@ -5,6 +5,7 @@ import torch.nn.functional as F
 
 from bench import config, evaluate
 from bench.config import EvalConfig
+from bench.evaluators import knn, linear, recon
 
 
 def _splits(make):
@@ -22,7 +23,7 @@ def _separable(n, k=5, d=16):
 
 def test_separable_latents_score_near_100():
     z, y = _splits(_separable)
-    result = evaluate.probes(z, y, 5, EvalConfig(), seed=0)
+    result = evaluate.on_latents(z, y, 5, EvalConfig(), seed=0)
     for probe in ("linear", "mlp", "knn"):
         assert result[probe]["test_acc"] > 0.98, probe
 
@@ -31,14 +32,14 @@ def test_shuffled_labels_score_near_chance():
     z, y = _splits(_separable)
     gen = torch.Generator().manual_seed(1)
     y = {s: v[torch.randperm(len(v), generator=gen)] for s, v in y.items()}
-    result = evaluate.probes(z, y, 5, EvalConfig(), seed=0)
+    result = evaluate.on_latents(z, y, 5, EvalConfig(), seed=0)
     for probe in ("linear", "mlp", "knn"):
         assert result[probe]["test_acc"] < 0.35, probe  # chance is 0.2
 
 
 def test_linear_probe_matches_autograd_gradient():
     x, y = torch.randn(50, 7), torch.randint(0, 3, (50,))
-    w = evaluate._fit_logreg(x, y, 3, wd=1e-2, max_iter=200)
+    w = linear.fit_logreg(x, y, 3, wd=1e-2, max_iter=200)
     w = w.detach().requires_grad_()
     loss = F.cross_entropy(x @ w[:-1] + w[-1], y) + 0.5 * 1e-2 * w[:-1].pow(2).sum()
     loss.backward()
@@ -48,16 +49,16 @@ def test_linear_probe_matches_autograd_gradient():
 def test_weight_decay_is_chosen_on_validation_not_test():
     z, y = _splits(_separable)
     y_bad_test = dict(y, test=torch.zeros_like(y["test"]))
-    a = evaluate.linear_probe(z, y, 5, [1e-4, 1e-1], 100)
-    b = evaluate.linear_probe(z, y_bad_test, 5, [1e-4, 1e-1], 100)
+    a = linear.linear_probe(z, y, 5, [1e-4, 1e-1], 100)
+    b = linear.linear_probe(z, y_bad_test, 5, [1e-4, 1e-1], 100)
     assert a["weight_decay"] == b["weight_decay"] and a["val_acc"] == b["val_acc"]
 
 
 def test_knn_votes_with_nearest_neighbours():
     bank = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0]])
-    labels, sims = evaluate._knn_votes(torch.tensor([[1.0, 0.05]]), bank, torch.tensor([0, 0, 1]), 3, 2)
-    assert evaluate._knn_predict(labels, sims, 1, 2).item() == 0
-    assert evaluate._knn_predict(labels, sims, 3, 2).item() == 0
+    labels, sims = knn.votes(torch.tensor([[1.0, 0.05]]), bank, torch.tensor([0, 0, 1]), 3, 2)
+    assert knn.predict(labels, sims, 1, 2).item() == 0
+    assert knn.predict(labels, sims, 3, 2).item() == 0
 
 
 def test_standardize_uses_train_statistics_only():
@@ -77,15 +78,15 @@ def test_reconstruction_metrics_of_a_perfect_and_a_blank_decoder():
             return torch.zeros_like(x)
 
     x = (torch.rand(20, 1, 16, 16) * 255).to(torch.uint8)
-    perfect = evaluate.reconstruction(Identity(), x, torch.device("cpu"))
+    perfect = recon.reconstruction(Identity(), x, torch.device("cpu"))
     assert perfect["mse"] == 0 and perfect["ssim"] > 0.999 and perfect["psnr"] >= 99
-    blank = evaluate.reconstruction(Blank(), x, torch.device("cpu"))
+    blank = recon.reconstruction(Blank(), x, torch.device("cpu"))
     expected = (x.float() / 255).pow(2).mean().item()
     assert abs(blank["mse"] - expected) < 1e-6 and blank["ssim"] < 0.1
 
 
 def test_confusion_rows_are_true_classes():
-    conf = evaluate.confusion(torch.tensor([0, 1, 1]), torch.tensor([0, 0, 1]), 2)
+    conf = linear.confusion(torch.tensor([0, 1, 1]), torch.tensor([0, 0, 1]), 2)
     assert conf == [[1, 1], [0, 1]]
 
 

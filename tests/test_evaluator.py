@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from bench import config, data, env, evaluate, runner, store
+from bench import compat, config, data, env, evaluate, runner, store
 from bench.__main__ import main
+from bench.evaluators import label_efficiency, linear, rankme
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--config", str(ROOT / "configs/default.toml"), "--seeds", "0", "--latent-dims", "8"]
@@ -21,21 +22,21 @@ TINY += ["--set", "train.epochs=1"]
 
 def test_balanced_subsets_are_balanced_seeded_and_shared():
     y = torch.tensor([0] * 50 + [1] * 30 + [2] * 20)
-    idx = evaluate.balanced_subset(y, 0.1, draw=0)
+    idx = label_efficiency.balanced_subset(y, 0.1, draw=0)
     assert torch.bincount(y[idx]).tolist() == [5, 3, 2]
-    assert torch.equal(idx, evaluate.balanced_subset(y, 0.1, draw=0))  # every learner: same images
-    assert not torch.equal(idx, evaluate.balanced_subset(y, 0.1, draw=1))
-    assert torch.bincount(y[evaluate.balanced_subset(y, 0.001, 0)]).tolist() == [1, 1, 1]  # >= 1 each
+    assert torch.equal(idx, label_efficiency.balanced_subset(y, 0.1, draw=0))  # every learner: same images
+    assert not torch.equal(idx, label_efficiency.balanced_subset(y, 0.1, draw=1))
+    assert torch.bincount(y[label_efficiency.balanced_subset(y, 0.001, 0)]).tolist() == [1, 1, 1]  # >= 1 each
 
 
 def test_rankme_spans_collapsed_to_full_rank():
     g = torch.Generator().manual_seed(0)
     full = torch.randn(4000, 16, generator=g)
-    assert 15 < evaluate.rankme(full) <= 16
+    assert 15 < rankme.rankme(full) <= 16
     line = torch.randn(4000, 1, generator=g) * torch.randn(1, 16, generator=g)
-    assert evaluate.rankme(line) < 1.1
+    assert rankme.rankme(line) < 1.1
     two = torch.cat([full[:, :2] * 10, full[:, 2:] * 1e-6], 1)
-    assert 1.8 < evaluate.rankme(two) < 2.1
+    assert 1.8 < rankme.rankme(two) < 2.1
 
 
 def test_label_efficiency_probe_sees_only_the_subset():
@@ -46,7 +47,7 @@ def test_label_efficiency_probe_sees_only_the_subset():
     y = {s: torch.arange(4).repeat(n) for s, n in (("train", 50), ("val", 10), ("test", 10))}
     z = {s: centers[v] + torch.randn(len(v), 8, generator=g) for s, v in y.items()}
     cfg = config.EvalConfig(label_fractions=[0.02, 0.5], label_draws=3)
-    out = evaluate.label_efficiency(evaluate.standardize(z), y, 4, cfg)
+    out = label_efficiency.label_efficiency(evaluate.standardize(z), y, 4, cfg)
     assert out["0.02"]["labels"] == 4 and out["0.5"]["labels"] == 100
     assert len(out["0.02"]["knn"]) == 3 and min(out["0.5"]["linear"]) == 1.0
 
@@ -54,10 +55,10 @@ def test_label_efficiency_probe_sees_only_the_subset():
 def test_old_runs_keep_their_keys_and_names():
     """Fields added to the evaluator later leave stored runs' keys and row names as they were."""
     ds = data.load(config.DataConfig())
-    spec = runner.spec(config.Config(), ds, "ae", {"latent_dim": 8}, 0)
+    spec = runner.spec(config.Config(), ds, "ae", {"latent_dim": 8}, 0).json()
     old = json.loads(json.dumps(spec))
-    for section, fields in config.ADDED_LATER.items():
-        for k in fields:
+    for section in ("train", "eval"):
+        for k in compat.later_defaults(section):
             old[section].pop(k)
     assert store.keys(old) == store.keys(spec)
     compiled = json.loads(json.dumps(spec))
@@ -133,13 +134,13 @@ def test_report_runs_export_and_verify(capsys, tmp_path, monkeypatch):
     # a run from an older evaluator (linear probe before preconditioning) is marked and re-measured
     pca_path = store.run_dir(runs["pca"]["key"]) / "metrics.json"
     old = json.loads(pca_path.read_text())
-    del old["linear"]["solver"]
+    del old["linear"]["solver"], old["evaluators"]  # as stored before versions were recorded
     pca_path.write_text(json.dumps(old))
     assert "pca ‡" in main_table_after_report()
     capsys.readouterr()
     assert main(["verify", "--stale", "--adopt"]) == 0
     assert "1 identical" in capsys.readouterr().out  # only that run was chosen
-    assert json.loads(pca_path.read_text())["linear"]["solver"] == evaluate.SOLVER
+    assert json.loads(pca_path.read_text())["linear"]["solver"] == linear.SOLVER
     assert "‡" not in main_table_after_report()
     assert main(["verify", "--stale"]) == 2  # nothing stale is left
     assert main(["verify", "--dataset", "digits", "--seeds", "7"]) == 2

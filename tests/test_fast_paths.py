@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from bench import evaluate
+from bench.evaluators import knn, linear
 
 sklearn = pytest.importorskip("sklearn")
 
@@ -25,10 +25,10 @@ def test_linear_probe_is_sklearn_logistic_regression(wd):
     x, y = _blobs(3000, 24, 6, seed=0, spread=0.4)
     xt, yt = _blobs(2000, 24, 6, seed=1, spread=0.4)
     x, xt = x.double(), xt.double()  # float64 on both sides: the comparison is of solvers, not rounding
-    w = evaluate._fit_logreg(x, y, 6, wd, 1000)
+    w = linear.fit_logreg(x, y, 6, wd, 1000)
     # ours: mean log-loss + wd/2 ||W||^2; sklearn: C * summed log-loss + 1/2 ||W||^2
     clf = LogisticRegression(C=1 / (wd * len(x)), tol=1e-10, max_iter=10_000).fit(x.numpy(), y.numpy())
-    ours = evaluate._logits(xt, w).argmax(1).numpy()
+    ours = linear.logits(xt, w).argmax(1).numpy()
     theirs = clf.predict(xt.numpy())
     assert (ours == theirs).mean() >= 0.995
     assert abs((ours == yt.numpy()).mean() - (theirs == yt.numpy()).mean()) <= 0.003
@@ -41,7 +41,7 @@ def test_linear_probe_differs_from_sklearn_at_another_strength():
     from sklearn.linear_model import LogisticRegression
 
     x, y = _blobs(3000, 24, 6, seed=0, spread=0.4)
-    w = evaluate._fit_logreg(x.double(), y, 6, 1e-1, 1000)
+    w = linear.fit_logreg(x.double(), y, 6, 1e-1, 1000)
     clf = LogisticRegression(C=1 / (1e-2 * len(x)), tol=1e-10, max_iter=10_000).fit(x.numpy(), y.numpy())
     assert np.abs(w[:-1].numpy() - clf.coef_.T).max() > 2e-3 * np.abs(clf.coef_).max()
 
@@ -55,8 +55,8 @@ def test_knn_is_sklearn_cosine_knn(k, classes):
 
     bank, bank_y = _blobs(4000, 32, classes, seed=2, spread=0.3)
     query, _ = _blobs(1000, 32, classes, seed=3, spread=0.3)
-    labels, sims = evaluate._knn_votes(query, bank, bank_y, k, classes)
-    ours = evaluate._knn_predict(labels, sims, k, classes).numpy()
+    labels, sims = knn.votes(query, bank, bank_y, k, classes)
+    ours = knn.predict(labels, sims, k, classes).numpy()
     clf = KNeighborsClassifier(k, metric="cosine", algorithm="brute").fit(bank.numpy(), bank_y.numpy())
     theirs = clf.predict(query.numpy())
     idx = clf.kneighbors(query.numpy(), return_distance=False)
@@ -75,7 +75,7 @@ def test_knn_neighbours_are_sklearns():
 
     bank, bank_y = _blobs(500, 16, 3, seed=4)
     query, _ = _blobs(50, 16, 3, seed=5)
-    _, sims = evaluate._knn_votes(query, bank, bank_y, 7, 3)
+    _, sims = knn.votes(query, bank, bank_y, 7, 3)
     dist, _ = NearestNeighbors(n_neighbors=7, metric="cosine").fit(bank.numpy()).kneighbors(query.numpy())
     np.testing.assert_allclose(sims.numpy(), 1 - dist, atol=1e-5)
 

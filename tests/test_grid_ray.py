@@ -80,6 +80,16 @@ def test_workers_give_the_in_process_results(reference, tmp_path):
     assert "Ray:" not in again.stdout
 
 
+def test_a_steer_only_grid_on_ray_prints_its_progress(tmp_path):
+    """A study's trial is measured by the linear probe alone: its progress line on Ray shows what
+    it measured (it once indexed the MLP head and ended in a traceback)."""
+    args = ["--methods", "pca", "--seeds", "0", "--workers", "1", "--set", "eval.steer_only=true"]
+    done = bench(*GRID, *args, store_dir=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    (line,) = [x for x in done.stdout.splitlines() if x.startswith("[1 done, 0 running, 0 pending")]
+    assert line.split(": ")[-1].startswith("linear ") and "mlp" not in line and "knn" not in line
+
+
 def test_bad_ray_settings_are_one_line(tmp_path):
     for args, words in (
         (["--workers", "0"], "--workers"),

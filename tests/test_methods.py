@@ -78,7 +78,7 @@ def test_tiny_run_on_digits_freezes_the_encoder(name):
     assert m["status"] == "ok" and m["encoder_unchanged"] is True
     assert 0 <= m["linear"]["test_acc"] <= 1 and m["latent_dim"] == (12 if "latent_dim" in fields else 64)
     assert (m["recon"] is not None) == registry.get(name).reconstructs
-    assert store.is_done(store.keys(spec)[0])
+    assert store.is_done(spec.key)
 
 
 @pytest.mark.parametrize("name", [n for n in registry.names() if registry.tunable(n)])
@@ -91,8 +91,8 @@ def test_search_space_samples_and_builds(name):
     for _ in range(3):
         trial = study.ask()
         params = registry.get(name).search_space(trial)
-        spec = tune.trial_spec(cfg, ds, name, params, seed=0, purpose="trial:t")
-        registry.create(name, config.method_config(name, spec["method_config"]), ds.shape)
+        spec = tune.trial_spec(cfg, ds, name, params, seed=0, steer_only=True)
+        registry.create(name, config.method_config(name, spec.method_config), ds.shape)
         assert tune._replay(name, trial.params) == params  # the best trial can be re-run
         study.tell(trial, 0.5)
 
@@ -275,4 +275,4 @@ def test_an_encoder_that_changes_during_evaluation_fails_the_run(monkeypatch):
     spec = runner.spec(cfg, ds, "ae", TINY, seed=0)
     with pytest.raises(BenchError, match="evaluation changed the encoder's weights"):
         runner.run_one(spec, ds, torch.device("cpu"))
-    assert not store.is_done(store.keys(spec)[0])
+    assert not store.is_done(spec.key)

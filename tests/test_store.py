@@ -6,32 +6,33 @@ import json
 import pandas as pd
 import torch
 
-from bench import config, data, labels, report, runner, store
+from bench import config, data, labels, runner, spec, store, tables
 from bench.config import Config
+from bench.spec import RunSpec
 
 
 def _spec(**changes):
     cfg = Config()
     cfg.train.epochs = 1
     ds = data.load(cfg.data)
-    s = runner.spec(cfg, ds, "ae", {"channels": (8, 16), "latent_dim": 8}, seed=0)
+    s = runner.spec(cfg, ds, "ae", {"channels": (8, 16), "latent_dim": 8}, seed=0).json()
     for path, value in changes.items():
         section, key = path.split(".")
         s[section][key] = value
-    return s, ds
+    return RunSpec.of(s), ds
 
 
 def test_keys_are_stable_under_dict_order():
     s, _ = _spec()
-    shuffled = json.loads(json.dumps(s))
+    shuffled = json.loads(json.dumps(s.json()))
     shuffled["method_config"] = dict(reversed(list(shuffled["method_config"].items())))
     shuffled = dict(reversed(list(shuffled.items())))
-    assert store.keys(s) == store.keys(shuffled)
+    assert (s.key, s.train_key) == store.keys(shuffled)
 
 
 def test_keys_change_with_every_semantic_field():
     s, _ = _spec()
-    base = store.keys(s)
+    base = (s.key, s.train_key)
     for path, value in [
         ("method_config.latent_dim", 9),
         ("train.lr", 0.1),
@@ -40,18 +41,18 @@ def test_keys_change_with_every_semantic_field():
         ("eval.mlp_hidden", 7),
     ]:
         changed, _ = _spec(**{path: value})
-        assert store.keys(changed)[0] != base[0], path
-    seed = copy.deepcopy(s)
+        assert changed.key != base[0], path
+    seed = s.json()
     seed["seed"] = 1
     assert store.keys(seed)[0] != base[0]
 
 
 def test_eval_changes_keep_the_train_key_and_names_and_paths_change_nothing():
     s, _ = _spec()
-    run_key, train_key = store.keys(s)
+    run_key, train_key = s.key, s.train_key
     changed, _ = _spec(**{"eval.mlp_hidden": 7})
-    assert store.keys(changed)[1] == train_key
-    renamed = copy.deepcopy(s)
+    assert changed.train_key == train_key
+    renamed = copy.deepcopy(s.json())
     renamed["dataset"] = {"name": "npz:/elsewhere/digits.npz", "slug": "x"}
     renamed["command"] = "python -m bench run ..."
     assert store.keys(renamed) == (run_key, train_key)
@@ -60,7 +61,7 @@ def test_eval_changes_keep_the_train_key_and_names_and_paths_change_nothing():
 def test_finished_run_is_skipped_and_unfinished_is_redone():
     s, ds = _spec()
     first = runner.run_one(s, ds, torch.device("cpu"))
-    key = store.keys(s)[0]
+    key = s.key
     metrics_path = store.run_dir(key) / "metrics.json"
     mtime = metrics_path.stat().st_mtime_ns
     again = runner.run_one(s, ds, torch.device("cpu"))
@@ -99,7 +100,7 @@ def test_atomic_write_leaves_old_file_when_writer_fails(tmp_path):
 
 def test_method_config_round_trips_through_json():
     s, _ = _spec()
-    cfg = config.method_config("ae", json.loads(json.dumps(s["method_config"])))
+    cfg = config.method_config("ae", json.loads(json.dumps(s.method_config)))
     assert cfg.channels == (8, 16)
 
 
@@ -113,16 +114,16 @@ def test_row_names_come_from_what_was_asked_not_from_the_store(tmp_path):
     ds = data.load(config.DataConfig())
     plain = config.load(path)
     asked = config.load(path, ["methods.ae.loss=l1", "train.lr=0.01", "methods.dae.mask_prob=0.25"])
-    name = lambda cfg, m: labels.name(runner.spec(cfg, ds, m, {"latent_dim": 8}, 0))  # noqa: E731
+    name = lambda cfg, m: labels.name(runner.spec(cfg, ds, m, {"latent_dim": 8}, 0).json())  # noqa: E731
     assert name(plain, "ae") == "ae"  # widths from [methods.all]: the page's protocol
     assert name(plain, "dae") == "dae (noise_std=0.1)"  # the learner's own table: asked for
     assert name(asked, "ae") == "ae (loss=l1, train.lr=0.01)"
     assert name(asked, "dae") == "dae (noise_std=0.1, train.lr=0.01)"  # mask_prob=0.25 is its default
     assert name(asked, "unet") == "unet (train.lr=0.01)"
     assert name(config.load(path, ["methods.ae.loss=mse"]), "ae") == "ae"  # a default is no override
-    s = runner.spec(asked, ds, "supervised", {"latent_dim": 8}, 0)
+    s = runner.spec(asked, ds, "supervised", {"latent_dim": 8}, 0).json()
     assert labels.name(s) == "supervised (train.lr=0.01, reference: trained with labels)"
-    s = dict(runner.spec(plain, ds, "ae", {"latent_dim": 8, "loss": "l1"}, 0), purposes=["tuned:x"])
+    s = runner.spec(plain, ds, "ae", {"latent_dim": 8, "loss": "l1"}, 0).record([spec.tuned("x")])
     assert labels.name(s) == "ae (tuned, loss=l1)"
 
 
@@ -137,7 +138,7 @@ def test_latent_table_orders_sizes_numerically():
     summary = pd.DataFrame(
         {"learner": ["pixels", "ae", "ae"], "latent_dim": [3072, 256, 1024], "linear_mean": [0.4, 0.5, 0.6]}
     ).assign(linear_std=float("nan"))
-    header = report.latent_table(summary).splitlines()[0]
+    header = tables.latent_table(summary).splitlines()[0]
     assert header.index("d=256") < header.index("d=1024") < header.index("d=3072")
 
 
@@ -148,10 +149,10 @@ def test_ablation_table_pairs_each_variant_with_its_plain_learner():
     summary["variant"] = summary["learner"] != summary["method"]
     nan = {f"{m}_{s}": float("nan") for m in ("knn", "psnr", "ssim") for s in ("mean", "std")}
     summary = summary.assign(n=1, linear_std=float("nan"), **nan)
-    body = report.ablation_table(summary).splitlines()[2:]
+    body = tables.ablation_table(summary).splitlines()[2:]
     assert [line.split("|")[1].strip() for line in body] == ["ae", "ae (loss=l1+ssim)"]
     assert "| -4.00 " in body[1]
-    assert report.ablation_table(summary[summary.method == "simclr"]) is None
+    assert tables.ablation_table(summary[summary.method == "simclr"]) is None
 
 
 def test_runs_of_two_protocols_are_never_averaged_under_one_name():

@@ -14,7 +14,7 @@ import optuna
 import pytest
 import torch
 
-from bench import compare, config, data, evaluate, registry, store, tune
+from bench import compare, compat, config, data, registry, store, tables, tune
 from bench.__main__ import main
 from bench.config import Config
 
@@ -76,7 +76,7 @@ def test_sqlite_study_lands_in_the_store_and_the_tables(capsys):
             assert store.is_done(t.user_attrs["run_key"])
             m = store.load_json(store.run_dir(t.user_attrs["run_key"]) / "metrics.json")
             # a trial measures only what steers the study: no MLP, kNN or label efficiency
-            assert m["steer_only"] and m["linear"]["val_acc"] == t.value and not evaluate.stale(m)
+            assert m["steer_only"] and m["linear"]["val_acc"] == t.value and not compat.stale(m)
             assert not {"mlp", "knn", "label_efficiency", "rankme"} & set(m) and m["recon"] is None
     best = study.best_trial  # its seed-0 re-run shares the training, evaluated in full
     reruns = [r for r in store.load_runs() if "tuned:ae-digits" in r["config"]["purposes"]]
@@ -351,11 +351,11 @@ def test_trial_budget_as_a_share_of_each_learners_own(capsys):
 
 
 def test_compare_keeps_a_best_trial_only_if_it_beats_the_defaults_on_validation():
-    assert compare.choose([0.90, 0.92], [0.93, 0.95]) == "best trial"
-    assert compare.choose([0.93, 0.95], [0.90, 0.92]) == "defaults"
-    assert compare.choose([0.91], [0.91]) == "defaults"  # a tie keeps what needed no search
-    assert compare.choose([140 / 144, 142 / 144], [float(torch.tensor(141 / 144)), 141 / 144]) == "defaults"
-    assert compare.choose([], [0.5]) == "best trial" and compare.choose([0.5], []) == "defaults"
+    assert tables.choose([0.90, 0.92], [0.93, 0.95]) == "best trial"
+    assert tables.choose([0.93, 0.95], [0.90, 0.92]) == "defaults"
+    assert tables.choose([0.91], [0.91]) == "defaults"  # a tie keeps what needed no search
+    assert tables.choose([140 / 144, 142 / 144], [float(torch.tensor(141 / 144)), 141 / 144]) == "defaults"
+    assert tables.choose([], [0.5]) == "best trial" and tables.choose([0.5], []) == "defaults"
 
 
 @pytest.mark.parametrize("path", [None, *sorted(str(p) for p in (ROOT / "configs").glob("*.toml"))])
@@ -367,9 +367,9 @@ def test_every_learners_defaults_are_a_point_of_its_search_space(path):
         params, why = compare.default_params(cfg, ds, name)
         assert params is not None, f"{name} under {path}: {why}"
         replayed = tune._replay(name, params)  # the defaults, read back through the space
-        spec = tune.trial_spec(cfg, ds, name, replayed, seed=0, purpose="trial:t")
-        assert spec["method_config"] == tune.trial_spec(cfg, ds, name, {}, 0, "grid")["method_config"]
-        assert spec["train"] == tune.trial_spec(cfg, ds, name, {}, 0, "grid")["train"]
+        spec = tune.trial_spec(cfg, ds, name, replayed, seed=0, steer_only=True)
+        assert spec.method_config == tune.trial_spec(cfg, ds, name, {}, 0).method_config
+        assert spec.train == tune.trial_spec(cfg, ds, name, {}, 0).train
 
 
 def test_defaults_outside_the_space_are_named_not_enqueued():

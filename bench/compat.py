@@ -1,0 +1,90 @@
+"""Stored runs, read by today's code: every rule that keeps an old run's key, name and numbers
+valid lives here, and nowhere else.
+
+- **Keys.** A run key hashes the run spec (bench/spec.py). Each section hashes in full the fields
+  it had when keys were defined (`KEYED`); a field added since is hashed only when it is off its
+  default, so adding an option (a training flag, an evaluator's setting) leaves every stored run's
+  key as it was, and a run that asks for the new option gets a new key. `CODE_VERSION` moves
+  every key, for a change that alters what every run computes.
+- **Versions.** Each evaluator has a version, recorded with every run under `evaluators`; runs
+  stored before the record existed are read by what their metrics hold (`measured`).
+- **Stale.** A finished run measured by an evaluator version below that evaluator's
+  `stale_below` (0: never measured) is stale: marked ‡ in the tables, chosen by `verify --stale`.
+"""
+
+from __future__ import annotations
+
+from bench import CODE_VERSION, evaluators
+
+# The fields every key has hashed since the first run was stored (CODE_VERSION 1).
+KEYED = {
+    "train": ("epochs", "batch_size", "lr", "weight_decay", "warmup_epochs", "grad_clip"),
+    "eval": (
+        "probe_weight_decays", "probe_max_iter", "mlp_hidden", "mlp_max_epochs", "mlp_patience",
+        "mlp_lr", "knn_ks",
+    ),
+}  # fmt: skip
+
+
+def later_defaults(section: str) -> dict:
+    """The fields of `section` ("train", "eval") added after keys were defined, at their defaults."""
+    from bench import config
+
+    cls = {"eval": config.EvalConfig, "train": config.TrainConfig}.get(section)
+    if cls is None:
+        return {}
+    return {k: v for k, v in config.to_dict(cls()).items() if k not in KEYED[section]}
+
+
+def _keyed(values: dict | None, section: str) -> dict | None:
+    if values is None:
+        return None
+    later = later_defaults(section)
+    return {k: v for k, v in values.items() if k not in later or v != later[k]}
+
+
+def keys(spec: dict) -> tuple[str, str]:
+    """(run key, train key) of a run spec's JSON form: the train key hashes what changes the
+    trained weights (learner, its config, data, budget, seed), the run key adds evaluation."""
+    from bench.store import digest
+
+    train_part = {k: spec[k] for k in ("method", "method_config", "data", "seed")}
+    train_part["train"] = _keyed(spec["train"], "train")
+    train_key = digest({"code_version": CODE_VERSION, **train_part})
+    return digest({"train_key": train_key, "eval": _keyed(spec["eval"], "eval")}), train_key
+
+
+def settings(section: str, values: dict | None) -> dict:
+    """A stored section with the fields added later filled in at their defaults: what the run
+    ran with, comparable across runs stored before and after a field existed."""
+    return {**later_defaults(section), **(values or {})}
+
+
+def measured(metrics: dict) -> dict[str, int]:
+    """{evaluator: version} that measured a finished run; 0 for an evaluator whose entry the run
+    lacks. The version is the one recorded with the run; runs stored before versions were
+    recorded: linear 2 if its solver is the preconditioned one (else 1), every other evaluator 1."""
+    from bench.evaluators.linear import SOLVER
+
+    recorded = metrics.get("evaluators") if isinstance(metrics.get("evaluators"), dict) else None
+    out = {}
+    for e in evaluators.all():
+        entry = metrics.get(e.name)
+        if entry is None:
+            out[e.name] = 0
+        elif recorded is not None:
+            out[e.name] = int(recorded.get(e.name, 0))
+        elif e.name == "linear":
+            out[e.name] = 2 if isinstance(entry, dict) and entry.get("solver") == SOLVER else 1
+        else:
+            out[e.name] = 1
+    return out
+
+
+def stale(metrics: dict) -> bool:
+    """A finished run measured by an evaluator older than that evaluator accepts (`stale_below`).
+    A study's trial is measured only by what steers its study (`steer_only`): never stale."""
+    if metrics.get("status") != "ok" or metrics.get("steer_only"):
+        return False
+    versions = measured(metrics)
+    return any(versions[e.name] < e.stale_below for e in evaluators.all())

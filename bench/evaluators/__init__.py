@@ -1,0 +1,182 @@
+"""Evaluators, one file each, registered the way methods/ registers learners: every module here
+is imported, and each `@register`s one `Evaluator` under its file name. Adding a probe or a
+measure is adding a file: its config fields join the `[eval]` section, its columns join the
+tables, `bench runs`, `bench verify` and the progress lines, and stored runs that predate it
+show `-` for it (their keys do not change: see bench/compat.py).
+
+An evaluator sees frozen latents (and, where it declares `needs_model`, the frozen model) through
+a `Context`, never the training loop; it returns the entries it adds to the run's metrics.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import pkgutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+
+@dataclass(frozen=True)
+class Column:
+    """One number an evaluator adds to a run, as the tables, `bench runs` and `verify` show it.
+
+    `get(metrics)` reads it from a run's metrics.json (None where the run did not measure it);
+    `header`: its main-table heading (None: CSV only); `scale`/`digits`: how a cell prints;
+    `spread`: the cell shows ± std over seeds; `ablation`: also a column of the ablation table;
+    `compare`: its heading in the tuned-at-equal-budget table; `unit`: compared by `bench verify`
+    in this unit ("points" share `--tolerance`, others have their own); `progress`: printed in
+    the line of a finished run.
+    """
+
+    key: str
+    get: Callable[[dict], Any]
+    header: str | None = None
+    scale: float = 1.0
+    digits: int = 2
+    spread: bool = True
+    ablation: bool = False
+    compare: str | None = None
+    unit: str | None = None
+    progress: bool = False
+    csv: bool = True
+
+
+def accuracy(entry: str, which: str = "test_acc") -> Callable[[dict], float | None]:
+    """A getter of `metrics[entry][which]`, None where the run has no such entry."""
+    return lambda m: (m.get(entry) or {}).get(which) if isinstance(m.get(entry), dict) else None
+
+
+@dataclass
+class Context:
+    """What an evaluator gets: standardised latents `z[split]` (N, D), the raw ones `z_raw`,
+    labels `y[split]`, the resolved `[eval]` config, the run's seed, and for evaluators that
+    declare `needs_model` the frozen model, its data and device. `shared` holds what several
+    evaluators reuse (the probe's preconditioner); `artifacts` what the run stores beside its
+    metrics (the reconstruction grid)."""
+
+    z: dict[str, torch.Tensor]
+    z_raw: dict[str, torch.Tensor]
+    y: dict[str, torch.Tensor]
+    num_classes: int
+    cfg: Any
+    seed: int
+    steer_only: bool = False
+    model: Any = None
+    data: Any = None
+    device: Any = None
+    shared: dict = field(default_factory=dict)
+    artifacts: dict = field(default_factory=dict)
+
+
+class Evaluator:
+    """The contract: `name` (= file name = metrics entry), `Config` (its `[eval]` fields, with
+    ranges, see bench/checks.py), `columns`, and `__call__(ctx) -> dict` of metrics entries.
+
+    `order` places it among the others (tables, computation); `steers`: it also runs on a study's
+    trials (`eval.steer_only`), which are scored by what steers the study; `needs_model`: it runs
+    the frozen model (reconstruction) rather than only reading latents. `version` is recorded
+    with every run; runs measured by a version below `stale_below` (0 = never measured) are
+    marked stale in the tables and chosen by `bench verify --stale`: raise it when a change makes
+    the old numbers wrong, not merely different. `note`: a footnote under the main table.
+    """
+
+    name: str = ""
+    order: int = 100
+    version: int = 1
+    stale_below: int = 0
+    steers: bool = False
+    needs_model: bool = False
+    note: str | None = None
+    columns: tuple[Column, ...] = ()
+
+    @dataclass
+    class Config:
+        pass
+
+    def __call__(self, ctx: Context) -> dict:
+        raise NotImplementedError
+
+    def cells(self, metrics: dict) -> dict:
+        """Its values in a run's table row (`bench runs`, the summaries), read from its metrics."""
+        return {c.key: c.get(metrics) for c in self.columns}
+
+    def extra_csv(self, columns) -> list[str]:
+        """Row columns beyond `columns` that `bench runs` prints (named by the data, e.g. one per
+        label fraction), chosen from the row's `columns`."""
+        return []
+
+
+_EVALUATORS: dict[str, Evaluator] = {}
+
+
+def register(name: str):
+    """Class decorator: adds an evaluator under `name`, its file name in bench/evaluators/; a
+    duplicate name, or a config field another evaluator already declares, is a programming error."""
+
+    def wrap(cls):
+        if name in _EVALUATORS:
+            raise ValueError(
+                f"evaluator {name!r} is already registered by {type(_EVALUATORS[name]).__module__}"
+            )
+        module = cls.__module__.rsplit(".", 1)[-1]
+        if cls.__module__.startswith(__name__ + ".") and module != name:
+            raise ValueError(f"evaluator {name!r} is registered in {module}.py: name the file {name}.py")
+        mine = {f.name for f in dataclasses.fields(cls.Config)}
+        for other in _EVALUATORS.values():
+            if clash := mine & {f.name for f in dataclasses.fields(other.Config)}:
+                raise ValueError(f"evaluator {name!r}: eval.{min(clash)} is already {other.name!r}'s")
+        cls.name = name
+        _EVALUATORS[name] = cls()
+        return cls
+
+    return wrap
+
+
+def all() -> list[Evaluator]:  # noqa: A001  (the registry's whole content, in order)
+    _load()
+    return sorted(_EVALUATORS.values(), key=lambda e: (e.order, e.name))
+
+
+def get(name: str) -> Evaluator:
+    _load()
+    return _EVALUATORS[name]
+
+
+def columns(where: str | None = None) -> list[Column]:
+    """Every evaluator's columns in order; `where`: only those with that attribute set
+    ("header", "ablation", "compare", "unit", "progress", "csv")."""
+    cols = [c for e in all() for c in e.columns]
+    return [c for c in cols if where is None or getattr(c, where)]
+
+
+def config_fields() -> list[tuple[str, type, dataclasses.Field]]:
+    """(name, type, field) of every evaluator's config fields, for the `[eval]` section."""
+    import typing
+
+    out = []
+    for e in all():
+        hints = typing.get_type_hints(e.Config)
+        out += [(f.name, hints[f.name], _copy(f)) for f in dataclasses.fields(e.Config)]
+    return out
+
+
+def _copy(f: dataclasses.Field) -> dataclasses.Field:
+    return dataclasses.field(default=f.default, default_factory=f.default_factory, metadata=f.metadata)
+
+
+def progress(metrics: dict) -> str:
+    """`linear 97.50%  mlp 97.90%  knn 96.10%`: a finished run's measures that its line shows
+    (a study's trial has the linear probe alone)."""
+    cells = [(c, c.get(metrics)) for c in columns("progress")]
+    return "  ".join(f"{c.key} {v:.2%}" for c, v in cells if v is not None)
+
+
+def _load() -> None:
+    if not _EVALUATORS:
+        for module in pkgutil.iter_modules(__path__):
+            if not module.name.startswith("_"):
+                importlib.import_module(f"{__name__}.{module.name}")

@@ -1,0 +1,99 @@
+"""A run, typed: what it is (`RunSpec`, frozen, its keys computed once) and why it ran (`Purpose`).
+
+The grid (bench/runner.py `specs`), a study's trial (bench/tune.py) and `verify`/`export` build a
+spec once; nothing downstream changes it. Its JSON form is the run's config.json, which is what
+the keys hash (rules in bench/compat.py) and what the report reads back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from bench import BenchError, compat
+
+KINDS = ("grid", "trial", "default", "tuned", "verify", "export")
+
+
+@dataclass(frozen=True)
+class Purpose:
+    """Why a run ran: `grid`, a `trial` of study S, the `default` row or `tuned` re-run of study
+    S, a `verify` or `export` re-make. Stored in config.json as "kind" or "kind:S"."""
+
+    kind: str = "grid"
+    study: str = ""
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise BenchError(f"purpose {self.kind!r}: one of {', '.join(KINDS)}")
+        if (self.kind in ("trial", "default", "tuned")) != bool(self.study):
+            raise BenchError(f"purpose {self.kind!r}: a study's purposes, and only they, name the study")
+
+    @classmethod
+    def parse(cls, text: str) -> Purpose:
+        kind, _, study = str(text).partition(":")
+        return cls(kind, study)
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.study}" if self.study else self.kind
+
+
+def trial(study: str) -> Purpose:
+    return Purpose("trial", study)
+
+
+def default(study: str) -> Purpose:
+    return Purpose("default", study)
+
+
+def tuned(study: str) -> Purpose:
+    return Purpose("tuned", study)
+
+
+GRID = Purpose("grid")
+VERIFY = Purpose("verify")
+EXPORT = Purpose("export")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything that determines a run's result. The keys hash all of it but `dataset` (named,
+    described), `overrides` (what its row is named by) and `command` (what made it): see
+    compat.keys. `extra`: fields a stored config.json holds beyond these, kept as they were."""
+
+    dataset: dict
+    data: dict
+    method_config: dict
+    train: dict | None
+    eval: dict
+    method: str
+    seed: int
+    overrides: dict
+    command: str | None = None
+    key: str = field(init=False, compare=False)
+    train_key: str = field(init=False, compare=False)
+
+    def __post_init__(self):
+        key, train_key = compat.keys(self.json())
+        object.__setattr__(self, "key", key)
+        object.__setattr__(self, "train_key", train_key)
+
+    def json(self) -> dict:
+        """The spec as config.json holds it (without `purposes`)."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init}
+        if out["command"] is None:
+            del out["command"]
+        return out
+
+    def record(self, purposes: list[Purpose]) -> dict:
+        """config.json: the spec and why it ran."""
+        return {**self.json(), "purposes": [str(p) for p in purposes]}
+
+    @classmethod
+    def of(cls, stored: dict) -> RunSpec:
+        """The spec of a stored run's config.json."""
+        names = [f.name for f in dataclasses.fields(cls) if f.init]
+        return cls(**{k: stored.get(k) for k in names})
+
+    def with_command(self, command: str) -> RunSpec:
+        return dataclasses.replace(self, command=command)

@@ -1,0 +1,303 @@
+"""Tables from stored runs: one row per run (`frame`), mean ± std over seeds (`summarize`), and
+every table a page shows. The measures come from the evaluator registry (bench/evaluators/):
+a new evaluator's columns appear here with no edit. Nothing here writes a file or reads the
+store: bench/report.py lays the tables out on pages, bench/plots.py draws.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+
+from bench import BenchError, compat, evaluators, labels, registry
+
+KIND_ORDER = {"baseline": 0, "learner": 1, "reference": 2}
+HEADLINE = "linear"  # the column a page ranks by and a study optimises (validation: linear_val)
+
+
+def metrics() -> list[str]:
+    """The per-run numbers a summary averages over seeds: every main-table column, then time."""
+    return [c.key for c in evaluators.columns("header")] + ["train_time"]
+
+
+def frame(runs: list[dict]) -> pd.DataFrame:
+    """One row per run, named by its learner and recorded overrides (see labels.name)."""
+    rows = []
+    for r, label in zip(runs, labels.labels(runs)):
+        m, c = r["metrics"], r["config"]
+        ok = m.get("status") == "ok"
+        env = m.get("env") or {}
+        cells = {}
+        for e in evaluators.all():
+            cells.update(e.cells(m) if ok else {col.key: None for col in e.columns})
+        rows.append(
+            {
+                "key": r["key"],
+                "dataset": c["dataset"]["slug"],
+                "learner": label,
+                "method": c["method"],
+                "variant": labels.is_variant(c),
+                "kind": kind(c["method"]),
+                "seed": c["seed"],
+                "latent_dim": m.get("latent_dim") or c["method_config"].get("latent_dim"),
+                "params": m.get("params"),
+                "status": m.get("status", "?"),
+                **cells,
+                "train_time": (m.get("train") or {}).get("time_s") if ok else None,
+                "wall_time": m.get("wall_time_s"),
+                "git_sha": env.get("git_sha"),
+                "uncommitted": not env.get("git_sha") or env["git_sha"].endswith("-dirty"),
+                "stale": compat.stale(m),
+                "device": env.get("device"),
+                "threads": env.get("threads"),
+                "torch": env.get("torch"),
+                "overrides": json.dumps(c.get("overrides", {}), sort_keys=True),
+                "purposes": ",".join(c.get("purposes", [])),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def summarize(df: pd.DataFrame) -> pd.DataFrame:
+    """Mean, std and n over seeds for each (learner, latent_dim)."""
+    if df.empty:
+        return pd.DataFrame()
+    g = df.groupby(["learner", "latent_dim"], sort=False)
+    out = g.agg(
+        method=("method", "first"),
+        variant=("variant", "first"),
+        kind=("kind", "first"),
+        params=("params", "first"),
+        n=("seed", "nunique"),
+        uncommitted=("uncommitted", "any"),
+        stale=("stale", "any"),
+    )
+    for col in metrics():
+        values = pd.to_numeric(df[col], errors="coerce") if col in df else pd.Series(np.nan, df.index)
+        grouped = values.groupby([df["learner"], df["latent_dim"]], sort=False)
+        out[f"{col}_mean"] = grouped.mean()
+        out[f"{col}_std"] = grouped.std()
+    for col in [c for c in df.columns if "/draws" in c]:  # label efficiency: seeds x draws pooled
+        pooled = g[col].agg(lambda cells: [v for cell in cells if isinstance(cell, list) for v in cell])
+        out[f"{col[: -len('/draws')]}_mean"] = pooled.map(lambda v: np.mean(v) if v else np.nan)
+        out[f"{col[: -len('/draws')]}_std"] = pooled.map(
+            lambda v: np.std(v, ddof=1) if len(v) > 1 else np.nan
+        )
+    out = out.reset_index()
+    out["below_pca"] = _below_pca(out)
+    out["order"] = out["kind"].map(KIND_ORDER)
+    return out.sort_values(["order", "learner", "latent_dim"]).drop(columns="order")
+
+
+def _below_pca(summary: pd.DataFrame) -> pd.Series:
+    """A reconstructing learner whose test PSNR is below PCA's at the same latent size: PCA is the
+    best linear code of that size, so such a learner is undertrained for reconstruction."""
+    pca = summary[(summary["method"] == "pca") & ~summary["variant"]].set_index("latent_dim")["psnr_mean"]
+    floor = summary["latent_dim"].map(pca)
+    return (summary["method"] != "pca") & summary["psnr_mean"].notna() & (summary["psnr_mean"] < floor)
+
+
+def kind(method: str) -> str:
+    """baseline (untrained floor), learner, or reference (trained with labels: a ceiling)."""
+    try:
+        cls = registry.get(method)
+    except BenchError:  # a learner no longer registered: an old run, shown as a learner
+        return "learner"
+    return "baseline" if not cls.trainable else "reference" if cls.needs_labels else "learner"
+
+
+def pm(mean, std, scale=1.0, digits=2) -> str:
+    """`97.50 ± 0.12`: a mean (and its spread, when there is one) scaled and rounded; `-` for none."""
+    if pd.isna(mean):
+        return "-"
+    text = f"{mean * scale:.{digits}f}"
+    return text if pd.isna(std) else f"{text} ± {std * scale:.{digits}f}"
+
+
+def _cell(s, col: evaluators.Column) -> str:
+    mean = getattr(s, f"{col.key}_mean")
+    text = pm(mean, getattr(s, f"{col.key}_std") if col.spread else None, col.scale, col.digits)
+    return text + (" (< PCA)" if col.key == "psnr" and s.below_pca else "")
+
+
+def main_table(summary: pd.DataFrame) -> str:
+    rows = [
+        {
+            "learner": s.learner + (" †" if s.uncommitted else "") + (" ‡" if s.stale else ""),
+            "latent dim": int(s.latent_dim),
+            "params": f"{int(s.params):,}",
+            **{col.header: _cell(s, col) for col in evaluators.columns("header")},
+            "train s": pm(s.train_time_mean, None, 1, 0) if s.train_time_mean else "-",
+            "n": s.n,
+        }
+        for s in summary.itertuples()
+    ]
+    return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)
+
+
+def latent_table(summary: pd.DataFrame) -> str:
+    """Headline accuracy (%) per learner (rows) and latent size (columns)."""
+    mean, std = summary[f"{HEADLINE}_mean"], summary[f"{HEADLINE}_std"]
+    cells = summary.assign(cell=[pm(m, s, 100) for m, s in zip(mean, std)])
+    table = cells.pivot_table(
+        index="learner", columns="latent_dim", values="cell", aggfunc="first", sort=False
+    ).fillna("")
+    table = table[sorted(table.columns)]
+    table.columns = [f"d={int(c)}" for c in table.columns]
+    return table.reset_index().to_markdown(index=False, disable_numparse=True)
+
+
+def label_table(summary: pd.DataFrame, df: pd.DataFrame) -> str | None:
+    """Test accuracy (%) of the refitted probes with 1%, 10%, ... and 100% of the training labels."""
+    from bench.evaluators.label_efficiency import fractions
+
+    probes = getattr(evaluators.get("label_efficiency"), "probes", ())
+    fracs = fractions(summary)
+    rows = summary[summary[[f"linear@{f}_mean" for f in fracs]].notna().any(axis=1)] if fracs else []
+    if not len(rows):
+        return None
+    counts = {f: int(df[f"labels@{f}"].dropna().iloc[0]) for f in fracs}
+    out = []
+    for _, s in rows.iterrows():
+        row = {"learner": s["learner"], "latent dim": int(s["latent_dim"])}
+        for probe, name in probes:
+            for f in fracs:
+                cell = pm(s[f"{probe}@{f}_mean"], s[f"{probe}@{f}_std"], 100)
+                row[f"{name} {float(f):.0%} ({counts[f]:,})"] = cell
+            row[f"{name} 100%"] = pm(s[f"{probe}_mean"], s[f"{probe}_std"], 100)
+        out.append(row)
+    return pd.DataFrame(out).to_markdown(index=False, disable_numparse=True)
+
+
+def ablation_table(summary: pd.DataFrame) -> str | None:
+    """Each variant (a learner label that names a setting) beside its plain learner at the same size.
+
+    A variant with no plain run at its size (say SimCLR trained on its own epoch budget) compares
+    with nothing and is left to the main table.
+    """
+    plain_rows = summary[~summary["variant"]].itertuples()
+    base = {(p.method, p.latent_dim): p for p in plain_rows}
+    variants = summary[summary["variant"]]
+    cols = evaluators.columns("ablation")
+    rows = []
+    for v in variants.sort_values(["method", "latent_dim", "learner"]).itertuples():
+        plain = base.get((v.method, v.latent_dim))
+        if plain is None:
+            continue
+        delta = (getattr(v, f"{HEADLINE}_mean") - getattr(plain, f"{HEADLINE}_mean")) * 100
+        for s, shown in ((plain, "-"), (v, f"{delta:+.2f}")):
+            row = {"learner": s.learner, "latent dim": int(v.latent_dim)}
+            for col in cols:
+                row[col.header] = pm(getattr(s, f"{col.key}_mean"), getattr(s, f"{col.key}_std"), col.scale,
+                                     col.digits)  # fmt: skip
+                if col.key == HEADLINE:
+                    row[f"Δ {HEADLINE}"] = shown
+            row["n"] = s.n
+            if row not in rows:
+                rows.append(row)
+    return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True) if rows else None
+
+
+# --- tuned at equal budget (`bench compare`) ---------------------------------------------------
+
+STUDY_PREFIX = "compare-"
+
+
+def choose(default: list[float], tuned: list[float]) -> str:
+    """Which configuration a learner is reported with: its best trial only if that beats its
+    defaults on mean validation accuracy at the full budget ("defaults" when there are none)."""
+    if not tuned:
+        return "defaults"
+    # accuracies are stored as float32: equal counts of correct images can differ past the 7th digit
+    return "best trial" if not default or _mean(tuned) > _mean(default) + 1e-6 else "defaults"
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else float("nan")
+
+
+def _studies(every: list[dict], slug: str) -> dict[str, dict]:
+    """The `bench compare` studies of dataset `slug`: trials, epochs and compute of each."""
+    found: dict[str, dict] = {}
+    for r in every:
+        purposes = [labels.purpose(p) for p in r["config"].get("purposes", [])]
+        name = next((p.study for p in purposes if p.kind in ("tuned", "trial")
+                     and p.study.startswith(STUDY_PREFIX)), None)  # fmt: skip
+        if name and r["config"]["dataset"]["slug"] == slug:
+            s = found.setdefault(name, {"trials": 0, "seconds": 0.0, "method": r["config"]["method"],
+                                        "epochs": set()})  # fmt: skip
+            s["seconds"] += r["metrics"].get("wall_time_s") or 0
+            if any(p.kind == "trial" for p in purposes):
+                s["trials"] += 1
+                s["epochs"].add((r["config"].get("train") or {}).get("epochs"))
+    return found
+
+
+def _with_purpose(df: pd.DataFrame, purpose: str) -> pd.DataFrame:
+    return df[df["purposes"].map(lambda p: purpose in p.split(","))]
+
+
+def tuned_table(every: list[dict], runs: list[dict], summary, df) -> tuple[str, list[str]] | None:
+    """(markdown table, rank changes) of the dataset's equal-budget comparison, or None. `every`:
+    the whole store (trials included); `runs`, `summary`, `df`: the page's."""
+    studies = _studies(every, runs[0]["config"]["dataset"]["slug"] if runs else None)
+    rows, ranks = [], {"default": {}, "tuned": {}}
+    head = HEADLINE
+    for study, s in sorted(studies.items()):
+        tuned = _with_purpose(df, f"tuned:{study}")
+        if tuned.empty:
+            continue
+        dim = tuned["latent_dim"].iloc[0]
+        at_dim = summary[summary["latent_dim"] == dim]
+        best = at_dim[at_dim["learner"] == tuned["learner"].iloc[0]].iloc[0]
+        defaults = _with_purpose(df, f"default:{study}")
+        plain = at_dim[at_dim["learner"].isin(set(defaults["learner"]))]
+        d = plain.iloc[0] if len(plain) else None  # studies from before the defaults were marked: none
+        default_val, tuned_val = list(defaults[f"{head}_val"].dropna()), list(tuned[f"{head}_val"].dropna())
+        kept = choose(default_val, tuned_val)
+        t = d if kept == "defaults" else best
+        tuned_runs = [r for r in runs if r["key"] in set(tuned["key"])]
+        settings = tuned_runs[0]["config"].get("overrides", {})
+        reference = registry.is_reference(s["method"])
+        row = {
+            "learner": s["method"] + (" (reference)" if reference else ""),
+            "latent dim": int(dim),
+            f"{head} % default": "-" if d is None else pm(d[f"{head}_mean"], d[f"{head}_std"], 100),
+            f"{head} % tuned": pm(t[f"{head}_mean"], t[f"{head}_std"], 100),
+            "Δ": "-" if d is None else f"{(t[f'{head}_mean'] - d[f'{head}_mean']) * 100:+.2f}",
+            "validation % default / best trial": "-"
+            if d is None
+            else f"{_mean(default_val) * 100:.2f} / {_mean(tuned_val) * 100:.2f}",
+            "kept": kept,
+        }
+        for col in evaluators.columns("compare"):
+            before = "-" if d is None else pm(d[f"{col.key}_mean"], None, col.scale)
+            row[col.compare] = f"{before} / {pm(t[f'{col.key}_mean'], None, col.scale)}"
+        epochs = sorted({(r["config"].get("train") or {}).get("epochs") for r in tuned_runs})
+        row |= {
+            "best trial's settings": ", ".join(f"{k}={labels.short(v)}" for k, v in settings.items())
+            or "(defaults)",
+            "trials finished (epochs)": f"{s['trials']} ({labels.short(sorted(s['epochs']))})",
+            "re-run epochs": labels.short(epochs),
+            "compute h": f"{s['seconds'] / 3600:.2f}",
+        }
+        rows.append(row)
+        if not reference and d is not None:
+            ranks["default"][s["method"]] = d[f"{head}_mean"]
+            ranks["tuned"][s["method"]] = t[f"{head}_mean"]
+    if not rows:
+        return None
+    return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True), rank_changes(ranks)
+
+
+def rank_changes(ranks: dict) -> list[str]:
+    """Learners whose place by headline accuracy differs between the default and tuned tables."""
+    order = {k: sorted(v, key=lambda m: -v[m]) for k, v in ranks.items()}
+    lines = []
+    for m in order["tuned"]:
+        a, b = order["default"].index(m) + 1, order["tuned"].index(m) + 1
+        if a != b:
+            lines.append(f"{m}: {a} -> {b}")
+    return lines
