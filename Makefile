@@ -5,7 +5,7 @@ PY := .venv/bin/python
 export MALLOC_MMAP_MAX_ := 0
 export MALLOC_TRIM_THRESHOLD_ := 100000000000
 
-.PHONY: bench bench-digits bench-compare bench-compare-mnist bench-compare-cifar10 bench-speed bench-fresh bench-gpu-smoke bench-parallel bench-mnist bench-cifar10 bench-cifar10-gpu test lint report clean-cache
+.PHONY: bench bench-digits bench-compare bench-compare-mnist bench-compare-cifar10 bench-speed bench-fresh bench-gpu-smoke bench-parallel bench-mnist bench-cifar10 bench-cifar10-gpu test test-fast lint report clean-cache
 
 .venv/installed: requirements.txt
 	test -x $(PY) || python3 -m venv .venv
@@ -71,23 +71,31 @@ bench-compare-cifar10: .venv/installed  ## CIFAR-10 (JPEG q75 copy) -> results/c
 	    --latent-dim 256 --trials 12 --trial-epochs 25% --max-hours 30
 
 bench-speed: .venv/installed  ## the fast paths against scikit-learn and lightly's DataLoader pipeline -> results/speed.md
-	$(PY) -m bench.speed
+	$(PY) -m bench.tools.speed
 
 bench-fresh: .venv/installed  ## time `make bench` from an empty store -> results/speed.md
-	$(PY) -m bench.benchmarks fresh
+	$(PY) -m bench.tools.benchmarks fresh
 
 bench-gpu-smoke: .venv/installed  ## on a CUDA machine: ResNet-18 SimCLR and an AE, a few epochs -> results/speed.md
-	$(PY) -m bench.gpu_smoke
+	$(PY) -m bench.tools.gpu_smoke
 
 bench-parallel: .venv/installed  ## the digits grid in-process vs on Ray (--workers 2) -> results/parallel.md
-	$(PY) -m bench.benchmarks parallel
+	$(PY) -m bench.tools.benchmarks parallel
 
 test: .venv/installed
 	$(PY) -m pytest
 
-lint: .venv/installed
+# The edit-test loop: the unit and contract tests (config, keys, evaluators, every learner's
+# contract, bad input, the import contracts), ~1 min on 2 cores; `make test` is the whole suite.
+FAST_TESTS := tests/test_architecture.py tests/test_config.py tests/test_store.py tests/test_evaluate.py \
+    tests/test_fast_paths.py tests/test_losses.py tests/test_methods.py tests/test_bad_input.py
+test-fast: .venv/installed
+	$(PY) -m pytest $(FAST_TESTS)
+
+lint: .venv/installed  ## ruff, and the import contracts of pyproject.toml (no cycles, layers kept)
 	$(PY) -m ruff check bench methods tests
 	$(PY) -m ruff format --check bench methods tests
+	.venv/bin/lint-imports
 
 report: .venv/installed  ## rebuild results/*.md and plots from the run store
 	$(PY) -m bench report

@@ -18,12 +18,15 @@ better defaults.
 
 from __future__ import annotations
 
-import copy
+from dataclasses import dataclass
 
-from bench import BenchError, compat, labels, registry, runner, store, studies, tables, tune
+from optuna.trial import TrialState
+
+from bench import BenchError, compat, config, registry, runner, space, store, studies, studydb, tables, tune
 from bench import spec as spec_
+from bench.session import Setup
 from bench.spec import RunSpec
-from bench.tables import _mean
+from bench.tables import mean
 
 PREFIX = tables.STUDY_PREFIX
 
@@ -47,76 +50,9 @@ def trial_config(cfg, method: str, trial_epochs: int | float | None):
     """The trial budget: the learner's own budget, with `trial_epochs` epochs if given (an int),
     or that share of its own epochs (a float: 0.25 gives 10 of SimCLR's 40 and 2 of an AE's 10
     on CIFAR-10: 2.5 rounds to even)."""
-    cfg = copy.deepcopy(cfg)
     if isinstance(trial_epochs, float):
         trial_epochs = max(1, round(cfg.train_for(method).epochs * trial_epochs))
-    if trial_epochs:
-        cfg.train_overrides[method] = {**cfg.train_overrides.get(method, {}), "epochs": trial_epochs}
-    return cfg
-
-
-class _Marker:
-    """What a suggestion returns while `default_params` reads a search space."""
-
-    def __init__(self, name: str, low=None, high=None, choices=None):
-        self.name, self.low, self.high, self.choices = name, low, high, choices
-
-    def holds(self, value) -> bool:
-        if self.choices is not None:
-            return any(value == c and type(value) is type(c) for c in self.choices)
-        number = isinstance(value, (int, float)) and not isinstance(value, bool)
-        return number and self.low <= value <= self.high
-
-
-class _Reader:
-    """A stand-in Optuna trial whose every suggestion is a marker, so the overrides a search
-    space builds show which setting each of its parameters drives."""
-
-    def __init__(self):
-        self.params: dict[str, _Marker] = {}
-
-    def suggest_float(self, name, low, high, *, step=None, log=False):
-        return self.params.setdefault(name, _Marker(name, low=low, high=high))
-
-    def suggest_int(self, name, low, high, *, step=1, log=False):
-        return self.params.setdefault(name, _Marker(name, low=low, high=high))
-
-    def suggest_categorical(self, name, choices):
-        return self.params.setdefault(name, _Marker(name, choices=tuple(choices)))
-
-
-def default_params(cfg, data, method: str) -> tuple[dict | None, str]:
-    """The learner's configuration under `cfg` (its default row's) as a point of its search space:
-    (Optuna params, "") to enqueue as a trial, or (None, why it is not a point of the space)."""
-    reader = _Reader()
-    try:
-        overrides = registry.get(method).search_space(reader)
-    except TypeError:  # the space computes with a suggested value: no way to read it back
-        return None, "its search space computes with the suggested values"
-    base = runner.spec(cfg, data, method, {}, 0)
-    found: dict = {}
-    for key, value in overrides.items():
-        section, _, field = key.rpartition(".")
-        current = (getattr(base, section or "method_config") or {}).get(field)
-        pairs = [(value, current)]
-        if isinstance(value, (tuple, list)):
-            if not isinstance(current, (tuple, list)) or len(current) != len(value):
-                return None, f"{key}={current!r} is not a point of the space"
-            pairs = list(zip(value, current))
-        for suggested, default in pairs:
-            if not isinstance(suggested, _Marker):
-                if suggested != default:  # a part the space fixes, e.g. the crop's largest area
-                    return None, f"{key}={labels.short(current)} is not a point of the space"
-                continue
-            if found.get(suggested.name, default) != default:
-                return None, f"{suggested.name} drives settings whose defaults differ"
-            found[suggested.name] = default
-    for name, marker in reader.params.items():
-        if name not in found:
-            return None, f"cannot read the default of {name}"
-        if not marker.holds(found[name]):
-            return None, f"the default {name}={found[name]!r} lies outside its search range"
-    return found, ""
+    return config.with_values(cfg, {f"train.{method}.epochs": trial_epochs} if trial_epochs else {})
 
 
 def _evaluation_seconds(m: dict) -> float:
@@ -180,8 +116,8 @@ def plan(
 def _left(cfg, data, method: str, trials: int, storage: str | None) -> tuple[int, int]:
     """Trials and best-configuration re-runs that the learner's study still needs."""
     name, seeds = study_name(data.slug, method), cfg.grid.seeds
-    study = tune.existing_study(name, storage)
-    done = 0 if study is None else len(study.get_trials(deepcopy=False, states=tune.FINISHED))
+    study = studydb.existing_study(name, storage)
+    done = 0 if study is None else len(study.get_trials(deepcopy=False, states=studydb.FINISHED))
     if done < trials:
         return trials - done, len(seeds)
     params = tune._replay(method, study.best_trial.params)
@@ -193,16 +129,16 @@ def run(cfg, ds, methods, trials, storage, device, trial_epochs, sampler_seed=0,
     """Every learner's study (resumed if it exists), then its best configuration re-run."""
     for method in methods:
         name = study_name(ds.slug, method)
-        study, url = tune.open_study(name, storage, False, sampler_seed, prune)
+        study, url = studydb.open_study(name, storage, False, sampler_seed, prune)
         print(f"study {name}: {trials} trials of {method}")
         if not study.trials:  # a new study: the defaults are its first trial
-            params, why = default_params(cfg, ds, method)
+            params, why = space.default_params(cfg, ds, method)
             if params is None:
                 print(f"  the defaults cannot be a trial: {why}")
             else:  # several workers may get here at once: enqueued once
                 study.enqueue_trial(params, user_attrs={"default": True}, skip_if_exists=True)
         tune.optimize(study, url, trial_config(cfg, method, trial_epochs), ds, method, trials, device, prune)
-        if study.get_trials(deepcopy=False, states=(tune.TrialState.RUNNING,)):
+        if study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             print(f"  {name}: trials still running on other workers; its re-runs are left to them")
             continue
         best = study.best_trial
@@ -212,7 +148,7 @@ def run(cfg, ds, methods, trials, storage, device, trial_epochs, sampler_seed=0,
         default = _val(runner.run_one(s, ds, device, purpose) for s in default_specs(cfg, ds, method))
         kept = tables.choose(default, tuned)
         print(
-            f"  full budget, validation linear: defaults {_mean(default):.2%}, best trial {_mean(tuned):.2%}:"
+            f"  full budget, validation linear: defaults {mean(default):.2%}, best trial {mean(tuned):.2%}:"
             f" {kept} kept"
         )
         print(f"  wrote {studies.write(study)}")
@@ -240,3 +176,48 @@ def default_specs(cfg, ds, method: str) -> list[RunSpec]:
 
 def _val(metrics) -> list[float]:
     return [m["linear"]["val_acc"] for m in metrics if m.get("status") == "ok"]
+
+
+@dataclass(frozen=True)
+class CompareOptions:
+    """`bench compare`'s own flags, checked when made."""
+
+    trials: int
+    methods: tuple[str, ...] | None = None  # None: every trainable learner
+    trial_epochs: int | float | None = None  # epochs per trial, or a share of each one's own budget
+    max_hours: float | None = None  # refuse to start a plan larger than this
+    storage: str | None = None
+    prune: bool = True
+    sampler_seed: int = 0
+
+    def __post_init__(self):
+        if self.trials < 1:
+            raise BenchError("--trials must be positive")
+
+
+def main(setup: Setup, opts: CompareOptions) -> None:
+    """`bench compare`: print the plan (refused past --max-hours), tune every learner with the
+    same budget, re-run the best configurations and write the dataset's tables."""
+    from bench import report
+
+    cfg = setup.resolve()
+    methods = learners(list(opts.methods) if opts.methods else None)
+    device = setup.pick_device()
+    ds = setup.load(cfg)
+    if stale := stale_defaults(cfg, ds, methods):
+        raise BenchError(
+            f"the default runs of {', '.join(stale)} on {ds.slug} were measured by an older evaluator, so "
+            f"trials cannot be weighed against them: retrain them first (python -m bench verify --stale "
+            f"--dataset {ds.slug} --adopt)"
+        )
+    lines, hours = plan(cfg, ds, methods, opts.trials, opts.trial_epochs, opts.storage)
+    print(f"plan on {ds.provenance}, {len(methods)} learners:")
+    print("\n".join(lines))
+    print(f"  total ~{hours:.2f} h (learners with no run in the store to estimate from not counted)")
+    if opts.max_hours is not None and hours > opts.max_hours:
+        raise BenchError(
+            f"the plan needs ~{hours:.2f} h, more than --max-hours {opts.max_hours:g}: "
+            "lower --trials or --trial-epochs, or compare fewer --methods"
+        )
+    run(cfg, ds, methods, opts.trials, opts.storage, device, opts.trial_epochs, opts.sampler_seed, opts.prune)
+    print(f"wrote {report.write(ds.slug, store.load_runs())}")

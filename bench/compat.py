@@ -15,6 +15,7 @@ valid lives here, and nowhere else.
 from __future__ import annotations
 
 from bench import CODE_VERSION, evaluators
+from bench.hashing import digest
 
 # The fields every key has hashed since the first run was stored (CODE_VERSION 1).
 KEYED = {
@@ -46,8 +47,6 @@ def _keyed(values: dict | None, section: str) -> dict | None:
 def keys(spec: dict) -> tuple[str, str]:
     """(run key, train key) of a run spec's JSON form: the train key hashes what changes the
     trained weights (learner, its config, data, budget, seed), the run key adds evaluation."""
-    from bench.store import digest
-
     train_part = {k: spec[k] for k in ("method", "method_config", "data", "seed")}
     train_part["train"] = _keyed(spec["train"], "train")
     train_key = digest({"code_version": CODE_VERSION, **train_part})

@@ -114,6 +114,28 @@ def load(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
     return cfg
 
 
+def with_values(cfg: Config, values: dict) -> Config:
+    """A copy of `cfg` with typed overrides in the `--set` grammar: `train.epochs` (a shared
+    section), `train.<learner>.lr` (a learner's or family's budget), `methods.<learner>.loss`;
+    each checked as `--set` checks it. How a study's point and a trial budget reach a config."""
+    out = copy.deepcopy(cfg)
+    out.protocol = cfg.protocol or cfg  # what the run's recorded overrides are measured against
+    for key, value in values.items():
+        section, *table, name = key.split(".")
+        if section in ("methods", "train") and len(table) == 1:
+            target = out.methods if section == "methods" else out.train_overrides
+            target[table[0]] = {**target.get(table[0], {}), name: value}
+            if section == "methods":
+                _method_overrides({table[0]: target[table[0]]})
+            else:
+                _train_overrides({table[0]: dict(target[table[0]])})
+        elif not table and section in _fields(Config) and section != "methods":
+            setattr(out, section, replace(getattr(out, section), {name: value}, section))
+        else:
+            raise BenchError(f"{key}: expected section.key, train.<learner>.key or methods.<learner>.key")
+    return out
+
+
 def _read(path) -> dict:
     raw: dict = {}
     if path is not None:

@@ -1,4 +1,5 @@
-"""Datasets, decoded once into uint8 tensors (N, C, H, W) held in memory.
+"""Datasets, decoded once into uint8 tensors (N, C, H, W) held in memory (the readers of each
+format are in bench/sources.py).
 
 Batches are later sliced from these tensors; no per-image work happens during training.
 Every dataset carries a provenance string that reaches every table made from it.
@@ -7,7 +8,6 @@ Every dataset carries a provenance string that reaches every table made from it.
 from __future__ import annotations
 
 import hashlib
-import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,22 +15,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench import BenchError
+from bench import BenchError, sources
 from bench.config import DataConfig
 from bench.method import InputShape
-
-# name -> (one-line description for `bench list`)
-DATASETS = {
-    "digits": "scikit-learn's bundled 8x8 digits (embedded, offline; the default)",
-    "mnist": "MNIST 28x28 through torchvision (DATA_DIR/MNIST/raw/)",
-    "fashion-mnist": "Fashion-MNIST 28x28 through torchvision (DATA_DIR/FashionMNIST/raw/)",
-    "cifar10": "CIFAR-10 32x32 through torchvision (DATA_DIR/cifar-10-batches-py/)",
-    "cifar100": "CIFAR-100 32x32, 100 fine classes (DATA_DIR/cifar-100-python/)",
-    "cifar100-coarse": "the same images, labelled with the 20 CIFAR-100 superclasses",
-    "cifar10-jpeg": "CIFAR-10 (JPEG q75 copy) from DATA_DIR/cifar10_jpeg.npz",
-    "npz:PATH": "arrays x_train, y_train, x_test, y_test (+ optional classes, provenance)",
-    "folder:PATH": "torchvision ImageFolder layout with train/ and test/ subfolders",
-}
 
 
 @dataclass
@@ -54,21 +41,7 @@ def load(cfg: DataConfig, data_dir: str | None = None, offline: bool = False) ->
     """Load dataset `cfg.name`, carve the seeded validation slice and compute train statistics."""
     name = cfg.name
     root = Path(data_dir) if data_dir else _default_root()
-    if name == "digits":
-        raw = _digits()
-    elif name in ("mnist", "fashion-mnist"):
-        raw = _torchvision(name, root, offline)
-    elif name in CIFAR:
-        raw = _cifar(name, root, offline)
-    elif name == "cifar10-jpeg":
-        raw = _cifar10_jpeg(root)
-    elif name.startswith("npz:"):
-        raw = _npz(Path(name[4:]))
-    elif name.startswith("folder:"):
-        raw = _folder(Path(name[7:]))
-    else:
-        raise BenchError(f"unknown dataset {name!r}: choose from {', '.join(DATASETS)}")
-    return _split(name, raw, cfg)
+    return _split(name, sources.read(name, root, offline), cfg)
 
 
 def slug(name: str) -> str:
@@ -153,220 +126,3 @@ def _labels(y, n: int, what: str) -> torch.Tensor:
     if not np.issubdtype(y.dtype, np.integer) or y.min() < 0:
         raise BenchError(f"{what} must hold non-negative integer class indices, got dtype {y.dtype}")
     return torch.from_numpy(y.astype(np.int64))
-
-
-def _digits() -> dict:
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    d = load_digits()
-    x = np.round(d.images * (255 / 16)).astype(np.uint8)  # 16 grey levels -> 0..255
-    x_tr, x_te, y_tr, y_te = train_test_split(x, d.target, test_size=0.2, random_state=0, stratify=d.target)
-    return dict(
-        x_train=x_tr,
-        y_train=y_tr,
-        x_test=x_te,
-        y_test=y_te,
-        classes=[str(i) for i in range(10)],
-        title="digits (scikit-learn, 8x8)",
-        provenance="scikit-learn digits (UCI optdigits, 1797 images 8x8, 17 grey levels; "
-        "fixed stratified 80/20 train/test split, seed 0)",
-    )
-
-
-def _torchvision(name: str, root: Path, offline: bool) -> dict:
-    from torchvision import datasets
-
-    cls, title, folder = {
-        "mnist": (datasets.MNIST, "MNIST", "MNIST/raw/"),
-        "fashion-mnist": (datasets.FashionMNIST, "Fashion-MNIST", "FashionMNIST/raw/"),
-        "cifar10": (datasets.CIFAR10, "CIFAR-10", "cifar-10-batches-py/"),
-        "cifar100": (datasets.CIFAR100, "CIFAR-100", "cifar-100-python/"),
-    }[name]
-    try:
-        train = cls(str(root), train=True, download=not offline)
-        test = cls(str(root), train=False, download=not offline)
-    except Exception as e:  # missing files, no network, failed checksum: all one actionable line
-        present = (root / folder).is_dir() and any((root / folder).iterdir())
-        if present and "not found" not in str(e).lower():  # files there, but they do not parse
-            raise BenchError(
-                f"{title} files under {root / folder} are present but unreadable (truncated or corrupt: "
-                f"{type(e).__name__}): replace them with intact copies"
-            ) from None
-        reason = (
-            "files missing or corrupt; --offline forbids downloading"
-            if offline
-            else f"could not download: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
-        )
-        raise BenchError(
-            f"{title} not found under {root / folder} ({reason}): point --data-dir "
-            "or BENCH_DATA_DIR at the folder that holds it"
-        ) from None
-    out = {}
-    for split, ds in (("train", train), ("test", test)):
-        out[f"x_{split}"] = np.asarray(ds.data)
-        out[f"y_{split}"] = np.asarray(ds.targets)
-    return dict(
-        out,
-        classes=list(train.classes),
-        title=title,
-        provenance=f"{title} (torchvision {cls.__name__}, original files)",
-    )
-
-
-# name -> (title, folder, train files, test file, meta file, label key, class-name key)
-CIFAR = {
-    "cifar10": (
-        "CIFAR-10", "cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], "test_batch",
-        "batches.meta", "labels", "label_names",
-    ),
-    "cifar100": (
-        "CIFAR-100", "cifar-100-python", ["train"], "test", "meta", "fine_labels", "fine_label_names",
-    ),
-    "cifar100-coarse": (
-        "CIFAR-100 (20 superclasses)", "cifar-100-python", ["train"], "test", "meta", "coarse_labels",
-        "coarse_label_names",
-    ),
-}  # fmt: skip
-
-
-def _cifar(name: str, root: Path, offline: bool) -> dict:
-    """CIFAR-10/100 from the python-pickle files torchvision downloads (Krizhevsky's format: dicts
-    with `data` (N, 3072) uint8 rows in CHW order, label lists and a meta file of class names),
-    read here so that the fine and coarse labels of CIFAR-100 come from one copy. A missing
-    folder is downloaded through torchvision unless --offline."""
-    import pickle
-
-    title, folder, train_files, test_file, meta_file, label_key, names_key = CIFAR[name]
-    base = root / folder
-    if not (base / meta_file).is_file():
-        if offline:
-            raise BenchError(
-                f"{title} not found under {base}/ (files missing; --offline forbids downloading): "
-                "point --data-dir or BENCH_DATA_DIR at the folder that holds it"
-            )
-        _torchvision("cifar100" if name.startswith("cifar100") else "cifar10", root, offline=False)
-
-    def read(file: str) -> dict:
-        try:
-            with open(base / file, "rb") as f:
-                return pickle.load(f, encoding="latin1")
-        except Exception as e:  # truncated, corrupt, or another format
-            raise BenchError(
-                f"{base / file} is missing or unreadable ({type(e).__name__}): replace the {title} "
-                "files with intact copies"
-            ) from None
-
-    out = {}
-    for split, files in (("train", train_files), ("test", [test_file])):
-        parts = [read(f) for f in files]
-        try:
-            x = np.concatenate([np.asarray(p["data"], dtype=np.uint8).reshape(-1, 3, 32, 32) for p in parts])
-            y = np.concatenate([np.asarray(p[label_key], dtype=np.int64) for p in parts])
-        except (KeyError, ValueError) as e:
-            raise BenchError(f"{base}: {split} files lack {e} in the CIFAR format") from None
-        out[f"x_{split}"], out[f"y_{split}"] = x, y
-    meta = read(meta_file)
-    if names_key not in meta:
-        raise BenchError(f"{base / meta_file} lacks {names_key!r}: not a {title} meta file")
-    return dict(
-        out,
-        classes=list(meta[names_key]),
-        title=title,
-        provenance=f"{title} (python-pickle files as torchvision downloads them, original pixels)",
-    )
-
-
-def _cifar10_jpeg(root: Path) -> dict:
-    """CIFAR-10 re-encoded as quality-75 JPEGs: decoded once, cached as plain arrays."""
-    from PIL import Image
-
-    from bench.store import atomic_save_npz, cache_dir
-
-    src = root / "cifar10_jpeg.npz"
-    if not src.is_file():
-        raise BenchError(
-            f"{src} not found: point --data-dir or BENCH_DATA_DIR at the folder holding cifar10_jpeg.npz"
-        )
-    stat = src.stat()
-    cached = cache_dir() / "data" / f"cifar10-jpeg-{stat.st_size}-{int(stat.st_mtime)}.npz"
-    if cached.is_file():
-        try:
-            raw = _npz(cached)
-        except BenchError:  # a truncated or garbage cache file: decode again
-            from bench.store import warn
-
-            warn(f"cache file {cached} cannot be read; decoding {src} again")
-            cached.unlink()
-    if not cached.is_file():
-        d = np.load(src)
-        arrays = {"classes": d["classes"]}
-        for s in ("train", "test"):
-            buf, off = d[f"jpeg_{s}"], d[f"jpeg_{s}_offsets"]
-            arrays[f"x_{s}"] = np.stack(
-                [
-                    np.asarray(Image.open(io.BytesIO(buf[a:b].tobytes())).convert("RGB"))
-                    for a, b in zip(off[:-1], off[1:])
-                ]
-            )
-            arrays[f"y_{s}"] = d[f"y_{s}"].astype(np.int64)
-        atomic_save_npz(cached, arrays)
-    raw = _npz(cached)
-    raw["title"] = "CIFAR-10 (JPEG q75 copy)"
-    raw["provenance"] = (
-        "CIFAR-10 (JPEG q75 copy): quality-75 JPEG re-encoding with 4:2:0 chroma, "
-        "not the original pixels; not directly comparable with published CIFAR-10"
-    )
-    return raw
-
-
-def _npz(path: Path) -> dict:
-    if not path.is_file():
-        raise BenchError(f"npz file {path} not found: give npz:PATH to an existing .npz file")
-    with open(path, "rb") as f:
-        if f.read(4) != b"PK\x03\x04":  # every .npz is a zip archive
-            raise BenchError(f"{path} is not an .npz file (not a zip archive): write it with numpy.savez")
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            data = {k: f[k] for k in f.files}
-    except Exception as e:
-        raise BenchError(f"{path} is not a readable .npz file ({type(e).__name__}: {e})") from None
-    missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in data]
-    if missing:
-        raise BenchError(f"{path} lacks arrays {missing}: it needs x_train, y_train, x_test, y_test")
-    data["classes"] = data["classes"].tolist() if "classes" in data else []
-    data["provenance"] = str(data["provenance"]) if "provenance" in data else f"npz file {path.name}"
-    return data
-
-
-def _folder(path: Path) -> dict:
-    from PIL import Image
-    from torchvision.datasets import ImageFolder
-
-    out = {}
-    for split in ("train", "test"):
-        if not (path / split).is_dir():
-            raise BenchError(f"{path / split} not found: folder:PATH needs train/ and test/ subfolders")
-        try:
-            ds = ImageFolder(str(path / split), loader=lambda p: Image.open(p).convert("RGB"))
-        except FileNotFoundError as e:  # e.g. a class folder with no image in it
-            raise BenchError(
-                f"{path / split}: {str(e).splitlines()[0]}: every class folder needs images"
-            ) from None
-        images = []
-        for file, _ in ds.samples:
-            try:
-                images.append(np.asarray(ds.loader(file)))
-            except (OSError, ValueError) as e:  # PIL's UnidentifiedImageError is an OSError
-                raise BenchError(
-                    f"{file} cannot be read as an image ({type(e).__name__}): fix or remove it"
-                ) from None
-        sizes = {im.shape for im in images}
-        if len(sizes) != 1:
-            raise BenchError(f"{path / split}: images differ in size {sorted(sizes)[:3]}: resize them")
-        out[f"x_{split}"], out[f"y_{split}"] = np.stack(images), np.asarray(ds.targets)
-        if split == "train":
-            out["classes"] = ds.classes
-        elif ds.classes != out["classes"]:
-            raise BenchError(f"{path}: test/ classes {ds.classes} differ from train/ {out['classes']}")
-    return dict(out, provenance=f"image folder {path.name}")

@@ -10,6 +10,7 @@ metric, run key, git SHA) as CSV.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -88,3 +89,33 @@ def write_npz(path: Path, run: dict, ds, z: dict) -> None:
         if len(arrays[f"z_{s}"]) != len(arrays[f"y_{s}"]):
             raise BenchError(f"run {run['key']}: {s} latents and labels differ in length; nothing written")
     store.atomic_save_npz(path, arrays)
+
+
+def runs_command(csv: str | None, dataset: str | None) -> None:
+    """`bench runs`: every stored run (of `dataset`) as CSV, printed or written to `csv`."""
+    runs = [r for r in store.load_runs() if not dataset or r["config"]["dataset"]["slug"] == dataset]
+    if not runs:
+        raise BenchError("no stored run" + (f" of dataset {dataset!r}" if dataset else ""))
+    df = runs_table(runs)
+    if csv:
+        store.atomic_write(Path(csv), lambda tmp: df.to_csv(tmp, index=False))
+        print(f"wrote {csv} ({len(df)} runs, {len(df.columns)} columns)")
+    else:
+        df.to_csv(sys.stdout, index=False)
+
+
+def export_command(prefix: str, out: str | None, retrain: bool, data_dir, offline: bool, device: str) -> None:
+    """`bench export RUN`: the run's latents and labels as one .npz (default <key>.npz)."""
+    from bench import env
+
+    key = store.find(prefix)
+    runs = [r for r in store.load_runs() if r["key"] == key]
+    if not runs or runs[0]["metrics"].get("status") != "ok":
+        raise BenchError(f"run {key} is not a finished run with status ok: nothing to export")
+    run = runs[0]
+    ds = verify.load_dataset(run["config"], data_dir, offline, {})
+    z = latents(run, ds, env.pick_device(device), retrain)
+    path = Path(out or f"{key}.npz")
+    write_npz(path, run, ds, z)
+    sizes = ", ".join(f"{s} {tuple(z[s].shape)}" for s in SPLITS)
+    print(f"wrote {path}: latents {sizes}, labels, classes, provenance, run key, config")

@@ -1,4 +1,5 @@
-"""Grids past one process: a grid's pending runs as Ray tasks, on this machine or a cluster.
+"""`bench run`: a grid's runs in this process, or past one process as Ray tasks, on this machine
+or a cluster; then the dataset's tables.
 
 `bench run --workers N` starts a local Ray instance for the command (N concurrent runs);
 `--ray-address ADDR` (or RAY_ADDRESS) joins a running cluster. Without either, `bench run` never
@@ -19,7 +20,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import BenchError, env, evaluators, labels, runner, store
+from bench import BenchError, env, evaluators, labels, report, runner, store
+from bench.session import Setup
 from bench.spec import GRID, RunSpec
 
 
@@ -32,6 +34,15 @@ class RaySettings:
     address: str | None = None
     cpus_per_run: float | None = None
     gpus_per_run: float = 0.0
+
+    def __post_init__(self):
+        cpus = self.cpus_per_run
+        if (
+            (cpus is not None and cpus <= 0)
+            or self.gpus_per_run < 0
+            or (self.workers is not None and self.workers < 1)
+        ):
+            raise BenchError("--workers, --cpus-per-run must be positive and --gpus-per-run >= 0")
 
 
 MAX_RETRIES = 3  # attempts after a worker process or node died
@@ -144,3 +155,63 @@ def _score(m: dict) -> str:
     if m.get("status") != "ok":
         return m.get("error", m.get("status", "?"))
     return evaluators.progress(m)
+
+
+def main(setup: Setup, ray_: RaySettings, force: bool, command: str) -> int:
+    """`bench run`: the grid's runs in this process (or as Ray tasks), then the dataset's tables.
+    `command`: the user's command line, recorded with each run for the page's Reproduce line."""
+    cfg = setup.resolve()
+    device = setup.pick_device()
+    ds = setup.load(cfg)
+    specs = [s.with_command(command) for s in runner.preflight(runner.specs(cfg, ds), ds)]
+    print(f"{ds.provenance}: {len(specs)} run{'s' * (len(specs) != 1)} on {env.device_name(device)}")
+    progress = _Progress()
+    if ray_.workers or ray_.address:  # Ray is imported only on this path
+        pending = [s for s in specs if force or not store.is_done(s.key)]
+        print(f"{len(specs) - len(pending)} stored, {len(pending)} to run")
+        if pending:
+            run(
+                pending,
+                ds,
+                ray_,
+                force,
+                lambda s, m: m["status"] == "ok" or progress.diverged.append(what(s)),
+            )
+    else:
+        if ray_.cpus_per_run is not None:  # the same threads per run as on Ray, for comparisons
+            env.set_threads(max(1, int(ray_.cpus_per_run)))
+        for i, spec in enumerate(specs, 1):
+            start = time.perf_counter()
+            stored = not force and store.is_done(spec.key)
+            m = runner.run_one(spec, ds, device, force=force, tensorboard=setup.tensorboard)
+            took = "stored" if stored else f"{time.perf_counter() - start:.0f} s"
+            progress.show(f"[{i}/{len(specs)}] {what(spec)}", m, took)
+    print(f"wrote {report.write(ds.slug, store.load_runs())}")
+    if progress.elsewhere:
+        print(
+            f"{progress.elsewhere} run(s) were left to other processes; rerun this command after they finish"
+        )
+    if progress.diverged:
+        raise BenchError(
+            f"{len(progress.diverged)} of {len(specs)} runs diverged (first: {progress.diverged[0]}); the "
+            "rest are stored: lower train.lr or set train.grad_clip and rerun with --force"
+        )
+    return 0
+
+
+class _Progress:
+    """The line of each finished run, and the count of those that diverged or were left to others."""
+
+    def __init__(self):
+        self.diverged: list[str] = []
+        self.elsewhere = 0
+
+    def show(self, what: str, m: dict, took: str) -> None:
+        if m["status"] == "claimed":
+            self.elsewhere += 1
+            print(f"{what}: being trained by another process, left to it")
+        elif m["status"] != "ok":
+            self.diverged.append(what)
+            print(f"{what}: {m['error']}")
+        else:
+            print(f"{what}: {evaluators.progress(m)}  ({took})")  # a trial: the linear probe alone

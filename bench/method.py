@@ -25,6 +25,14 @@ from torch import nn
 
 from bench import BenchError
 
+LR_RANGE = (3e-4, 1e-2)  # AdamW peak learning rate, log scale: the range every learner tunes over
+
+
+def suggest_lr(trial) -> float:
+    """The shared learning-rate suggestion (`train.lr`): every learner's study searches the same
+    range, and the default 2e-3 is a point of each space (`bench compare` starts from it)."""
+    return trial.suggest_float("lr", *LR_RANGE, log=True)
+
 
 class Unsupported(BenchError):
     """This learner cannot take this setting on this data (e.g. PCA wider than the image): a grid
@@ -73,7 +81,7 @@ class Method(nn.Module):
     def search_space(trial) -> dict:
         """Optuna suggestions as config overrides: `train.*` keys or this learner's own (bare) keys.
         The default tunes the learning rate only, over the range every learner shares."""
-        return {"train.lr": trial.suggest_float("lr", 3e-4, 1e-2, log=True)}
+        return {"train.lr": suggest_lr(trial)}
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """Standardize [0, 1] images per channel with training-split statistics."""

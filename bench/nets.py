@@ -13,6 +13,10 @@ from torch import nn
 
 from bench import BenchError
 
+# The default stage widths of every conv encoder here (one stride-2 stage each): the autoencoders,
+# the supervised reference and the view-based learners' small backbone start from the same network.
+CHANNELS = (32, 64, 128)
+
 
 def conv_bn(c_in: int, c_out: int, stride: int = 1, kernel: int = 3) -> nn.Sequential:
     return nn.Sequential(

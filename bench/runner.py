@@ -14,6 +14,7 @@ import torch
 from bench import BenchError, config, env, evaluate, labels, registry, store, train
 from bench.config import Config
 from bench.data import Dataset
+from bench.hashing import digest
 from bench.method import Unsupported
 from bench.spec import GRID, Purpose, RunSpec
 
@@ -81,7 +82,7 @@ def preflight(specs: list[RunSpec], data: Dataset) -> list[RunSpec]:
     verdict: dict[str, str | None] = {}
     kept, skipped = [], []
     for s in specs:
-        sig = store.digest([s.method, s.method_config])
+        sig = digest([s.method, s.method_config])
         if sig not in verdict:
             try:
                 cfg = config.method_config(s.method, s.method_config)

@@ -1,6 +1,6 @@
 """The run store: content-addressed run folders and a git-ignored cache for large artifacts.
 
-    results/runs/<key>/config.json   what was run (resolved), written first
+    results/runs/<key>/config.json   what was run (resolved) and why
     results/runs/<key>/metrics.json  what it measured; its presence marks the run finished
     .cache/ckpt/<train_key>.pt       trained weights      .cache/latents/<train_key>.pt  latents
 
@@ -16,7 +16,6 @@ processes on one store split a grid instead of training every run twice.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import re
@@ -36,12 +35,6 @@ def results_dir() -> Path:
 
 def cache_dir() -> Path:
     return Path(os.environ.get("BENCH_CACHE_DIR", ".cache"))
-
-
-def digest(obj) -> str:
-    """Stable short hash of a JSON-able object: key order does not matter, values do."""
-    text = json.dumps(obj, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def keys(spec: dict) -> tuple[str, str]:

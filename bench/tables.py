@@ -211,10 +211,10 @@ def choose(default: list[float], tuned: list[float]) -> str:
     if not tuned:
         return "defaults"
     # accuracies are stored as float32: equal counts of correct images can differ past the 7th digit
-    return "best trial" if not default or _mean(tuned) > _mean(default) + 1e-6 else "defaults"
+    return "best trial" if not default or mean(tuned) > mean(default) + 1e-6 else "defaults"
 
 
-def _mean(values: list[float]) -> float:
+def mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else float("nan")
 
 
@@ -269,7 +269,7 @@ def tuned_table(every: list[dict], runs: list[dict], summary, df) -> tuple[str, 
             "Δ": "-" if d is None else f"{(t[f'{head}_mean'] - d[f'{head}_mean']) * 100:+.2f}",
             "validation % default / best trial": "-"
             if d is None
-            else f"{_mean(default_val) * 100:.2f} / {_mean(tuned_val) * 100:.2f}",
+            else f"{mean(default_val) * 100:.2f} / {mean(tuned_val) * 100:.2f}",
             "kept": kept,
         }
         for col in evaluators.columns("compare"):

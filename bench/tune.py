@@ -1,103 +1,30 @@
 """Optuna studies over the single-run path: every trial is an ordinary run in the store.
 
 One machine: SQLite under results/studies/. Many machines: the same command with
-`--storage postgresql://...` on each; all workers join one study. Optuna's heartbeat marks a dead
-worker's trial failed and RetryHeartbeatStaleTrialCallback queues it again. `--trials` caps the
-study's total across workers: the check-and-ask step holds a lock (a file lock for SQLite, a
-PostgreSQL advisory lock) so that concurrent workers never overshoot it.
+`--storage postgresql://...` on each; all workers join one study (bench/studydb.py: storage,
+heartbeats, the trial cap). Each learner declares its search space in its own file; a trial is
+scored by the validation linear probe alone, and the best configuration is re-run over the seeds
+through the same path as `bench run`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import copy
-import fcntl
+import dataclasses
 import os
 import socket
-import threading
+import sys
 import time
-import warnings
-from pathlib import Path
+from dataclasses import dataclass
 
 import optuna
+import torch
 from optuna.trial import TrialState
 
-from bench import BenchError, config, evaluate, registry, runner, store
+from bench import BenchError, config, evaluate, registry, runner, space, store
 from bench import spec as spec_
+from bench.session import Setup
 from bench.spec import RunSpec
-
-# Heartbeats are Optuna's documented mechanism; we drive them from an ask/tell loop (to hold the
-# trial cap exactly), which Optuna flags as unusual and experimental. Both warnings are expected.
-warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
-
-HEARTBEAT_S = 2  # a worker silent for GRACE_S has its running trial failed and queued again
-GRACE_S = 15
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
-
-
-def studies_dir() -> Path:
-    return store.results_dir() / "studies"
-
-
-def open_study(name: str, url: str | None, multi: bool, seed: int, prune: bool):
-    """Create or join study `name`; SQLite under results/studies/ unless `url` is given.
-    Returns (study, url)."""
-    if url is None:
-        studies_dir().mkdir(parents=True, exist_ok=True)
-        url = f"sqlite:///{_sqlite_path(name)}"
-    try:
-        storage = optuna.storages.RDBStorage(
-            url,
-            heartbeat_interval=HEARTBEAT_S,
-            grace_period=GRACE_S,
-            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3),
-        )
-    except Exception as e:  # bad URL, server down, missing driver: one line
-        raise BenchError(f"cannot open study storage {url} ({str(e).splitlines()[0]})") from None
-    directions = ["maximize", "maximize"] if multi else ["maximize"]
-    # Workers on one study must not propose the same point: each seeds its sampler from the study
-    # seed and its own identity, and with constant_liar the points of running trials count as
-    # taken (Optuna's option for parallel workers). TPE handles multi-objective too.
-    sampler = optuna.samplers.TPESampler(seed=worker_seed(seed), constant_liar=True)
-    pruner = optuna.pruners.MedianPruner(n_warmup_steps=1) if prune and not multi else None
-    try:
-        study = optuna.create_study(
-            study_name=name,
-            storage=storage,
-            directions=directions,
-            sampler=sampler,
-            pruner=pruner,
-            load_if_exists=True,
-        )
-    except ValueError as e:  # e.g. joining a single-objective study with --multi-objective
-        raise BenchError(f"study {name}: {e}") from None
-    return study, url
-
-
-def existing_study(name: str, url: str | None):
-    """Study `name` if it exists, else None; creates nothing (for plans and reports). A storage
-    that cannot be read also gives None: opening it for work reports why."""
-    if url is None:
-        path = _sqlite_path(name)
-        if not path.is_file():
-            return None
-        url = f"sqlite:///{path}"
-    try:
-        return optuna.load_study(study_name=name, storage=url)
-    except Exception:  # no such study, server down, missing driver
-        return None
-
-
-def _sqlite_path(name: str) -> Path:
-    """Study `name`'s default storage: a SQLite file under results/studies/."""
-    return store.inside(studies_dir(), name + ".db", "study")
-
-
-def worker_seed(seed: int) -> int:
-    """The study's sampler seed mixed with this worker's host and pid: reproducible for one
-    process, distinct across concurrent workers."""
-    return int(store.digest([seed, socket.gethostname(), os.getpid()])[:8], 16)
+from bench.studydb import HEARTBEAT_S, Heartbeat, cap_counts, cap_lock, open_study
 
 
 def optimize(
@@ -106,7 +33,7 @@ def optimize(
     """Work on `study` until it holds `trials` finished trials (counting every worker's)."""
     failures = 0
     while True:
-        with _cap_lock(url, study.study_name):
+        with cap_lock(url, study.study_name):
             # a dead worker's trial is failed and its retry queued in two writes: under the lock,
             # no worker counts between them (it would see neither, ask a fresh trial and leave
             # the retry waiting for good)
@@ -118,7 +45,7 @@ def optimize(
         if trial is None:  # the cap is held by running trials: wait in case one of them dies
             time.sleep(HEARTBEAT_S)
             continue
-        with _Heartbeat(study, trial):
+        with Heartbeat(study, trial):
             state, values = _run_trial(
                 trial, cfg, data, method, device, prune, len(study.directions), tensorboard
             )
@@ -131,31 +58,15 @@ def optimize(
             )
 
 
-def cap_counts(study) -> tuple[int, int]:
-    """(finished, running) trials of `study`, read from one snapshot. Other workers tell their
-    trials outside the cap lock: counted by two reads, a trial that finishes between them is in
-    neither count, and the study overruns its cap (seen with 3 workers on 3-second trials)."""
-    states = [t.state for t in study.get_trials(deepcopy=False)]
-    return sum(s in FINISHED for s in states), states.count(TrialState.RUNNING)
-
-
 def trial_spec(cfg, data, method: str, params: dict, seed: int, steer_only: bool = False) -> RunSpec:
-    """A run spec for `method` with search-space `params` ("train.lr" or bare method keys);
-    `steer_only`: a trial, measured by what steers the study."""
-    cfg = copy.deepcopy(cfg)
-    overrides = {}
-    for key, value in params.items():
-        section, _, field = key.rpartition(".")
-        if section == "train":  # this method's own budget, above any [train.<method>] table
-            cfg.train_overrides[method] = {**cfg.train_overrides.get(method, {}), field: value}
-        elif section:
-            setattr(cfg, section, config.replace(getattr(cfg, section), {field: value}, section))
-        else:
-            overrides[key] = value
-    fixed = "latent_dim" in {**cfg.method_overrides(method), **overrides}
-    if cfg.grid.latent_dims and not fixed and registry.get(method).takes_latent_dim:
-        overrides["latent_dim"] = cfg.grid.latent_dims[0]
-    return runner.spec(cfg, data, method, overrides, seed, steer_only)
+    """A run spec for `method` at the search-space point `params` (keys in the search-space
+    grammar, bench/space.py); `steer_only`: a trial, measured by what steers the study."""
+    cfg = config.with_values(cfg, {space.qualify(k, method): v for k, v in params.items()})
+    fixed = "latent_dim" in cfg.method_overrides(method)
+    dim = {"latent_dim": cfg.grid.latent_dims[0]} if cfg.grid.latent_dims and not fixed else {}
+    return runner.spec(
+        cfg, data, method, dim if registry.get(method).takes_latent_dim else {}, seed, steer_only
+    )
 
 
 def _run_trial(trial, cfg, data, method, device, prune, n_objectives, tensorboard=None):
@@ -203,44 +114,91 @@ def _replay(method: str, params: dict) -> dict:
     return registry.get(method).search_space(optuna.trial.FixedTrial(params))
 
 
-@contextlib.contextmanager
-def _cap_lock(url: str, name: str):
-    if url.startswith("sqlite:///"):
-        with open(url.removeprefix("sqlite:///") + ".lock", "a") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)  # released when the file closes
-            yield
-    elif url.startswith("postgresql"):
-        import sqlalchemy
+@dataclass(frozen=True)
+class TuneOptions:
+    """`bench tune`'s own flags, checked when made."""
 
-        key = int(store.digest(["bench-tune", name])[:15], 16)  # fits PostgreSQL's bigint
-        engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
-        with engine.connect() as conn:
-            conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": key})
-            try:
-                yield
-            finally:
-                conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
-        engine.dispose()
-    else:
-        yield  # other databases: the cap is checked without a lock and may overshoot by a few
+    method: str
+    trials: int
+    study: str | None = None  # None: <method>-<dataset>[-pareto]
+    storage: str | None = None  # a database URL; None: SQLite under results/studies/
+    multi_objective: bool = False
+    prune: bool = True
+    sampler_seed: int = 0
+    workers: int | None = None  # worker processes on this machine on the same study
+    rerun: bool = True  # re-run the best configuration over the seeds when the study is done
+
+    def __post_init__(self):
+        if self.trials < 1:
+            raise BenchError(f"--trials {self.trials}: give a positive number of trials")
+        if self.workers is not None and self.workers < 1:
+            raise BenchError(f"--workers {self.workers}: give a positive number of worker processes")
+
+    def argv(self) -> list[str]:
+        """The flags of a helper worker of the same study (no --workers, no re-runs)."""
+        out = [
+            "--method",
+            self.method,
+            "--trials",
+            str(self.trials),
+            "--sampler-seed",
+            str(self.sampler_seed),
+        ]
+        out += ["--study", self.study] if self.study else []
+        out += ["--storage", self.storage] if self.storage else []
+        return (
+            out
+            + ["--multi-objective"] * self.multi_objective
+            + ["--no-prune"] * (not self.prune)
+            + ["--no-rerun"]
+        )
 
 
-class _Heartbeat:
-    """Records the trial's heartbeat every HEARTBEAT_S from a thread, as study.optimize does."""
+def main(setup: Setup, opts: TuneOptions) -> None:
+    """`bench tune`: work on the study (with `opts.workers` processes), then re-run its best
+    configuration over the seeds and write the dataset's tables and the study's page."""
+    from bench import report, studies
 
-    def __init__(self, study, trial):
-        self.storage, self.trial_id = study._storage, trial._trial_id  # noqa: SLF001
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._beat, daemon=True)
+    cfg = setup.resolve()
+    if not registry.tunable(opts.method):
+        raise BenchError(f"{opts.method} declares no search space: there is nothing to tune")
+    if opts.multi_objective and not registry.get(opts.method).reconstructs:
+        raise BenchError(
+            f"--multi-objective trades accuracy against PSNR: {opts.method} does not reconstruct"
+        )
+    device = setup.pick_device()
+    ds = setup.load(cfg)
+    name = opts.study or f"{opts.method}-{ds.slug}" + ("-pareto" if opts.multi_objective else "")
+    store.safe_name(name, "--study")
+    study, url = open_study(name, opts.storage, opts.multi_objective, opts.sampler_seed, opts.prune)
+    print(f"study {name}: {opts.trials} trials of {opts.method} on {ds.provenance}")
+    helpers = _helpers(setup, dataclasses.replace(opts, study=name, storage=url))
+    optimize(study, url, cfg, ds, opts.method, opts.trials, device, opts.prune, setup.tensorboard)
+    if [p.wait() for p in helpers].count(0) != len(helpers):
+        raise BenchError("a tuning worker process failed (see its output above); rerun to continue the study")
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    if not opts.multi_objective and not running and opts.rerun:
+        best = study.best_trial
+        print(f"best trial {best.number}: validation accuracy {best.value:.2%} {best.params}")
+        for m in rerun_best(study, cfg, ds, opts.method, device):
+            if m["status"] == "ok":
+                print(f"  tuned re-run: linear {m['linear']['test_acc']:.2%} (test)")
+            else:  # e.g. claimed: another worker of the study is re-running the same seed
+                print(f"  tuned re-run: {m['status']} ({m.get('error', '')})")
+        print(f"wrote {report.write(ds.slug, store.load_runs())}")  # the tuned rows
+    print(f"wrote {studies.write(study)}")
 
-    def _beat(self):
-        while not self.stop.is_set():
-            self.storage.record_heartbeat(self.trial_id)
-            self.stop.wait(HEARTBEAT_S)
 
-    def __enter__(self):
-        self.thread.start()
+def _helpers(setup: Setup, opts: TuneOptions) -> list:
+    """With --workers N: N - 1 more `bench tune` processes on this machine, joining the same study
+    (`opts.storage`), each with its share of the cores; this process is the N-th."""
+    import subprocess
 
-    def __exit__(self, *exc):
-        self.stop.set()
-        self.thread.join()
+    n = opts.workers or 1
+    if n == 1:
+        return []
+    threads = max(1, (os.cpu_count() or 1) // n)
+    torch.set_num_threads(threads)
+    child = os.environ | {"OMP_NUM_THREADS": str(threads)}
+    cmd = [sys.executable, "-m", "bench", "tune", *opts.argv(), *setup.argv("--latent-dim")]
+    return [subprocess.Popen(cmd, env=child) for _ in range(n - 1)]

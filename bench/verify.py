@@ -13,6 +13,7 @@ import contextlib
 import os
 import random
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench import BenchError, compat, data, evaluators, labels, runner, store
@@ -177,20 +178,36 @@ def environments(runs: list[dict], new: list[dict]) -> list[str]:
     return lines
 
 
-def main(args) -> int:
+@dataclass(frozen=True)
+class VerifyRequest:
+    """`bench verify`'s flags: which runs (keys, a dataset, code state, seeds, a sample), how
+    close is close enough, where to retrain, and whether to adopt what was recomputed."""
+
+    keys: tuple[str, ...] = ()
+    dataset: str | None = None
+    uncommitted: bool = False
+    stale: bool = False
+    seeds: str | None = None  # "0,1"
+    sample: int | None = None
+    sample_seed: int = 0
+    tolerance: float = 0.5  # points of accuracy
+    psnr_tolerance: float = 0.5  # dB
+    scratch: str | None = None  # default: .cache/verify
+    adopt: bool = False
+    data_dir: str | None = None
+    offline: bool = False
+    device: str = "auto"
+
+
+def main(args: VerifyRequest) -> int:
     """`bench verify`: retrain, compare, print; 1 if any difference passes the tolerance."""
     from bench import env, report
 
-    if not (args.keys or args.dataset or args.uncommitted or getattr(args, "stale", False)):
+    if not (args.keys or args.dataset or args.uncommitted or args.stale):
         raise BenchError("choose the runs to verify: run keys, --dataset SLUG, --uncommitted or --stale")
+    seeds = parse_seeds(args.seeds)
     runs = select(
-        args.keys,
-        args.dataset,
-        args.sample,
-        args.uncommitted,
-        args.sample_seed,
-        parse_seeds(getattr(args, "seeds", None)),
-        getattr(args, "stale", False),
+        list(args.keys), args.dataset, args.sample, args.uncommitted, args.sample_seed, seeds, args.stale
     )
     folder = Path(args.scratch) if args.scratch else store.cache_dir() / "verify"
     device = env.pick_device(args.device)

@@ -12,8 +12,8 @@ from torch import nn
 
 from bench import BenchError, augment
 from bench.checks import at_least, one_of
-from bench.method import InputShape, Method
-from bench.nets import Encoder, conv_bn
+from bench.method import InputShape, Method, suggest_lr
+from bench.nets import CHANNELS, Encoder, conv_bn
 
 
 @dataclass
@@ -21,7 +21,7 @@ class ViewConfig(augment.Views):
     latent_dim: int = at_least(1, 64)  # small CNN: width of the last conv; resnet18: must be 512
     # small | resnet18 (timm, CIFAR stem: 3x3 conv, no max-pool)
     backbone: str = one_of(("small", "resnet18"), "small")
-    channels: tuple[int, ...] = at_least(1, (32, 64, 128), each=True)  # small backbone stages
+    channels: tuple[int, ...] = at_least(1, CHANNELS, each=True)  # small backbone stages
 
 
 class ViewLearner(Method):
@@ -35,13 +35,13 @@ class ViewLearner(Method):
 
     @staticmethod
     def search_space(trial) -> dict:
-        """The knobs every view-based learner has: learning rate (3e-4 to 1e-2, log, the shared
-        range), the crop's smallest area (0.08, SimCLR's default, to 0.6: SimCLR appendix B.7 and
-        Fig. 5 show crop strength as the most important augmentation), colour-jitter strength
+        """The knobs every view-based learner has: learning rate (the range every learner shares,
+        `bench.method.LR_RANGE`), the crop's smallest area (0.08, SimCLR's default, to 0.6: SimCLR
+        appendix B.7 and Fig. 5 show crop strength as the most important augmentation), colour-jitter strength
         (0 to 1: SimCLR Table 1 uses 0.5 on CIFAR-10, 1 on ImageNet) and horizontal flips (on or
         off: digits and some datasets are not mirror-symmetric)."""
         return {
-            "train.lr": trial.suggest_float("lr", 3e-4, 1e-2, log=True),
+            "train.lr": suggest_lr(trial),
             "crop_scale": (trial.suggest_float("crop_min", 0.08, 0.6), 1.0),
             "jitter_strength": trial.suggest_float("jitter_strength", 0.0, 1.0),
             "hflip": trial.suggest_categorical("hflip", [True, False]),

@@ -9,8 +9,8 @@ import torch
 
 from bench import BenchError
 from bench.checks import at_least, one_of, within
-from bench.method import InputShape, Method
-from bench.nets import LOSSES, Bottleneck, Decoder, Encoder, reconstruction_loss
+from bench.method import InputShape, Method, suggest_lr
+from bench.nets import CHANNELS, LOSSES, Bottleneck, Decoder, Encoder, reconstruction_loss
 from bench.registry import register
 
 
@@ -23,7 +23,7 @@ class AE(Method):
     @dataclass
     class Config:
         latent_dim: int = at_least(1, 64)
-        channels: tuple[int, ...] = at_least(1, (32, 64, 128), each=True)  # one stride-2 stage per entry
+        channels: tuple[int, ...] = at_least(1, CHANNELS, each=True)  # one stride-2 stage per entry
         # "spatial": keep the (C, h, w) layout, e.g. 256x2x2 = 1024
         bottleneck: str = one_of(("dense", "spatial"), "dense")
         loss: str = one_of(LOSSES, "mse")
@@ -42,7 +42,7 @@ class AE(Method):
     def search_space(trial) -> dict:
         """Learning rate over the shared range; the loss among the pixel losses of the AE family."""
         return {
-            "train.lr": trial.suggest_float("lr", 3e-4, 1e-2, log=True),
+            "train.lr": suggest_lr(trial),
             "loss": trial.suggest_categorical("loss", ["mse", "l1", "l1+ssim"]),
         }
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from bench.checks import at_least, within
+from bench.method import suggest_lr
 from bench.nets import reconstruction_loss
 from bench.registry import register
 from methods.ae import AE
@@ -27,7 +28,7 @@ class DAE(AE):
     @staticmethod
     def search_space(trial) -> dict:
         return {
-            "train.lr": trial.suggest_float("lr", 3e-4, 1e-2, log=True),
+            "train.lr": suggest_lr(trial),
             "noise_std": trial.suggest_float("noise_std", 0.0, 0.8),
             "mask_prob": trial.suggest_float("mask_prob", 0.0, 0.75),
         }

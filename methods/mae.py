@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.checks import at_least, within
-from bench.method import InputShape, Method, Unsupported
+from bench.method import InputShape, Method, Unsupported, suggest_lr
 from bench.registry import register
 
 
@@ -80,7 +80,7 @@ class MAE(Method):
     @staticmethod
     def search_space(trial) -> dict:
         return {
-            "train.lr": trial.suggest_float("lr", 3e-4, 1e-2, log=True),
+            "train.lr": suggest_lr(trial),
             "mask_ratio": trial.suggest_float("mask_ratio", 0.4, 0.9),  # the paper's Fig. 5 range
         }
 

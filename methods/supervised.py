@@ -17,7 +17,7 @@ from torch import nn
 from bench import BenchError
 from bench.checks import at_least, one_of, within
 from bench.method import InputShape, Method
-from bench.nets import Bottleneck, Encoder
+from bench.nets import CHANNELS, Bottleneck, Encoder
 from bench.registry import register
 
 
@@ -28,7 +28,7 @@ class Supervised(Method):
     @dataclass
     class Config:  # the `ae` encoder's settings
         latent_dim: int = at_least(1, 64)
-        channels: tuple[int, ...] = at_least(1, (32, 64, 128), each=True)
+        channels: tuple[int, ...] = at_least(1, CHANNELS, each=True)
         bottleneck: str = one_of(("dense", "spatial"), "dense")
         label_smoothing: float = within(0, 1, 0.0, open_hi=True)
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from bench.checks import flag, within
+from bench.method import suggest_lr
 from bench.nets import reconstruction_loss
 from bench.registry import register
 from methods.ae import AE
@@ -34,7 +35,7 @@ class UNet(AE):
     @staticmethod
     def search_space(trial) -> dict:
         return {
-            "train.lr": trial.suggest_float("lr", 3e-4, 1e-2, log=True),
+            "train.lr": suggest_lr(trial),
             "loss": trial.suggest_categorical("loss", ["mse", "l1", "l1+ssim"]),
             "skip_drop": trial.suggest_float("skip_drop", 0.0, 0.9),
         }

@@ -23,8 +23,8 @@ import torch.nn.functional as F
 
 from bench import BenchError
 from bench.checks import at_least, one_of, within
-from bench.method import InputShape, Method
-from bench.nets import Bottleneck, Decoder, Encoder
+from bench.method import InputShape, Method, suggest_lr
+from bench.nets import CHANNELS, Bottleneck, Decoder, Encoder
 from bench.registry import register
 
 
@@ -36,7 +36,7 @@ class VAE(Method):
     @dataclass
     class Config:
         latent_dim: int = at_least(1, 64)
-        channels: tuple[int, ...] = at_least(1, (32, 64, 128), each=True)
+        channels: tuple[int, ...] = at_least(1, CHANNELS, each=True)
         bottleneck: str = one_of(("dense", "spatial"), "dense")
         beta: float = at_least(0, 1.0)  # 1 = the ELBO; > 1 = beta-VAE
         kl_warmup: float = within(0, 1, 0.3)  # fraction of training over which the KL weight ramps to beta
@@ -57,7 +57,7 @@ class VAE(Method):
     def search_space(trial) -> dict:
         """Learning rate and beta from 0.1 to 8 (Higgins et al. report 4 and more for disentangling)."""
         return {
-            "train.lr": trial.suggest_float("lr", 3e-4, 1e-2, log=True),
+            "train.lr": suggest_lr(trial),
             "beta": trial.suggest_float("beta", 0.1, 8.0, log=True),
         }
 

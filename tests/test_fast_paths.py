@@ -81,7 +81,7 @@ def test_knn_neighbours_are_sklearns():
 
 
 def test_gpu_smoke_without_cuda_is_one_line_and_exit_2(capsys, tmp_path, monkeypatch):
-    from bench import gpu_smoke
+    from bench.tools import gpu_smoke
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     out = tmp_path / "speed.md"
@@ -92,7 +92,7 @@ def test_gpu_smoke_without_cuda_is_one_line_and_exit_2(capsys, tmp_path, monkeyp
 
 
 def test_speed_sections_are_replaced_in_place(tmp_path):
-    from bench import speed
+    from bench.tools import speed
 
     path = tmp_path / "speed.md"
     path.write_text("# Speed\n\ntable\n\n## GPU\n\nNot run yet.\n\n## Other\n\nkept\n")

@@ -14,7 +14,7 @@ import optuna
 import pytest
 import torch
 
-from bench import compare, compat, config, data, registry, store, tables, tune
+from bench import compare, compat, config, data, registry, space, store, studydb, tables, tune
 from bench.__main__ import main
 from bench.config import Config
 
@@ -26,7 +26,7 @@ def _study(name, ds, trials=3):
     cfg = Config()
     cfg.train.epochs, cfg.grid.seeds, cfg.grid.latent_dims = 2, [0], [8]
     cfg.methods = {"ae": {"channels": (8, 16)}}
-    study, url = tune.open_study(name, None, multi=False, seed=0, prune=True)
+    study, url = studydb.open_study(name, None, multi=False, seed=0, prune=True)
     tune.optimize(study, url, cfg, ds, "ae", trials, torch.device("cpu"), prune=True)
     return study
 
@@ -36,8 +36,8 @@ def test_a_pruned_trial_leaves_nothing_in_the_store():
     cfg = Config()
     cfg.train.epochs, cfg.grid.seeds, cfg.grid.latent_dims = 2, [0], [8]
     cfg.methods = {"ae": {"channels": (8, 16)}}
-    url = f"sqlite:///{tune.studies_dir()}/pruned.db"
-    tune.studies_dir().mkdir(parents=True, exist_ok=True)
+    url = f"sqlite:///{studydb.studies_dir()}/pruned.db"
+    studydb.studies_dir().mkdir(parents=True, exist_ok=True)
     always = optuna.pruners.ThresholdPruner(lower=2.0)  # every accuracy is below: pruned at epoch 1
     study = optuna.create_study(study_name="pruned", storage=url, pruner=always)
     tune.optimize(study, url, cfg, data.load(cfg.data), "ae", 2, torch.device("cpu"), prune=True)
@@ -67,7 +67,7 @@ def test_sqlite_study_lands_in_the_store_and_the_tables(capsys):
     out = capsys.readouterr().out
     assert "best trial" in out and "tuned re-run" in out
     study = optuna.load_study(
-        study_name="ae-digits", storage=f"sqlite:///{tune.studies_dir() / 'ae-digits.db'}"
+        study_name="ae-digits", storage=f"sqlite:///{studydb.studies_dir() / 'ae-digits.db'}"
     )
     finished = [t for t in study.trials if t.state.is_finished()]
     assert len(finished) == 3
@@ -89,7 +89,7 @@ def test_sqlite_study_lands_in_the_store_and_the_tables(capsys):
     assert main(["evaluate", best.user_attrs["run_key"]]) == 0
     assert "measured only by what steers its study" in capsys.readouterr().out
     assert main(["runs"]) == 0
-    page = (tune.studies_dir() / "ae-digits.md").read_text()
+    page = (studydb.studies_dir() / "ae-digits.md").read_text()
     assert "Best configuration" in page and "## Trials" in page
     table = (store.results_dir() / "digits.md").read_text()
     assert "ae (tuned" in table
@@ -104,7 +104,7 @@ def test_workers_on_one_machine_share_a_sqlite_study(capsys):
     args = ["tune", "--method", "ae", "--trials", "5", "--workers", "3", "--no-prune", *TINY, *slower]
     assert main(args) == 0
     study = optuna.load_study(
-        study_name="ae-digits", storage=f"sqlite:///{tune.studies_dir() / 'ae-digits.db'}"
+        study_name="ae-digits", storage=f"sqlite:///{studydb.studies_dir() / 'ae-digits.db'}"
     )
     finished = [t for t in study.trials if t.state.is_finished()]
     assert len(finished) == 5 and all(t.state == optuna.trial.TrialState.COMPLETE for t in finished)
@@ -165,8 +165,8 @@ def test_stale_trials_are_failed_and_queued_again_under_the_cap_lock(tmp_path, m
 
 def test_multi_objective_study_plots_its_pareto_front(capsys):
     assert main(["tune", "--method", "ae", "--trials", "3", "--multi-objective", *TINY]) == 0
-    page = (tune.studies_dir() / "ae-digits-pareto.md").read_text()
-    assert "Pareto front" in page and (tune.studies_dir() / "ae-digits-pareto-pareto.png").is_file()
+    page = (studydb.studies_dir() / "ae-digits-pareto.md").read_text()
+    assert "Pareto front" in page and (studydb.studies_dir() / "ae-digits-pareto-pareto.png").is_file()
 
 
 @pytest.mark.parametrize(
@@ -288,16 +288,16 @@ def test_compare_gives_every_learner_the_same_budget(capsys, tmp_path):
     out = capsys.readouterr().out
     assert "plan on" in out and out.count("2 trials x 1 epochs + 1 re-runs x 2 epochs") == 2
     for method in ("ae", "simclr"):
-        url = f"sqlite:///{tune.studies_dir() / f'compare-digits-{method}.db'}"
+        url = f"sqlite:///{studydb.studies_dir() / f'compare-digits-{method}.db'}"
         study = optuna.load_study(study_name=f"compare-digits-{method}", storage=url)
         assert len([t for t in study.trials if t.state.is_finished()]) == 2
         first = study.trials[0]  # the defaults are a trial of their own study, counted in the budget
-        page = (tune.studies_dir() / f"compare-digits-{method}.md").read_text()
+        page = (studydb.studies_dir() / f"compare-digits-{method}.md").read_text()
         assert "| 0       | complete (defaults) " in page
         assert (
             first.user_attrs["default"]
             and first.params
-            == compare.default_params(config.load(str(cfg)), data.load(config.DataConfig()), method)[0]
+            == space.default_params(config.load(str(cfg)), data.load(config.DataConfig()), method)[0]
         )
     runs = store.load_runs()
     trials = [r for r in runs if any(p.startswith("trial:compare-") for p in r["config"]["purposes"])]
@@ -323,7 +323,7 @@ def test_compare_gives_every_learner_the_same_budget(capsys, tmp_path):
     assert hours == 0 and all("(0 left) + 1 re-runs x 2 epochs (0 left):" in line for line in lines)
     lines, hours = compare.plan(tiny, digits, ["ae", "simclr", "dae"], 3, 1)
     assert lines[0].startswith("  ae           3 trials x 1 epochs (1 left) + 1 re-runs x 2 epochs:")
-    assert hours > 0 and not (tune.studies_dir() / "compare-digits-dae.db").exists()
+    assert hours > 0 and not (studydb.studies_dir() / "compare-digits-dae.db").exists()
     assert main(["compare", "--methods", "pca", "--trials", "2"]) == 2  # a baseline is a floor
     # a default row measured by an older evaluator cannot be weighed against the trials: refused
     capsys.readouterr()
@@ -364,7 +364,7 @@ def test_every_learners_defaults_are_a_point_of_its_search_space(path):
     cfg = config.load(path)
     ds = data.load(config.DataConfig())  # the data does not enter the defaults
     for name in [n for n in registry.names() if registry.get(n).trainable]:
-        params, why = compare.default_params(cfg, ds, name)
+        params, why = space.default_params(cfg, ds, name)
         assert params is not None, f"{name} under {path}: {why}"
         replayed = tune._replay(name, params)  # the defaults, read back through the space
         spec = tune.trial_spec(cfg, ds, name, replayed, seed=0, steer_only=True)
@@ -376,9 +376,9 @@ def test_defaults_outside_the_space_are_named_not_enqueued():
     cfg = Config()
     cfg.methods = {"vae": {"beta": 20.0}, "simclr": {"crop_scale": (0.2, 0.9)}}
     ds = data.load(cfg.data)
-    params, why = compare.default_params(cfg, ds, "vae")
+    params, why = space.default_params(cfg, ds, "vae")
     assert params is None and "beta=20.0 lies outside its search range" in why
-    params, why = compare.default_params(cfg, ds, "simclr")
+    params, why = space.default_params(cfg, ds, "simclr")
     assert params is None and "crop_scale=0.2,0.9 is not a point of the space" in why
 
 

@@ -1,7 +1,7 @@
 """Benchmarks of the harness itself (not tests: they time, they do not assert).
 
-    python -m bench.benchmarks parallel   # make bench-parallel -> results/parallel.md
-    python -m bench.benchmarks fresh      # make bench-fresh -> results/speed.md
+    python -m bench.tools.benchmarks parallel   # make bench-parallel -> results/parallel.md
+    python -m bench.tools.benchmarks fresh      # make bench-fresh -> results/speed.md
 
 `parallel` times the digits grid (configs/default.toml, every learner) from an empty scratch
 store three ways, each in a fresh process: in-process with the default threads, in-process with
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 GRID = ["run", "--config", str(ROOT / "configs/default.toml")]
 MODES = {
     "in-process, default threads": [],
@@ -88,7 +88,7 @@ def parallel(out: Path) -> None:
         f"ray {ray.__version__}.",
         "- **Grid:** `configs/default.toml` (digits, every registered learner, 2 latent sizes x 3 seeds), "
         "from an empty store, each mode in a fresh process (start-up and Ray's worker start included).",
-        "- **Reproduce:** `make bench-parallel` (`python -m bench.benchmarks parallel`).",
+        "- **Reproduce:** `make bench-parallel` (`python -m bench.tools.benchmarks parallel`).",
         "",
         pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True),
         "",
@@ -103,7 +103,7 @@ def fresh(out: Path) -> None:
     """`make bench` from an empty scratch store, timed as a user runs it (the venv installed)."""
     import torch
 
-    from bench import speed
+    from bench.tools import speed
 
     scratch = ROOT / ".cache" / "bench-fresh"
     shutil.rmtree(scratch, ignore_errors=True)
@@ -124,8 +124,8 @@ def fresh(out: Path) -> None:
         "",
         f"- **Hardware:** {cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}; "
         f"load average {os.getloadavg()[0]:.2f} at the end.",
-        "- **Reproduce:** `make bench-fresh` (`python -m bench.benchmarks fresh`): `make bench` into an "
-        "empty scratch store with the virtual environment already installed (a fresh machine adds "
+        "- **Reproduce:** `make bench-fresh` (`python -m bench.tools.benchmarks fresh`): `make bench` into "
+        "an empty scratch store with the virtual environment already installed (a fresh machine adds "
         "the install: ~1 min for torch from local wheels, ~90 s for the rest).",
         "",
         f"`make bench`: {runs} runs (every registered learner and baseline, digits, d = 16 and 64, "
@@ -145,4 +145,4 @@ if __name__ == "__main__":
     elif what == "fresh":
         fresh(ROOT / "results" / "speed.md")
     else:
-        sys.exit("usage: python -m bench.benchmarks parallel|fresh")
+        sys.exit("usage: python -m bench.tools.benchmarks parallel|fresh")

@@ -4,7 +4,7 @@ Every line is a ratio measured in one process: the two sides alternate for `REPS
 and the medians are compared, so a slow moment hits both. Each fast path is also set against
 its arithmetic limit: the FLOPs it must do over this machine's measured GEMM rate.
 
-    python -m bench.speed [--data-dir DIR] [--out results/speed.md]
+    python -m bench.tools.speed [--data-dir DIR] [--out results/speed.md]
 
 Data: CIFAR-10 (JPEG q75 copy) and MNIST from the data folder when they are there (the issue's
 measurements were on them); digits otherwise, said so in the output.
@@ -394,7 +394,7 @@ def render(rows: list[dict], gflops: float, notes: list[str]) -> str:
             f"- **Hardware:** {env.device_name(torch.device('cpu'))}, "
             f"{torch.get_num_threads()} torch threads, "
             f"measured fp32 GEMM rate {gflops:.0f} GFLOP/s; torch {torch.__version__}.",
-            "- **Reproduce:** `make bench-speed` (`python -m bench.speed`); each ratio is a median of "
+            "- **Reproduce:** `make bench-speed` (`python -m bench.tools.speed`); each ratio is a median of "
             f"{REPS} alternating repetitions in one process (probes: one each, they take tens of seconds).",
             *notes,
             "",
@@ -459,7 +459,7 @@ def targets(rows: list[dict], gflops: float) -> str:
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(prog="python -m bench.speed")
+    p = argparse.ArgumentParser(prog="python -m bench.tools.speed")
     p.add_argument("--data-dir", default=os.environ.get("BENCH_DATA_DIR"))
     p.add_argument("--out", default="results/speed.md")
     args = p.parse_args(argv)

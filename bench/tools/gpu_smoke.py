@@ -1,7 +1,7 @@
 """`make bench-gpu-smoke`: a few epochs of ResNet-18 SimCLR and one autoencoder on CIFAR-10 on a
 CUDA machine, timed, written to results/speed.md under "## GPU".
 
-    python -m bench.gpu_smoke [--data-dir DIR] [--epochs 3] [--compile] [--out results/speed.md]
+    python -m bench.tools.gpu_smoke [--data-dir DIR] [--epochs 3] [--compile] [--out results/speed.md]
 
 The models and settings are configs/cifar10-gpu.toml's (the full-size GPU grid), trained through
 the harness's own loop (`train.fit`: bf16 autocast, channels-last, on-device views); only the
@@ -22,9 +22,10 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from bench import BenchError, config, data, env, registry, speed, train
+from bench import BenchError, config, data, env, registry, train
+from bench.tools import speed
 
-CONFIG = Path(__file__).resolve().parent.parent / "configs" / "cifar10-gpu.toml"
+CONFIG = Path(__file__).resolve().parents[2] / "configs" / "cifar10-gpu.toml"
 MODELS = ("simclr", "ae")
 HEADING = "## GPU"
 
@@ -70,7 +71,7 @@ def section(rows: list[dict], ds: data.Dataset, device, compile_: bool) -> str:
             f"{'torch.compile' if compile_ else 'eager'}, bf16 autocast, channels-last.",
             f"- **Data:** {ds.title}, {len(ds.x_train):,} training images; models and settings of "
             "configs/cifar10-gpu.toml, epochs cut to the count shown.",
-            "- **Reproduce:** `make bench-gpu-smoke` (`python -m bench.gpu_smoke`).",
+            "- **Reproduce:** `make bench-gpu-smoke` (`python -m bench.tools.gpu_smoke`).",
             "",
             pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True),
             "",
@@ -79,7 +80,7 @@ def section(rows: list[dict], ds: data.Dataset, device, compile_: bool) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.gpu_smoke")
+    p = argparse.ArgumentParser(prog="python -m bench.tools.gpu_smoke")
     p.add_argument("--data-dir", default=os.environ.get("BENCH_DATA_DIR"))
     p.add_argument("--dataset", default="cifar10-jpeg")
     p.add_argument("--epochs", type=int, default=3)

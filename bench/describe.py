@@ -1,0 +1,70 @@
+"""What the harness holds, for a reader: `bench list` (learners, evaluators, datasets, configs)
+and `bench evaluate RUN` (one stored run's numbers, per-class accuracy and figures)."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+from bench import BenchError, evaluators, labels, plots, registry, sources, store, tables
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+def _summary(module) -> str:
+    """The first sentence of a module's docstring, whole (it may span lines)."""
+    text = " ".join((sys.modules[module].__doc__ or "").strip().split("\n\n")[0].split())
+    end = re.search(r"(?<!\bal)(?<!e\.g)(?<!i\.e)\.(\s|$)", text)  # not "et al." or "e.g."
+    return text if end is None else text[: end.start() + 1]
+
+
+def listing() -> None:
+    """`bench list`."""
+    print("learners:")
+    for name in registry.names():
+        cls = registry.get(name)
+        can = [w for w, yes in (("reconstructs", cls.reconstructs), (cls.family, cls.family)) if yes]
+        print(f"  {name:<12} {tables.kind(name):<9} {','.join(can):<25} {_summary(cls.__module__)}")
+    print("evaluators:")
+    for e in evaluators.all():
+        print(f"  {e.name:<17} v{e.version:<3} {_summary(type(e).__module__)}")
+    print("datasets:")
+    for name, doc in sources.DATASETS.items():
+        print(f"  {name:<13} {doc}")
+    print("configs:")
+    for path in sorted(CONFIG_DIR.glob("*.toml")):
+        first = path.read_text().split("\n", 1)[0].lstrip("# ")
+        print(f"  configs/{path.name:<18} {first}")
+
+
+def evaluate(prefix: str) -> None:
+    """`bench evaluate RUN`: a stored run's measures, per-class accuracy, training curves, and its
+    figures (confusion matrix, loss curves, reconstruction grid) written into its folder."""
+    key = store.find(prefix)
+    run = store.run_dir(key)
+    spec, m = store.read_json(run / "config.json"), store.read_json(run / "metrics.json")
+    if not isinstance(spec, dict) or not isinstance(m, dict) or "status" not in m:
+        raise BenchError(
+            f"run {key} is not finished (or its files are unreadable): rerun the command that made it"
+        )
+    print(f"run {key}: {labels.run(spec)} on {spec['dataset']['name']}")
+    if m["status"] != "ok":
+        raise BenchError(f"run {key} has status {m['status']}: {m.get('error', '')}")
+    for col in evaluators.columns("header"):
+        if (value := col.get(m)) is not None:
+            print(f"  {col.header:<8} {value * col.scale:.{col.digits}f}")
+    if m.get("steer_only"):
+        print("  a study's trial: measured only by what steers its study (the linear probe)")
+    else:
+        classes = plots.class_names(spec, len(m["confusion"]))
+        print("  per-class accuracy (linear probe, test):")
+        for i, (name, row) in enumerate(zip(classes, m["confusion"])):
+            print(f"    {name:<12} {row[i] / max(1, sum(row)):.2%}  ({sum(row)} images)")
+    train = m.get("train") or {}
+    for term, values in {"loss": train.get("loss_per_epoch"), **train.get("terms_per_epoch", {})}.items():
+        if values:
+            print(f"  train {term:<12} epoch 1 {values[0]:.4g} -> epoch {len(values)} {values[-1]:.4g}")
+    plots.run_figures(run, spec, m["confusion"], labels.title(spec, m.get("latent_dim")), train)
+    for path in sorted(run.glob("*.png")):
+        print(f"wrote {path}")
