@@ -16,17 +16,17 @@ def _setup(args, methods=None, latent_dims=None, training: bool = True):
     from bench.session import Setup
 
     return Setup(
-        args.config,
-        tuple(args.set),
-        args.dataset,
-        methods,
-        latent_dims,
-        args.seeds,
-        args.data_dir,
-        args.offline,
-        args.device,
-        training and args.compile,
-        args.tensorboard if training else None,
+        config=args.config,
+        sets=tuple(args.set),
+        dataset=args.dataset,
+        methods=methods,
+        latent_dims=latent_dims,
+        seeds=args.seeds,
+        data_dir=args.data_dir,
+        offline=args.offline,
+        device=args.device,
+        compile=training and args.compile,
+        tensorboard=args.tensorboard if training else None,
     )
 
 
@@ -44,13 +44,13 @@ def _tune(args, argv) -> None:
     opts = tune.TuneOptions(
         args.method,
         args.trials,
-        args.study,
-        args.storage,
-        args.multi_objective,
-        not args.no_prune,
-        args.sampler_seed,
-        args.workers,
-        not args.no_rerun,
+        study=args.study,
+        storage=args.storage,
+        multi_objective=args.multi_objective,
+        prune=not args.no_prune,
+        sampler_seed=args.sampler_seed,
+        workers=args.workers,
+        rerun=not args.no_rerun,
     )
     dims = None if args.latent_dim is None else (args.latent_dim,)
     tune.main(_setup(args, latent_dims=dims), opts)
@@ -61,12 +61,12 @@ def _compare(args, argv) -> None:
 
     opts = compare.CompareOptions(
         args.trials,
-        args.methods,
-        args.trial_epochs,
-        args.max_hours,
-        args.storage,
-        not args.no_prune,
-        args.sampler_seed,
+        methods=args.methods,
+        trial_epochs=args.trial_epochs,
+        max_hours=args.max_hours,
+        storage=args.storage,
+        prune=not args.no_prune,
+        sampler_seed=args.sampler_seed,
     )
     dims = None if args.latent_dim is None else (args.latent_dim,)
     compare.main(_setup(args, latent_dims=dims, training=False), opts)
@@ -85,24 +85,23 @@ def _report(args, argv) -> None:
 def _verify(args, argv) -> int:
     from bench import verify
 
-    return verify.main(
-        verify.VerifyRequest(
-            tuple(args.keys),
-            args.dataset,
-            args.uncommitted,
-            args.stale,
-            args.seeds,
-            args.sample,
-            args.sample_seed,
-            args.tolerance,
-            args.psnr_tolerance,
-            args.scratch,
-            args.adopt,
-            args.data_dir,
-            args.offline,
-            args.device,
-        )
+    request = verify.VerifyRequest(
+        keys=tuple(args.keys),
+        dataset=args.dataset,
+        uncommitted=args.uncommitted,
+        stale=args.stale,
+        seeds=args.seeds,
+        sample=args.sample,
+        sample_seed=args.sample_seed,
+        tolerance=args.tolerance,
+        psnr_tolerance=args.psnr_tolerance,
+        scratch=args.scratch,
+        adopt=args.adopt,
+        data_dir=args.data_dir,
+        offline=args.offline,
+        device=args.device,
     )
+    return verify.main(request)
 
 
 def _list(args, argv) -> None:

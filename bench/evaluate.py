@@ -76,23 +76,25 @@ def on_latents(z: dict, y: dict, num_classes: int, cfg, seed: int, steer_only: b
 
 
 def measure(model, data, eval_cfg, seed: int, device, cache: Path, what: str) -> tuple[dict, dict]:
-    """Evaluate the frozen `model` on `data`: (metrics, artifacts). `what` names the run in the
-    error raised if evaluation changed the encoder's weights (then nothing is stored)."""
+    """Evaluate the frozen `model` on `data`: (the metrics record's fields, artifacts). `what`
+    names the run in the error raised if evaluation changed the encoder's weights (then nothing
+    is stored)."""
     before = weights_hash(model)
     z = latents(model, data, device, cache)
     y = {s: getattr(data, f"y_{s}") for s in SPLITS}
     ctx = Context(standardize(z), z, y, len(data.classes), eval_cfg, seed, eval_cfg.steer_only,
                   model, data, device)  # fmt: skip
-    result = run(ctx)
+    measures = run(ctx)
+    versions = measures.pop("evaluators")
     after = weights_hash(model)
     if after != before:  # the latents would describe another encoder than the stored one
         raise BenchError(f"{what}: evaluation changed the encoder's weights; nothing was stored")
     return {
-        "status": "ok",
         "latent_dim": model.latent_dim,
         "params": sum(p.numel() for p in model.parameters()),
-        **result,
-        **({"steer_only": True} if eval_cfg.steer_only else {}),
+        "measures": measures,
+        "evaluators": versions,
+        "steer_only": eval_cfg.steer_only,
         "encoder_unchanged": after == before,
         "weights_sha256": after,
         "n": {s: len(getattr(data, f"x_{s}")) for s in SPLITS},

@@ -135,6 +135,7 @@ def run(specs: list[RunSpec], data, ray_: RaySettings, force: bool, on_result) -
                     "runs are stored, rerun the command to continue"
                 ) from None
             runner.record(spec, GRID, metrics, artifacts)
+            metrics = metrics.json()
             done += 1
             elapsed = time.perf_counter() - start
             left = elapsed / done * (len(pending) + len(running)) / max(1, min(slots, len(running) + 1))

@@ -16,7 +16,7 @@ from bench.config import Config
 from bench.data import Dataset
 from bench.hashing import digest
 from bench.method import Unsupported
-from bench.spec import GRID, Purpose, RunSpec
+from bench.spec import GRID, Metrics, Purpose, RunSpec
 
 
 def specs(cfg: Config, data: Dataset) -> list[RunSpec]:
@@ -144,7 +144,7 @@ def run_one(
             return _stored(spec.key, purpose)
         metrics, artifacts = compute(spec, data, device, force, on_epoch, tensorboard)
         record(spec, purpose, metrics, artifacts)
-        return metrics
+        return metrics.json()
 
 
 def _stored(key: str, purpose: Purpose) -> dict:
@@ -152,7 +152,9 @@ def _stored(key: str, purpose: Purpose) -> dict:
     return store.load_json(store.run_dir(key) / "metrics.json")
 
 
-def compute(spec: RunSpec, data, device, force=False, on_epoch=None, tensorboard=None) -> tuple[dict, dict]:
+def compute(
+    spec: RunSpec, data, device, force=False, on_epoch=None, tensorboard=None
+) -> tuple[Metrics, dict]:
     """Train (or load the cached checkpoint) and evaluate one run, touching only the local cache:
     returns (metrics, artifacts) for `record` to store. The worker side of a grid on Ray."""
     start = time.perf_counter()
@@ -175,33 +177,27 @@ def compute(spec: RunSpec, data, device, force=False, on_epoch=None, tensorboard
                     model, data.x_train, cfg, spec.seed, device, on_epoch, label, labels_, log
                 )
         except train.Diverged as e:
-            return {"status": "diverged", "error": str(e), **env.record(device, start)}, {}
+            return Metrics("diverged", error=str(e), **env.record(device, start)), {}
         # a full disk must not cost the trained model's results: evaluate and store them anyway
         store.try_save_tensor(ckpt_path, {"state": model.state_dict(), "train": train_info}, "checkpoint")
     eval_start = time.perf_counter()
     latents = store.cache_dir() / "latents" / f"{spec.train_key}.pt"
     eval_cfg = config.EvalConfig(**spec.eval)
     title = labels.title(spec.json())
-    metrics, artifacts = evaluate.measure(model, data, eval_cfg, spec.seed, device, latents, title)
-    # wall_time_s covers this process's work: training too, unless the checkpoint was cached
-    metrics.update(
-        method=method,
-        train=train_info,
-        eval_time_s=time.perf_counter() - eval_start,
-        from_checkpoint=from_checkpoint,
-        **env.record(device, start),
-    )
+    measured, artifacts = evaluate.measure(model, data, eval_cfg, spec.seed, device, latents, title)
+    metrics = Metrics("ok", method=method, train=train_info, from_checkpoint=from_checkpoint, **measured,
+                      eval_time_s=time.perf_counter() - eval_start, **env.record(device, start))  # fmt: skip
     return metrics, artifacts
 
 
-def record(spec: RunSpec, purpose: Purpose, metrics: dict, artifacts: dict) -> None:
+def record(spec: RunSpec, purpose: Purpose, metrics: Metrics, artifacts: dict) -> None:
     """Store a computed run: config.json, its artifacts (the reconstruction grid), and last
     metrics.json, whose presence marks the run finished. Every write is atomic."""
     run_dir = store.run_dir(spec.key)
     store.write_json(run_dir / "config.json", spec.record([purpose]))
     if "recon" in artifacts:
         store.atomic_save_npz(run_dir / "recon.npz", artifacts["recon"])
-    store.write_json(run_dir / "metrics.json", metrics)
+    store.write_json(run_dir / "metrics.json", metrics.json())
 
 
 def _load_checkpoint(model, path) -> dict | None:

@@ -1,4 +1,5 @@
-"""A run, typed: what it is (`RunSpec`, frozen, its keys computed once) and why it ran (`Purpose`).
+"""A run, typed: what it is (`RunSpec`, frozen, its keys computed once), why it ran (`Purpose`)
+and what it measured (`Metrics`, its metrics.json).
 
 The grid (bench/runner.py `specs`), a study's trial (bench/tune.py) and `verify`/`export` build a
 spec once; nothing downstream changes it. Its JSON form is the run's config.json, which is what
@@ -97,3 +98,48 @@ class RunSpec:
 
     def with_command(self, command: str) -> RunSpec:
         return dataclasses.replace(self, command=command)
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """What a run measured: its metrics.json, typed. `measures` holds every evaluator's entries
+    (`linear`, `mlp`, ..., `confusion`, `recon_val`), which the file keeps at its top level; the
+    rest is the run's own record. A diverged run has a status, its error and its environment."""
+
+    status: str  # "ok" or "diverged"
+    env: dict
+    wall_time_s: float  # this process's work: training too, unless the checkpoint was cached
+    error: str | None = None
+    method: str | None = None
+    latent_dim: int | None = None
+    params: int | None = None
+    measures: dict = field(default_factory=dict)
+    evaluators: dict = field(default_factory=dict)  # {evaluator: version} that measured it
+    steer_only: bool = False  # a study's trial: measured only by what steers the study
+    train: dict | None = None  # time, epochs, loss per epoch, terms per epoch
+    eval_time_s: float | None = None
+    from_checkpoint: bool | None = None  # evaluated from a cached checkpoint, not trained here
+    n: dict | None = None  # images per split
+    weights_sha256: str | None = None
+    encoder_unchanged: bool | None = None
+
+    def json(self) -> dict:
+        """metrics.json: the record's fields, the measures at the top level (a diverged run: its
+        status, error, environment and time only)."""
+        if self.status != "ok":
+            return {
+                "status": self.status,
+                "error": self.error,
+                "env": self.env,
+                "wall_time_s": self.wall_time_s,
+            }
+        skip = {"measures", "error"} | ({"steer_only"} if not self.steer_only else set())
+        return {**{f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skip},
+                **self.measures}  # fmt: skip
+
+    @classmethod
+    def of(cls, stored: dict) -> Metrics:
+        """A metrics.json read back: the known fields typed, every other entry a measure."""
+        names = {f.name for f in dataclasses.fields(cls)} - {"measures"}
+        known = {k: v for k, v in stored.items() if k in names}
+        return cls(**known, measures={k: v for k, v in stored.items() if k not in names})

@@ -166,3 +166,13 @@ def test_runs_of_two_protocols_are_never_averaged_under_one_name():
         "ae [train.epochs=20]",
     ]
     assert labels.labels([run(20), run(20)]) == ["ae", "ae"]
+
+
+def test_a_metrics_record_reads_back_as_it_was_written():
+    s, ds = _spec()
+    stored = runner.run_one(s, ds, torch.device("cpu"))
+    record = spec.Metrics.of(stored)
+    assert record.status == "ok" and record.evaluators["linear"] == 2 and "linear" in record.measures
+    assert record.json() == stored and not record.from_checkpoint
+    diverged = spec.Metrics("diverged", {"device": "cpu"}, 1.0, error="loss is NaN")
+    assert spec.Metrics.of(diverged.json()) == diverged
