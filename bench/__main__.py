@@ -5,8 +5,10 @@ exit code 2; Ctrl-C keeps every finished run.
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
+from pathlib import Path
 
 from bench import BenchError
 from bench.cli import build_parser
@@ -83,8 +85,10 @@ def _report(args, argv) -> None:
 
 
 def _verify(args, argv) -> int:
-    from bench import verify
+    from bench import crosscheck, verify
 
+    if args.trained_in:  # what another store trained, against the committed runs: nothing retrained
+        return crosscheck.main(Path(args.trained_in), args.tolerance, args.psnr_tolerance)
     request = verify.VerifyRequest(
         keys=tuple(args.keys),
         dataset=args.dataset,
@@ -149,6 +153,9 @@ def main(argv=None) -> int:
     except BenchError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `bench runs | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 0
     except OSError as e:  # a full disk, a read-only store: name the file, keep what is finished
         where = f" {e.filename}" if e.filename else ""
         print(f"error: cannot write{where}: {e.strerror or e}; finished runs are kept", file=sys.stderr)

@@ -164,6 +164,12 @@ def build_parser() -> argparse.ArgumentParser:
     _data_args(exp)
     ver = sub.add_parser("verify", help="retrain stored runs in a scratch store and compare their metrics")
     ver.add_argument("keys", nargs="*", help="run keys or unique prefixes")
+    ver.add_argument(
+        "--trained-in",
+        metavar="DIR",
+        help="compare the runs of the store at DIR (e.g. .cache/bench, what `make bench` trained) with "
+        "the committed runs of the same keys; nothing is retrained",
+    )
     ver.add_argument("--dataset", help="every stored run of this dataset (its slug, e.g. digits)")
     ver.add_argument(
         "--uncommitted", action="store_true", help="the runs made by code with uncommitted changes"

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import re
 import sys
-from pathlib import Path
 
-from bench import BenchError, evaluators, labels, plots, registry, sources, store, tables
+from bench import BenchError, evaluators, labels, plots, registry, session, sources, store, tables
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+CONFIG_DIR = session.CONFIG_DIR
 
 
 def _summary(module) -> str:
@@ -32,10 +31,11 @@ def listing() -> None:
     print("datasets:")
     for name, doc in sources.DATASETS.items():
         print(f"  {name:<13} {doc}")
-    print("configs:")
+    print("configs (without --config, a dataset's own is used; --config none: the built-in defaults):")
     for path in sorted(CONFIG_DIR.glob("*.toml")):
         first = path.read_text().split("\n", 1)[0].lstrip("# ")
-        print(f"  configs/{path.name:<18} {first}")
+        for_ = [d for d, name in session.DATASET_CONFIGS.items() if name == path.name]
+        print(f"  configs/{path.name:<18} {first}" + (f" [default for {', '.join(for_)}]" if for_ else ""))
 
 
 def evaluate(prefix: str) -> None:

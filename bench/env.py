@@ -34,6 +34,10 @@ def record(device: torch.device, start: float) -> dict:
             "git_sha": git_sha(),
             "torch": torch.__version__,
             "device": device_name(device),
+            # bit-identical results hold on one kind of machine: the CPU and the kernels torch
+            # picked for it (e.g. AVX2 vs AVX512) are what `verify` names when numbers drift
+            "cpu_model": cpu_model(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "cpu_count": os.cpu_count(),
             "threads": torch.get_num_threads(),
             "python": platform.python_version(),
@@ -45,6 +49,18 @@ def record(device: torch.device, start: float) -> dict:
         },
         "wall_time_s": time.perf_counter() - start,
     }
+
+
+@functools.cache
+def cpu_model() -> str:
+    """The processor's model name (/proc/cpuinfo), e.g. `AMD EPYC 9554 64-Core Processor`."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def device_name(device: torch.device) -> str:

@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from bench import store  # noqa: E402
+from bench.tables import LOSSLESS_DB  # noqa: E402
 
 
 def dataset_figures(slug: str, title: str, runs: list[dict], df, summary) -> dict:
@@ -242,8 +243,8 @@ def loss_png(path: Path, train: dict, title: str) -> None:
 def accuracy_vs_psnr_png(path: Path, df, title: str) -> None:
     """Does reconstruction quality predict class information? One point per learner and size."""
     df = df.dropna(subset=["psnr_mean"])
-    lossless = df[df["psnr_mean"] >= 99]  # PSNR is capped at 100 dB: off any useful scale
-    df = df[df["psnr_mean"] < 99]
+    lossless = df[df["psnr_mean"] >= LOSSLESS_DB]  # PSNR is capped at 100 dB: off any useful scale
+    df = df[df["psnr_mean"] < LOSSLESS_DB]
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     if len(lossless):
         names = ", ".join(f"{r.learner} d={int(r.latent_dim)}" for r in lossless.itertuples())

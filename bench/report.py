@@ -57,6 +57,7 @@ def write(slug: str, every: list[dict]):
         and not labels.only_trial(r)
         and not r["metrics"].get("steer_only")
     ]
+    runs = tables.registered(runs)
     out = store.results_dir()
     if not runs:
         return None
@@ -223,7 +224,8 @@ def _footnotes(summary) -> list[str]:
         notes.append(
             "*(< PCA)*: the learner reconstructs the test split worse than PCA with the same latent "
             "size, the best linear code of that size: it is undertrained for reconstruction at this "
-            "budget, and its PSNR says so rather than what the architecture can do."
+            "budget, and its PSNR says so rather than what the architecture can do. Where PCA is lossless "
+            "(as many components as pixels) nothing is marked."
         )
     if summary["uncommitted"].any():
         notes.append(

@@ -6,13 +6,25 @@ overrides, the grid's axes, the data and the device. The one place where `--conf
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
-from bench import config, data, env, registry
+from bench import config, data, env, registry, store
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+# Each dataset's protocol: the config its committed page was made with, used when no --config is
+# given (`--config none` asks for the dataclass defaults), so the first command a reader tries
+# reproduces the rows they just read.
+DATASET_CONFIGS = {
+    "digits": "default.toml",
+    "mnist": "mnist.toml",
+    "cifar10": "cifar10.toml",
+    "cifar10-jpeg": "cifar10.toml",
+}
 
 
 @dataclass(frozen=True)
 class Setup:
-    config: str | None = None  # a TOML file (configs/); None: the dataclass defaults
+    config: str | None = None  # a TOML file; None: the dataset's own (DATASET_CONFIGS); "none": none
     sets: tuple[str, ...] = ()  # `section.key=value` overrides, in the order given
     dataset: str | None = None  # None: the config's data.name
     methods: tuple[str, ...] | None = None  # the grid's axes; None: the config's
@@ -24,10 +36,31 @@ class Setup:
     compile: bool = False  # = --set train.compile=true
     tensorboard: str | None = None  # also write each run's per-epoch loss terms there
 
+    def config_file(self) -> Path | None:
+        """The TOML file this setup reads: the one given, else its dataset's protocol, if any."""
+        if self.config == "none":
+            return None
+        if self.config:
+            return Path(self.config)
+        name = DATASET_CONFIGS.get(self.dataset or config.DataConfig().name)
+        return CONFIG_DIR / name if name else None
+
     def resolve(self) -> config.Config:
         """The config: defaults <- file <- --set, then the grid's axes and the dataset, all
-        checked (unknown learners included) before anything is loaded or trained."""
-        cfg = config.load(self.config, [*self.sets, *["train.compile=true"] * self.compile])
+        checked (unknown learners included) before anything is loaded or trained. Says which
+        file it read, and when the runs go into the committed store."""
+        if store.results_dir().resolve() == (CONFIG_DIR.parent / "results").resolve():
+            print("store: results/ (the committed store; BENCH_RESULTS_DIR=DIR writes elsewhere)")
+        path = self.config_file()
+        if path is None:
+            print("config: the built-in defaults (no file)")
+        elif self.config:
+            print(f"config: {path}")
+        else:
+            print(
+                f"config: configs/{path.name} (the dataset's protocol; --config none: the built-in defaults)"
+            )
+        cfg = config.load(path, [*self.sets, *["train.compile=true"] * self.compile])
         axes = {"methods": self.methods, "latent_dims": self.latent_dims, "seeds": self.seeds}
         cfg.grid = config.replace(cfg.grid, {k: list(v) for k, v in axes.items() if v is not None}, "grid")
         if self.dataset:

@@ -11,10 +11,25 @@ import json
 import numpy as np
 import pandas as pd
 
-from bench import BenchError, compat, evaluators, labels, registry
+from bench import BenchError, compat, evaluators, labels, registry, store
 
 KIND_ORDER = {"baseline": 0, "learner": 1, "reference": 2}
 HEADLINE = "linear"  # the column a page ranks by and a study optimises (validation: linear_val)
+LOSSLESS_DB = 99.0  # PSNR is capped at 100 dB (exact): at or above this, a reconstruction is lossless
+
+
+def registered(runs: list[dict]) -> list[dict]:
+    """`runs` without those of learners no longer registered (their file deleted or broken),
+    with one warning line naming them: such runs cannot be named, described or retrained."""
+    known = set(registry.names())
+    gone = sorted({r["config"]["method"] for r in runs} - known)
+    if gone:
+        count = sum(r["config"]["method"] in gone for r in runs)
+        store.warn(
+            f"{count} stored run(s) of {', '.join(gone)}, no longer registered, are left out; restore the "
+            "learner's file in methods/ or delete those folders under runs/"
+        )
+    return [r for r in runs if r["config"]["method"] in known]
 
 
 def metrics() -> list[str]:
@@ -93,9 +108,11 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
 
 def _below_pca(summary: pd.DataFrame) -> pd.Series:
     """A reconstructing learner whose test PSNR is below PCA's at the same latent size: PCA is the
-    best linear code of that size, so such a learner is undertrained for reconstruction."""
+    best linear code of that size, so such a learner is undertrained for reconstruction. Where
+    PCA is lossless (as many components as pixels: PSNR at its 100 dB cap) every learner is below
+    it and the flag would say nothing: there it is not set."""
     pca = summary[(summary["method"] == "pca") & ~summary["variant"]].set_index("latent_dim")["psnr_mean"]
-    floor = summary["latent_dim"].map(pca)
+    floor = summary["latent_dim"].map(pca[pca < LOSSLESS_DB])
     return (summary["method"] != "pca") & summary["psnr_mean"].notna() & (summary["psnr_mean"] < floor)
 
 

@@ -16,7 +16,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import BenchError, compat, data, evaluators, labels, runner, store
+from bench import BenchError, compat, data, evaluators, labels, runner, store, tables
 from bench.config import DataConfig
 from bench.spec import VERIFY, RunSpec
 
@@ -32,7 +32,7 @@ def select(
 ) -> list[dict]:
     """Finished runs chosen by key prefixes, dataset slug, seeds and/or code state; `sample` of
     them at random (seeded), in key order."""
-    runs = [r for r in store.load_runs() if r["metrics"].get("status") == "ok"]
+    runs = tables.registered([r for r in store.load_runs() if r["metrics"].get("status") == "ok"])
     if keys:
         wanted = {store.find(k) for k in keys}
         runs = [r for r in runs if r["key"] in wanted]
@@ -147,6 +147,11 @@ def adopt(run: dict, folder: Path) -> None:
     store.write_json(dst / "metrics.json", store.load_json(src / "metrics.json"))
 
 
+def limits(psnr_tolerance: float) -> dict[str, float]:
+    """Accuracies share --tolerance (points); the measures in dB (PSNR) have their own."""
+    return {c.key: psnr_tolerance for c in evaluators.columns("unit") if c.unit == "dB"}
+
+
 def describe(run: dict) -> str:
     c = run["config"]
     return f"{run['key'][:8]} {c['dataset']['slug']} {labels.name(c)} {labels.describe(c)}"
@@ -167,14 +172,19 @@ def summary_lines(diffs: list[dict]) -> list[str]:
     return lines
 
 
+# what a run's environment records that can move its numbers (runs stored before a field was
+# recorded show `?`)
+ENV_FIELDS = ("cpu_model", "cpu_capability", "device", "threads", "torch", "git_sha")
+
+
 def environments(runs: list[dict], new: list[dict]) -> list[str]:
     """What differs between the stored runs' environment and the recomputing one."""
     lines = []
-    for field in ("device", "threads", "torch", "git_sha"):
+    for field in ENV_FIELDS:
         before = sorted({str((r["metrics"].get("env") or {}).get(field, "?")) for r in runs})
         after = sorted({str((m.get("env") or {}).get(field, "?")) for m in new if m.get("status") == "ok"})
         mark = "same" if before == after else "differs"
-        lines.append(f"  {field:<8} stored: {', '.join(before)}; recomputed: {', '.join(after)} ({mark})")
+        lines.append(f"  {field:<14} stored: {', '.join(before)}; recomputed: {', '.join(after)} ({mark})")
     return lines
 
 
@@ -204,7 +214,9 @@ def main(args: VerifyRequest) -> int:
     from bench import env, report
 
     if not (args.keys or args.dataset or args.uncommitted or args.stale):
-        raise BenchError("choose the runs to verify: run keys, --dataset SLUG, --uncommitted or --stale")
+        raise BenchError(
+            "choose the runs to verify: run keys, --dataset SLUG, --uncommitted, --stale or --trained-in DIR"
+        )
     seeds = parse_seeds(args.seeds)
     runs = select(
         list(args.keys), args.dataset, args.sample, args.uncommitted, args.sample_seed, seeds, args.stale
@@ -213,15 +225,14 @@ def main(args: VerifyRequest) -> int:
     device = env.pick_device(args.device)
     print(f"verifying {len(runs)} run(s) in the scratch store {folder} on {env.device_name(device)}")
     loaded, diffs, new, failed = {}, [], [], []
-    # accuracies share --tolerance (points); PSNR has its own (dB)
-    limits = {c.key: args.psnr_tolerance for c in evaluators.columns("unit") if c.unit == "dB"}
+    limits_ = limits(args.psnr_tolerance)
     for i, run in enumerate(runs, 1):
         ds = load_dataset(run["config"], args.data_dir, args.offline, loaded)
         m, had = recompute(run, folder, ds, device)
         new.append(m)
         d = compare(run["metrics"], m)
         diffs.append(d)
-        over = [k for k, (_, _, x) in d.items() if abs(x) > limits.get(k, args.tolerance)]
+        over = [k for k, (_, _, x) in d.items() if abs(x) > limits_.get(k, args.tolerance)]
         if m.get("status") != "ok" or over:
             failed.append(run)
         cells = "  ".join(f"{k} {a:.2f}->{b:.2f} ({x:+.2f})" for k, (a, b, x) in d.items())

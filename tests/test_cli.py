@@ -350,3 +350,55 @@ def test_steer_only_measures_the_linear_probe_and_stays_out_of_the_tables(capsys
     assert main(["evaluate", steer["key"]]) == 0
     assert "measured only by what steers its study" in capsys.readouterr().out
     assert main(["runs"]) == 0 and steer["key"] in capsys.readouterr().out
+
+
+def test_the_design_cards_command_reproduces_the_committed_digits_page(tmp_path):
+    """`python -m bench run --methods ae,unet` with no --config is the digits protocol
+    (configs/default.toml): on a copy of the committed store it trains nothing, and the page it
+    rewrites is byte-identical to the committed one (figures included)."""
+    import shutil
+
+    copy = tmp_path / "results"
+    shutil.copytree(ROOT / "results", copy)
+    env = dict(os.environ, BENCH_RESULTS_DIR=str(copy), BENCH_CACHE_DIR=str(tmp_path / "cache"))
+    cmd = [sys.executable, "-m", "bench", "run", "--methods", "ae,unet"]
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("config: configs/default.toml (the dataset's protocol")
+    runs = [x for x in lines if x.startswith("[")]
+    assert len(runs) == 12 and all(x.endswith("(stored)") for x in runs)
+    for page in ["digits.md", *(p.name for p in (ROOT / "results").glob("digits-*.png"))]:
+        assert (copy / page).read_bytes() == (ROOT / "results" / page).read_bytes(), page
+    assert not list((copy / "runs").glob("*/claim.lock"))
+
+
+def test_a_broken_learner_file_is_one_line_and_the_rest_still_work(tmp_path):
+    """A user's learner file that fails to import names itself in one warning line; `bench list`
+    and a grid of the other learners still run."""
+    broken = ROOT / "methods" / "zzbroken.py"
+    broken.write_text("from bench.method import Method\n\nclass Broken(Method:\n    pass\n")
+    try:
+        env = dict(os.environ, BENCH_RESULTS_DIR=str(tmp_path / "r"), BENCH_CACHE_DIR=str(tmp_path / "c"))
+        run = [sys.executable, "-m", "bench"]
+        listed = subprocess.run(
+            [*run, "list"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+        )
+        assert listed.returncode == 0 and "| ae " not in listed.stdout and "  ae " in listed.stdout
+        (warning,) = listed.stderr.strip().splitlines()
+        assert "methods/zzbroken.py is skipped: line 3: SyntaxError" in warning
+        grid = [*run, "run", *QUICK, "--methods", "pca"]
+        done = subprocess.run(grid, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0 and "Traceback" not in done.stderr
+    finally:
+        broken.unlink()
+
+
+def test_a_closed_pipe_ends_the_command_quietly():
+    """`bench runs | head -c 10` on the committed store (its CSV is far larger than a pipe's
+    buffer): the reader stops early, and the command ends with no error line and exit 0."""
+    env = dict(os.environ, BENCH_RESULTS_DIR=str(ROOT / "results"))  # read only
+    cmd = f"{sys.executable} -m bench runs | head -c 10"
+    shell = ["bash", "-o", "pipefail", "-c", cmd]
+    done = subprocess.run(shell, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.stdout == "key,datase" and done.stderr == "" and done.returncode == 0

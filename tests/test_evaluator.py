@@ -4,6 +4,7 @@ report's flags (undertrained against PCA, uncommitted code)."""
 import csv
 import io
 import json
+import os
 import pickle
 from pathlib import Path
 
@@ -203,3 +204,32 @@ def test_cifar100_reads_the_torchvision_format(tmp_path, capsys):
     (tmp_path / "cifar-100-python" / "test").write_bytes(b"\x80\x02garbage")
     assert main(["run", "--dataset", "cifar100", "--data-dir", str(tmp_path), "--offline"]) == 2
     assert "unreadable" in capsys.readouterr().err
+
+
+def test_verify_trained_in_compares_exactly_the_runs_that_store_holds(tmp_path, capsys, monkeypatch):
+    """What `make bench` does: train a grid into a scratch store, then compare those runs, and
+    only those, with the committed runs of the same keys; nothing is retrained."""
+    quick = ["run", "--config", str(ROOT / "configs/default.toml"), "--latent-dims", "8"]
+    assert main([*quick, "--methods", "pixels,pca", "--seeds", "0,1"]) == 0  # the committed store
+    committed = os.environ["BENCH_RESULTS_DIR"]
+    scratch = tmp_path / "scratch"
+    monkeypatch.setenv("BENCH_RESULTS_DIR", str(scratch))
+    assert main([*quick, "--methods", "pixels,pca,random", "--seeds", "0"]) == 0  # random: not committed
+    trained = {r["key"] for r in store.load_runs()}
+    monkeypatch.setenv("BENCH_RESULTS_DIR", committed)
+    capsys.readouterr()
+    assert main(["verify", "--trained-in", str(scratch), "--tolerance", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "3 run(s): 2 within 0.0 points (PSNR 0.5 dB), 0 past it, 1 with no committed run" in out
+    shown = {line.split()[1] for line in out.splitlines() if line.startswith("[")}
+    assert shown == {k[:8] for k in trained} and len(store.load_runs()) == 4  # the store's 4: untouched
+    pca = next(r for r in store.load_runs() if r["config"]["method"] == "pca" and r["config"]["seed"] == 0)
+    path = store.run_dir(pca["key"]) / "metrics.json"
+    m = json.loads(path.read_text())
+    m["linear"]["test_acc"] -= 0.1
+    m["env"]["cpu_model"] = "Another CPU"
+    path.write_text(json.dumps(m))
+    assert main(["verify", "--trained-in", str(scratch), "--tolerance", "5"]) == 1
+    out = capsys.readouterr().out
+    assert "OVER in linear; the environment differs in cpu_model (Another CPU -> " in out
+    assert main(["verify", "--trained-in", str(tmp_path / "empty")]) == 2

@@ -176,3 +176,20 @@ def test_a_metrics_record_reads_back_as_it_was_written():
     assert record.json() == stored and not record.from_checkpoint
     diverged = spec.Metrics("diverged", {"device": "cpu"}, 1.0, error="loss is NaN")
     assert spec.Metrics.of(diverged.json()) == diverged
+
+
+def test_below_pca_is_flagged_only_where_pca_is_not_lossless():
+    """PCA with as many components as pixels reconstructs exactly (100 dB): below it is every
+    learner, so the flag says nothing there; at a smaller size it marks an undertrained one."""
+    rows = [
+        {"learner": "pca", "method": "pca", "latent_dim": 16, "psnr": 20.0},
+        {"learner": "pca", "method": "pca", "latent_dim": 64, "psnr": 100.0},
+        {"learner": "ae", "method": "ae", "latent_dim": 16, "psnr": 15.0},
+        {"learner": "ae", "method": "ae", "latent_dim": 64, "psnr": 25.0},
+    ]
+    df = pd.DataFrame(rows).assign(
+        variant=False, kind="learner", params=0, seed=0, uncommitted=False, stale=False
+    )
+    summary = tables.summarize(df).set_index(["learner", "latent_dim"])
+    assert summary.loc[("ae", 16), "below_pca"] and not summary.loc[("ae", 64), "below_pca"]
+    assert not summary.loc[("pca", 16), "below_pca"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import pkgutil
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -176,7 +177,14 @@ def progress(metrics: dict) -> str:
 
 
 def _load() -> None:
-    if not _EVALUATORS:
-        for module in pkgutil.iter_modules(__path__):
-            if not module.name.startswith("_"):
+    """Import every evaluator file once; one that cannot be imported is one warning line naming
+    it, and the others still measure."""
+    if _EVALUATORS:
+        return
+    for module in pkgutil.iter_modules(__path__):
+        if not module.name.startswith("_"):
+            try:
                 importlib.import_module(f"{__name__}.{module.name}")
+            except Exception as e:  # a broken file must not break every command
+                print(f"warning: bench/evaluators/{module.name}.py is skipped: {type(e).__name__}: {e}",
+                      file=sys.stderr)  # fmt: skip

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -22,6 +21,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench import env
+
 ROOT = Path(__file__).resolve().parents[2]
 GRID = ["run", "--config", str(ROOT / "configs/default.toml")]
 MODES = {
@@ -29,16 +30,6 @@ MODES = {
     "in-process, 1 thread per run": ["--cpus-per-run", "1"],
     "Ray, --workers 2 --cpus-per-run 1": ["--workers", "2", "--cpus-per-run", "1"],
 }
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _timed(args: list[str], folder: Path) -> float:
@@ -84,7 +75,7 @@ def parallel(out: Path) -> None:
     lines = [
         "# Grids in-process and on Ray",
         "",
-        f"- **Hardware:** {cpu_name()}, {os.cpu_count()} cores; torch {torch.__version__}, "
+        f"- **Hardware:** {env.cpu_model()}, {os.cpu_count()} cores; torch {torch.__version__}, "
         f"ray {ray.__version__}.",
         "- **Grid:** `configs/default.toml` (digits, every registered learner, 2 latent sizes x 3 seeds), "
         "from an empty store, each mode in a fresh process (start-up and Ray's worker start included).",
@@ -122,7 +113,7 @@ def fresh(out: Path) -> None:
     lines = [
         "## make bench from an empty store",
         "",
-        f"- **Hardware:** {cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}; "
+        f"- **Hardware:** {env.cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__}; "
         f"load average {os.getloadavg()[0]:.2f} at the end.",
         "- **Reproduce:** `make bench-fresh` (`python -m bench.tools.benchmarks fresh`): `make bench` into "
         "an empty scratch store with the virtual environment already installed (a fresh machine adds "
