@@ -1,7 +1,7 @@
 # LatentBench. `make bench` and `make test` do all set-up on a fresh machine.
 PY := .venv/bin/python
 # glibc's default allocator cost 20-35% of training time on 2 CPU cores (page faults): keep freed
-# memory mapped instead (DESIGN.md, performance rules).
+# memory mapped instead (README.md, Performance notes).
 export MALLOC_MMAP_MAX_ := 0
 export MALLOC_TRIM_THRESHOLD_ := 100000000000
 

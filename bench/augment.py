@@ -2,7 +2,8 @@
 
 One call transforms a whole batch with per-sample random parameters: a random resized crop and
 horizontal flip are one `affine_grid` + `grid_sample`, colour jitter is a few broadcast ops.
-This is ~25x faster than per-image torchvision transforms on 2 CPU cores (DESIGN.md).
+results/speed.md times training with these batched views end to end against lightly's per-image
+transforms through a DataLoader.
 Parameters follow SimCLR (Chen et al. 2020, appendix A): crop scale (0.08, 1), aspect (3/4, 4/3),
 colour jitter (0.8 * strength for brightness/contrast/saturation, 0.2 * strength hue) with p=0.8,
 grayscale with p=0.2.

@@ -50,12 +50,27 @@ def optimize(
                 trial, cfg, data, method, device, prune, len(study.directions), tensorboard
             )
         study.tell(trial, values, state=state)
+        print(_trial_line(study, trial.number, state, values, trials), flush=True)
         failures += state == TrialState.FAIL
         if failures > trials:
             raise BenchError(
                 f"study {study.study_name}: {failures} trials failed (diverged); "
                 "narrow the search space or lower train.lr"
             )
+
+
+def _trial_line(study, number: int, state, values, trials: int) -> str:
+    """`trial 3: complete, validation 97.22% (best so far 97.50%, trial 1); 16 of 20 left`."""
+    done, _ = cap_counts(study)
+    shown = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned", TrialState.FAIL: "failed"}[state]
+    if values:  # validation accuracy, and for a two-objective study validation PSNR
+        shown += f", validation {values[0]:.2%}" + "".join(f", PSNR {v:.2f} dB" for v in values[1:])
+    if len(study.directions) == 1 and any(
+        t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False)
+    ):
+        best = study.best_trial
+        shown += f" (best so far {best.value:.2%}, trial {best.number})"
+    return f"trial {number}: {shown}; {max(0, trials - done)} of {trials} left"
 
 
 def trial_spec(cfg, data, method: str, params: dict, seed: int, steer_only: bool = False) -> RunSpec:
