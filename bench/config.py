@@ -45,6 +45,7 @@ class TrainConfig:
     warmup_epochs: float = at_least(0, 1.0)
     grad_clip: float = at_least(0, 5.0)  # max global grad norm; 0 disables it
     compile: bool = flag(False)  # torch.compile the training step (--compile); may change the last bits
+    bf16: bool = flag(False)  # bf16 autocast on a CPU too (on CUDA it is always on)
 
 
 # The `[eval]` section: every registered evaluator's own fields (bench/evaluators/, each with its
@@ -204,8 +205,9 @@ def coerce(value, tp, where: str):
         if not isinstance(value, (list, tuple)):
             raise BenchError(f"{where}: expected a list, got {value!r}")
         return origin(coerce(v, item_tp, where) for v in value)
-    if origin in (typing.Union, types.UnionType):  # Optional[X]: coerce to X
+    if origin in (typing.Union, types.UnionType):  # Optional[X]: coerce to X (a list too)
         (tp,) = [a for a in typing.get_args(tp) if a is not type(None)]
+        return coerce(value, tp, where)
     try:
         if tp is bool:
             if isinstance(value, str):

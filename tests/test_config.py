@@ -133,3 +133,8 @@ def test_every_field_of_every_section_and_learner_declares_its_range():
             assert "rule" in f.metadata, (
                 f"{cls.__qualname__}.{f.name} has no declared range (bench/checks.py)"
             )
+
+
+def test_an_optional_list_takes_a_comma_separated_set():
+    """`--set grid.methods=ae,unet` is the list of two learners (it once became letters)."""
+    assert config.load(None, ["grid.methods=ae,unet"]).grid.methods == ["ae", "unet"]

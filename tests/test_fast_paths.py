@@ -2,6 +2,8 @@
 them): the hand-written L-BFGS probe is scikit-learn's LogisticRegression at the same objective,
 and the batched cosine kNN is scikit-learn's KNeighborsClassifier."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -9,6 +11,8 @@ import torch
 from bench.evaluators import knn, linear
 
 sklearn = pytest.importorskip("sklearn")
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _blobs(n, d, k, seed, spread=1.0):
@@ -103,3 +107,44 @@ def test_speed_sections_are_replaced_in_place(tmp_path):
     assert speed._section(text, "## Missing") is None
     speed.replace_section(path, "## New\n\nappended\n", "## New")
     assert path.read_text().endswith("## Other\n\nkept\n\n## New\n\nappended\n")
+
+
+def _tiny_rgb32(tmp_path) -> str:
+    """A CIFAR-shaped dataset (32x32 RGB, 10 classes) small enough to train in seconds."""
+    rng = np.random.default_rng(0)
+    path = tmp_path / "tiny32.npz"
+    x_train, x_test = (rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8) for n in (80, 40))
+    np.savez(path, x_train=x_train, y_train=np.arange(80) % 10, x_test=x_test, y_test=np.arange(40) % 10)
+    return f"npz:{path}"
+
+
+def test_the_gpu_configs_code_path_trains_and_evaluates_on_a_cpu(tmp_path):
+    """configs/cifar10-gpu.toml as it is (ResNet-18 view-based learners, the autoencoders' 256x2x2
+    spatial bottleneck on 64/128/256/256 channels), cut to one epoch of tiny batches, with bf16
+    autocast and channels-last: the runs the GPU grid makes, through the same runner, here."""
+    from bench import config, data, runner
+
+    sets = ["train.epochs=1", "train.batch_size=16", "train.warmup_epochs=0", "train.bf16=true"]
+    sets += ["grid.methods=simclr,ae", f"data.name={_tiny_rgb32(tmp_path)}"]
+    cfg = config.load(ROOT / "configs" / "cifar10-gpu.toml", sets)
+    ds = data.load(cfg.data)
+    specs = runner.preflight(runner.specs(cfg, ds), ds)  # what `bench run --config ...` runs
+    assert {(s.method, s.method_config.get("backbone"), s.method_config["latent_dim"]) for s in specs} == {
+        ("simclr", "resnet18", 512),
+        ("ae", None, 1024),
+    }
+    for spec in specs:
+        m = runner.run_one(spec, ds, torch.device("cpu"))
+        assert m["status"] == "ok" and m["encoder_unchanged"], spec.method
+        assert m["latent_dim"] == spec.method_config["latent_dim"] and 0 <= m["linear"]["test_acc"] <= 1
+        assert np.isfinite(m["train"]["loss_per_epoch"][-1])
+
+
+def test_the_gpu_smoke_runs_its_whole_path_on_a_cpu(tmp_path, capsys):
+    from bench.tools import gpu_smoke
+
+    args = ["--device", "cpu", "--epochs", "1", "--batch-size", "16", "--dataset", _tiny_rgb32(tmp_path)]
+    assert gpu_smoke.main(args) == 0
+    out = capsys.readouterr().out
+    assert "## GPU" in out and "| simclr " in out and "| ae " in out and "resnet18" in out
+    assert not (tmp_path / "speed.md").exists()  # a CPU run writes nothing unless asked

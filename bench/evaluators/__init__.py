@@ -112,6 +112,7 @@ class Evaluator:
 
 
 _EVALUATORS: dict[str, Evaluator] = {}
+_LOADED = False
 
 
 def register(name: str):
@@ -178,9 +179,12 @@ def progress(metrics: dict) -> str:
 
 def _load() -> None:
     """Import every evaluator file once; one that cannot be imported is one warning line naming
-    it, and the others still measure."""
-    if _EVALUATORS:
+    it, and the others still measure. (Importing one evaluator module directly registers it
+    alone: the scan still runs once.)"""
+    global _LOADED
+    if _LOADED:
         return
+    _LOADED = True
     for module in pkgutil.iter_modules(__path__):
         if not module.name.startswith("_"):
             try:

@@ -1,28 +1,35 @@
 """`make bench-gpu-smoke`: a few epochs of ResNet-18 SimCLR and one autoencoder on CIFAR-10 on a
-CUDA machine, timed, written to results/speed.md under "## GPU".
+CUDA machine, timed and evaluated, written to results/speed.md under "## GPU".
 
     python -m bench.tools.gpu_smoke [--data-dir DIR] [--epochs 3] [--compile] [--out results/speed.md]
+    python -m bench.tools.gpu_smoke --device cpu --epochs 1 --limit 64 --batch-size 16 --dataset npz:F
+
+The second form runs the same path on a CPU (bf16 autocast there too, tiny data and batches): the
+only thing it leaves untested is the GPU itself. It writes nothing unless --out is given.
 
 The models and settings are configs/cifar10-gpu.toml's (the full-size GPU grid), trained through
 the harness's own loop (`train.fit`: bf16 autocast, channels-last, on-device views); only the
 epoch count is cut. Per model: seconds per epoch (the first epoch apart, it holds cuDNN's
 autotuning and any compilation), images per second over the later epochs, and peak GPU memory.
-It stores no run and needs no labels: a timing, not a result. On a machine without CUDA it says
-so in one line and exits 2.
+It stores no run: a timing, with the linear probe's validation accuracy and the evaluation's time
+as a check that the frozen encoder is read out. Asked for CUDA on a machine without it, it says so
+in one line and exits 2.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import pandas as pd
 import torch
 
-from bench import BenchError, config, data, env, registry, train
+from bench import BenchError, config, data, env, evaluate, registry, train
 from bench.tools import speed
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "cifar10-gpu.toml"
@@ -32,22 +39,34 @@ HEADING = "## GPU"
 
 def measure(name: str, cfg: config.Config, ds: data.Dataset, device, epochs: int, compile_: bool) -> dict:
     torch.manual_seed(0)
+    cuda = device.type == "cuda"
     method_cfg = config.method_config(name, cfg.method_overrides(name))
     model = registry.create(name, method_cfg, ds.shape).to(device, memory_format=torch.channels_last)
-    train_cfg = config.TrainConfig(
-        **{**config.to_dict(cfg.train_for(name)), "epochs": epochs, "compile": compile_}
-    )
-    torch.cuda.reset_peak_memory_stats(device)
+    budget = {**config.to_dict(cfg.train_for(name)), "epochs": epochs, "compile": compile_, "bf16": True}
+    train_cfg = config.TrainConfig(**budget)
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(device)
     stamps = [time.perf_counter()]
 
     def on_epoch(_epoch, _model):
-        torch.cuda.synchronize(device)
+        if cuda:
+            torch.cuda.synchronize(device)
         stamps.append(time.perf_counter())
 
     info = train.fit(model, ds.x_train, train_cfg, 0, device, on_epoch, f"gpu smoke {name}")
     epoch_s = [b - a for a, b in zip(stamps, stamps[1:])]
-    steps = len(ds.x_train) // train_cfg.batch_size
+    steps = len(ds.x_train) // min(train_cfg.batch_size, len(ds.x_train))
     later = epoch_s[1:] or epoch_s
+    start = time.perf_counter()
+    eval_cfg = config.EvalConfig(**{**config.to_dict(cfg.eval), "steer_only": True})  # the linear probe
+    latents = Path(tempfile.mkdtemp()) / "latents.pt"  # nothing kept: a timing, not a run
+    measured, _ = evaluate.measure(model, ds, eval_cfg, 0, device, latents, f"gpu smoke {name}")
+    shutil.rmtree(latents.parent, ignore_errors=True)
+    memory = (
+        torch.cuda.max_memory_allocated(device) / 2**30
+        if cuda
+        else env.record(device, start)["env"]["peak_memory_mb"] / 1024
+    )
     return {
         "learner": name,
         "network": getattr(method_cfg, "backbone", None) or f"conv {list(method_cfg.channels)}",
@@ -56,9 +75,11 @@ def measure(name: str, cfg: config.Config, ds: data.Dataset, device, epochs: int
         "epochs": epochs,
         "first epoch (s)": f"{epoch_s[0]:.1f}",
         "later epochs (s)": f"{sum(later) / len(later):.1f}",
-        "images/s": f"{steps * train_cfg.batch_size / (sum(later) / len(later)):,.0f}",
-        "peak memory (GiB)": f"{torch.cuda.max_memory_allocated(device) / 2**30:.2f}",
+        "images/s": f"{steps * min(train_cfg.batch_size, len(ds.x_train)) / (sum(later) / len(later)):,.0f}",
+        "peak memory (GiB)": f"{memory:.2f}",
         "final loss": f"{info['loss_per_epoch'][-1]:.4g}",
+        "val linear %": f"{measured['measures']['linear']['val_acc'] * 100:.2f}",
+        "eval (s)": f"{time.perf_counter() - start:.1f}",
     }
 
 
@@ -85,17 +106,23 @@ def main(argv=None) -> int:
     p.add_argument("--dataset", default="cifar10-jpeg")
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--compile", action="store_true", help="torch.compile the training step")
-    p.add_argument("--out", default="results/speed.md")
+    p.add_argument("--device", choices=("cuda", "cpu"), default="cuda", help="cpu: the same path, tiny")
+    p.add_argument("--limit", type=int, default=0, help="keep only this many training images (0: all)")
+    p.add_argument("--batch-size", type=int, help="default: the GPU config's (512)")
+    p.add_argument("--out", help="default: results/speed.md on CUDA; on a CPU nothing is written")
     args = p.parse_args(argv)
     try:
-        if not torch.cuda.is_available():
-            raise BenchError("bench-gpu-smoke needs a CUDA device and none is visible here")
-        if args.epochs < 1:
-            raise BenchError(f"--epochs must be at least 1, got {args.epochs}")
-        device = torch.device("cuda")
+        if args.device == "cuda" and not torch.cuda.is_available():
+            raise BenchError(
+                "bench-gpu-smoke needs a CUDA device and none is visible here (--device cpu: the CPU path)"
+            )
+        if args.epochs < 1 or args.limit < 0 or (args.batch_size is not None and args.batch_size < 2):
+            raise BenchError("--epochs must be at least 1, --limit at least 0 and --batch-size at least 2")
+        device = torch.device(args.device)
         torch.backends.cudnn.benchmark = True
-        cfg = config.load(CONFIG, [])
-        ds = data.load(config.DataConfig(args.dataset), args.data_dir, offline=True)
+        sets = [] if args.batch_size is None else [f"train.batch_size={args.batch_size}"]
+        cfg = config.load(CONFIG, sets)
+        ds = data.load(config.DataConfig(args.dataset, train_limit=args.limit), args.data_dir, offline=True)
         rows = []
         for name in MODELS:
             rows.append(measure(name, cfg, ds, device, args.epochs, args.compile))
@@ -104,7 +131,9 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     text = section(rows, ds, device, args.compile)
-    speed.replace_section(Path(args.out), text, HEADING)
+    out = args.out or ("results/speed.md" if device.type == "cuda" else None)
+    if out:
+        speed.replace_section(Path(out), text, HEADING)
     print(text)
     return 0
 
