@@ -14,7 +14,7 @@ export MALLOC_TRIM_THRESHOLD_ := 100000000000
 	touch $@
 
 # `make bench` trains every registered learner and baseline on the embedded digits data, both
-# latent sizes, seed 0 (25 runs, ~2.5 min on 2 cores) into a scratch store (.cache/bench/: its
+# latent sizes, seed 0 (25 runs, 3.5 min on 2 cores: results/speed.md) into a scratch store (.cache/bench/: its
 # tables are .cache/bench/digits.md), then compares exactly those runs with the committed runs of
 # the same keys (nothing retrained; a second `make bench` reuses what it trained). On the machine
 # kind the store was made on they are bit-identical; on other CPUs, BLAS builds or thread counts
