@@ -22,16 +22,17 @@ def dataset_figures(slug: str, title: str, runs: list[dict], df, summary) -> dic
     if summary.empty:
         return {}
     out, figs = store.results_dir(), {"latent": f"{slug}-accuracy-vs-latent.png"}
+    styles = palette(summary["learner"])  # a learner looks the same in every figure of the page
     plain = summary[~summary["variant"]]  # the ablations have their own table
-    accuracy_vs_latent_png(out / figs["latent"], plain, title)
+    accuracy_vs_latent_png(out / figs["latent"], plain, title, styles)
     if summary["psnr_mean"].notna().any():
         figs["psnr"] = f"{slug}-accuracy-vs-psnr.png"
-        accuracy_vs_psnr_png(out / figs["psnr"], summary, title)
+        accuracy_vs_psnr_png(out / figs["psnr"], summary, title, styles)
     from bench.evaluators.label_efficiency import fractions
 
     if fractions(summary) and plain[f"linear@{fractions(summary)[0]}_mean"].notna().any():
         figs["labels"] = f"{slug}-label-efficiency.png"
-        label_efficiency_png(out / figs["labels"], plain, df, fractions(summary), title)
+        label_efficiency_png(out / figs["labels"], plain, df, fractions(summary), title, styles)
     rows = _recon_rows(df[df["status"] == "ok"])
     if len(rows) > 1:
         figs["recon"] = f"{slug}-reconstructions.png"
@@ -157,10 +158,11 @@ def recon_grid_png(path: Path, rows: dict[str, np.ndarray], title: str) -> None:
     _save(fig, path)
 
 
-def accuracy_vs_latent_png(path: Path, df, title: str) -> None:
+def accuracy_vs_latent_png(path: Path, df, title: str, styles: dict | None = None) -> None:
     """Linear-probe accuracy against latent size, one line per learner (mean +- std over seeds)."""
+    styles = styles or palette(df["learner"])
     fig, ax = plt.subplots(figsize=(7.5, 4.6))
-    for i, (label, g) in enumerate(df.groupby("learner", sort=True)):
+    for label, g in df.groupby("learner", sort=True):
         g = g.sort_values("latent_dim")
         if not _takes_latent_dim(g["method"].iloc[0]):  # one point at the image size: a line reads better
             ax.axhline(
@@ -177,7 +179,7 @@ def accuracy_vs_latent_png(path: Path, df, title: str) -> None:
             yerr=g["linear_std"].fillna(0),
             capsize=3,
             label=label,
-            **_style(i),
+            **styles[label],
         )
     ax.set_xscale("log", base=2)
     ax.set(xlabel="latent dimension", ylabel="linear probe test accuracy", title=title)
@@ -187,7 +189,9 @@ def accuracy_vs_latent_png(path: Path, df, title: str) -> None:
     _save(fig, path)
 
 
-def label_efficiency_png(path: Path, summary, df, fracs: list[str], title: str) -> None:
+def label_efficiency_png(
+    path: Path, summary, df, fracs: list[str], title: str, styles: dict | None = None
+) -> None:
     """Linear-probe accuracy against the number of labelled training images, one line per learner
     at the latent size most learners share (baselines without a latent size at theirs)."""
     have = summary[summary[f"linear@{fracs[0]}_mean"].notna()]
@@ -195,12 +199,15 @@ def label_efficiency_png(path: Path, summary, df, fracs: list[str], title: str) 
     dim = dims.mode().max() if len(dims) else None  # ties: the largest size
     counts = [int(df[f"labels@{f}"].dropna().iloc[0]) for f in fracs]
     full = int(round(counts[-1] / float(fracs[-1])))
+    styles = styles or palette(summary["learner"])
     fig, ax = plt.subplots(figsize=(7.5, 4.6))
     shown = have[[not _takes_latent_dim(m) or d == dim for m, d in zip(have["method"], have["latent_dim"])]]
-    for i, (_, s) in enumerate(shown.iterrows()):
+    for _, s in shown.iterrows():
         y = [s[f"linear@{f}_mean"] for f in fracs] + [s["linear_mean"]]
         err = [s[f"linear@{f}_std"] for f in fracs] + [s["linear_std"]]
-        ax.errorbar(counts + [full], y, yerr=np.nan_to_num(err), capsize=3, label=s["learner"], **_style(i))
+        ax.errorbar(
+            counts + [full], y, yerr=np.nan_to_num(err), capsize=3, label=s["learner"], **styles[s["learner"]]
+        )
     ax.set_xscale("log")
     ax.set(xlabel="labelled training images", ylabel="linear probe test accuracy")
     ax.set_title(f"{title}: label efficiency" + (f" (d={int(dim)})" if dim else ""))
@@ -213,9 +220,13 @@ def label_efficiency_png(path: Path, summary, df, fracs: list[str], title: str) 
 MARKERS = "osD^vP*Xh<>p"
 
 
-def _style(i: int) -> dict:
-    """A distinct colour and marker per learner: 13 and more learners outrun the 10-colour cycle."""
-    return {"color": plt.cm.tab20(i % 20), "marker": MARKERS[i % len(MARKERS)], "ls": "-"}
+def palette(learners) -> dict[str, dict]:
+    """One colour and marker per learner of a page, the same in every figure of it (13 and more
+    learners outrun the 10-colour cycle: tab20 and a marker each)."""
+    return {
+        name: {"color": plt.cm.tab20(i % 20), "marker": MARKERS[i % len(MARKERS)], "ls": "-"}
+        for i, name in enumerate(sorted(set(learners)))
+    }
 
 
 def _takes_latent_dim(method: str) -> bool:
@@ -237,11 +248,13 @@ def loss_png(path: Path, train: dict, title: str) -> None:
         ax.set(xlabel="epoch", title=name)
         ax.grid(alpha=0.3)
     fig.suptitle(f"{title}: training", fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1, 0.9))  # the figure's title above the panels' titles, not on them
     _save(fig, path)
 
 
-def accuracy_vs_psnr_png(path: Path, df, title: str) -> None:
+def accuracy_vs_psnr_png(path: Path, df, title: str, styles: dict | None = None) -> None:
     """Does reconstruction quality predict class information? One point per learner and size."""
+    styles = styles or palette(df["learner"])
     df = df.dropna(subset=["psnr_mean"])
     lossless = df[df["psnr_mean"] >= LOSSLESS_DB]  # PSNR is capped at 100 dB: off any useful scale
     df = df[df["psnr_mean"] < LOSSLESS_DB]
@@ -249,8 +262,8 @@ def accuracy_vs_psnr_png(path: Path, df, title: str) -> None:
     if len(lossless):
         names = ", ".join(f"{r.learner} d={int(r.latent_dim)}" for r in lossless.itertuples())
         ax.text(0.01, 0.01, f"not shown, lossless: {names}", transform=ax.transAxes, fontsize=7)
-    for i, (label, g) in enumerate(df.groupby("learner", sort=True)):
-        style = _style(i)
+    for label, g in df.groupby("learner", sort=True):
+        style = styles[label]
         ax.scatter(
             g["psnr_mean"], g["linear_mean"], label=label, color=style["color"], marker=style["marker"]
         )

@@ -402,3 +402,41 @@ def test_a_closed_pipe_ends_the_command_quietly():
     shell = ["bash", "-o", "pipefail", "-c", cmd]
     done = subprocess.run(shell, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert done.stdout == "key,datase" and done.stderr == "" and done.returncode == 0
+
+
+def test_a_learner_keeps_its_colour_across_a_pages_figures(monkeypatch, tmp_path):
+    """byol has no reconstruction: the accuracy-vs-PSNR figure leaves it out, and dae must still
+    be drawn in the colour it has in the accuracy-vs-latent figure."""
+    import matplotlib.axes
+    import matplotlib.colors
+
+    seen: dict[str, set] = {}
+    for name in ("errorbar", "scatter"):
+        real = getattr(matplotlib.axes.Axes, name)
+
+        def record(self, *args, _real=real, **kw):
+            if kw.get("label") and kw.get("color") is not None:
+                seen.setdefault(kw["label"], set()).add(matplotlib.colors.to_hex(kw["color"]))
+            return _real(self, *args, **kw)
+
+        monkeypatch.setattr(matplotlib.axes.Axes, name, record)
+    toml = tmp_path / "one-epoch.toml"  # the budget is the protocol here, not an override
+    toml.write_text((ROOT / "configs/default.toml").read_text().replace("epochs = 30", "epochs = 1"))
+    assert (
+        main(
+            [
+                "run",
+                "--config",
+                str(toml),
+                "--methods",
+                "ae,byol,dae",
+                "--latent-dims",
+                "8,16",
+                "--seeds",
+                "0",
+            ]
+        )
+        == 0
+    )
+    assert {"ae", "byol", "dae"} <= set(seen)
+    assert all(len(colours) == 1 for colours in seen.values()), seen
