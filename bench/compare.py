@@ -125,11 +125,16 @@ def _left(cfg, data, method: str, trials: int, storage: str | None) -> tuple[int
     return 0, sum(not store.is_done(s.key) for s in specs)
 
 
-def run(cfg, ds, methods, trials, storage, device, trial_epochs, sampler_seed=0, prune=True) -> None:
-    """Every learner's study (resumed if it exists), then its best configuration re-run."""
+def run(
+    cfg, ds, methods, trials, storage, device, trial_epochs, sampler_seed=0, prune=True, config_name=None
+):
+    """Every learner's study (resumed if it exists), then its best configuration re-run.
+    `config_name`: the config file the command read, recorded on each study for its page."""
     for method in methods:
         name = study_name(ds.slug, method)
         study, url = studydb.open_study(name, storage, False, sampler_seed, prune)
+        if config_name:
+            study.set_user_attr("config", config_name)
         print(f"study {name}: {trials} trials of {method}")
         if not study.trials:  # a new study: the defaults are its first trial
             params, why = space.default_params(cfg, ds, method)
@@ -219,5 +224,6 @@ def main(setup: Setup, opts: CompareOptions) -> None:
             f"the plan needs ~{hours:.2f} h, more than --max-hours {opts.max_hours:g}: "
             "lower --trials or --trial-epochs, or compare fewer --methods"
         )
-    run(cfg, ds, methods, opts.trials, opts.storage, device, opts.trial_epochs, opts.sampler_seed, opts.prune)
+    run(cfg, ds, methods, opts.trials, opts.storage, device, opts.trial_epochs, opts.sampler_seed, opts.prune,
+        setup.config_name())  # fmt: skip
     print(f"wrote {report.write(ds.slug, store.load_runs())}")

@@ -45,6 +45,13 @@ class Setup:
         name = DATASET_CONFIGS.get(self.dataset or config.DataConfig().name)
         return CONFIG_DIR / name if name else None
 
+    def config_name(self) -> str:
+        """How a page names the config: `configs/default.toml`, a path as given, or the defaults."""
+        path = self.config_file()
+        if path is None:
+            return "the built-in defaults"
+        return str(path) if self.config else f"configs/{path.name}"
+
     def resolve(self) -> config.Config:
         """The config: defaults <- file <- --set, then the grid's axes and the dataset, all
         checked (unknown learners included) before anything is loaded or trained. Says which

@@ -38,6 +38,7 @@ def write(study) -> Path:
         "",
         f"- **Objective:** maximize {' and '.join(names)} (validation slice of the training split; "
         "the test split never steers a study).",
+        _setting(study, trials),
         f"- **Trials:** {len(done)} complete, "
         f"{sum(t.state.name == 'PRUNED' for t in trials)} pruned, "
         f"{sum(t.state.name == 'FAIL' for t in trials)} failed; TPE sampler"
@@ -87,6 +88,24 @@ def write(study) -> Path:
     path = store.inside(out, f"{study.study_name}.md", "study")
     store.write_text(path, "\n".join(lines))
     return path
+
+
+def _setting(study, trials) -> str:
+    """What was tuned: the learner, its latent size and dataset (read from the trials' runs) and
+    the config the study's command used (recorded since studies record it)."""
+    found = None
+    for t in trials:
+        key = t.user_attrs.get("run_key")
+        cfg = store.read_json(store.run_dir(key) / "config.json") if key else None
+        if isinstance(cfg, dict):
+            found = cfg
+            break
+    config = study.user_attrs.get("config", "not recorded (the study predates that record)")
+    if found is None:
+        return f"- **Tuned:** no finished trial yet; config {config}."
+    dim = found.get("method_config", {}).get("latent_dim")
+    size = f"latent size {dim}" if dim else "its own latent size"
+    return f"- **Tuned:** {found['method']}, {size}, on {found['dataset']['name']}; config {config}."
 
 
 def _state(trial) -> str:

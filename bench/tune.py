@@ -186,6 +186,7 @@ def main(setup: Setup, opts: TuneOptions) -> None:
     name = opts.study or f"{opts.method}-{ds.slug}" + ("-pareto" if opts.multi_objective else "")
     store.safe_name(name, "--study")
     study, url = open_study(name, opts.storage, opts.multi_objective, opts.sampler_seed, opts.prune)
+    study.set_user_attr("config", setup.config_name())  # for the study's page
     print(f"study {name}: {opts.trials} trials of {opts.method} on {ds.provenance}")
     helpers = _helpers(setup, dataclasses.replace(opts, study=name, storage=url))
     optimize(study, url, cfg, ds, opts.method, opts.trials, device, opts.prune, setup.tensorboard)

@@ -66,6 +66,8 @@ def test_sqlite_study_lands_in_the_store_and_the_tables(capsys):
     assert main(["tune", "--method", "ae", "--trials", "3", *TINY]) == 0
     out = capsys.readouterr().out
     assert "best trial" in out and "tuned re-run" in out
+    page = (studydb.studies_dir() / "ae-digits.md").read_text()
+    assert "- **Tuned:** ae, latent size 8, on digits; config configs/default.toml." in page
     progress = [line for line in out.splitlines() if line.startswith("trial ")]  # one per finished trial
     assert len(progress) == 3 and progress[-1].endswith("; 0 of 3 left") and "best so far" in progress[-1]
     study = optuna.load_study(
