@@ -170,8 +170,7 @@ def label_table(summary: pd.DataFrame, df: pd.DataFrame) -> str | None:
     """Test accuracy (%) of the refitted probes with 1%, 10%, ... and 100% of the training labels."""
     from bench.evaluators.label_efficiency import fractions
 
-    probes = getattr(evaluators.get("label_efficiency"), "probes", ())
-    fracs = fractions(summary)
+    probes, fracs = getattr(evaluators.get("label_efficiency"), "probes", ()), fractions(summary)
     rows = summary[summary[[f"linear@{f}_mean" for f in fracs]].notna().any(axis=1)] if fracs else []
     if not len(rows):
         return None

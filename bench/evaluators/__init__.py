@@ -143,9 +143,10 @@ def all() -> list[Evaluator]:  # noqa: A001  (the registry's whole content, in o
     return sorted(_EVALUATORS.values(), key=lambda e: (e.order, e.name))
 
 
-def get(name: str) -> Evaluator:
+def get(name: str) -> Evaluator | None:
+    """The evaluator registered under `name`, or None (its file removed or broken)."""
     _load()
-    return _EVALUATORS[name]
+    return _EVALUATORS.get(name)
 
 
 def columns(where: str | None = None) -> list[Column]:
