@@ -94,6 +94,7 @@ def _verify(args, argv) -> int:
         dataset=args.dataset,
         uncommitted=args.uncommitted,
         stale=args.stale,
+        outdated=args.outdated,
         seeds=args.seeds,
         sample=args.sample,
         sample_seed=args.sample_seed,

@@ -181,6 +181,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="the runs measured by an older evaluator (see bench/compat.py); with --adopt, "
         "re-evaluated from cached checkpoints where there are any",
     )
+    ver.add_argument(
+        "--outdated",
+        action="store_true",
+        help="the runs that today's evaluators would measure more of (no test predictions, no latent "
+        "map, ...); with --adopt, they gain it",
+    )
     ver.add_argument("--sample", type=int, help="a seeded random sample of N of the chosen runs")
     ver.add_argument("--sample-seed", type=int, default=0)
     ver.add_argument(

@@ -10,6 +10,9 @@ valid lives here, and nowhere else.
   stored before the record existed are read by what their metrics hold (`measured`).
 - **Stale.** A finished run measured by an evaluator version below that evaluator's
   `stale_below` (0: never measured) is stale: marked ‡ in the tables, chosen by `verify --stale`.
+- **Outdated.** A finished run measured by any evaluator below its current version (e.g. before
+  the linear probe kept its test predictions, or before the latent map existed) lacks something
+  today's evaluators would add, without its numbers being wrong: chosen by `verify --outdated`.
 """
 
 from __future__ import annotations
@@ -87,3 +90,12 @@ def stale(metrics: dict) -> bool:
         return False
     versions = measured(metrics)
     return any(versions[e.name] < e.stale_below for e in evaluators.all())
+
+
+def outdated(metrics: dict) -> bool:
+    """A finished run that today's evaluators would measure more of (any evaluator's version above
+    the one that measured it). A study's trial is measured only by what steers it: never."""
+    if metrics.get("status") != "ok" or metrics.get("steer_only"):
+        return False
+    versions = measured(metrics)
+    return any(versions[e.name] < e.version for e in evaluators.all())

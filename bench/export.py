@@ -88,7 +88,7 @@ def write_npz(path: Path, run: dict, ds, z: dict) -> None:
     for s in SPLITS:
         if len(arrays[f"z_{s}"]) != len(arrays[f"y_{s}"]):
             raise BenchError(f"run {run['key']}: {s} latents and labels differ in length; nothing written")
-    store.atomic_save_npz(path, arrays)
+    store.atomic_save_npz(path, arrays, compress=False)  # latents barely compress
 
 
 def runs_command(csv: str | None, dataset: str | None) -> None:

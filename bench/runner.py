@@ -191,12 +191,13 @@ def compute(
 
 
 def record(spec: RunSpec, purpose: Purpose, metrics: Metrics, artifacts: dict) -> None:
-    """Store a computed run: config.json, its artifacts (the reconstruction grid), and last
-    metrics.json, whose presence marks the run finished. Every write is atomic."""
+    """Store a computed run: config.json, its artifacts (`<name>.npz` each: the reconstruction
+    grid, the test predictions, the latent map), and last metrics.json, whose presence marks the
+    run finished. Every write is atomic."""
     run_dir = store.run_dir(spec.key)
     store.write_json(run_dir / "config.json", spec.record([purpose]))
-    if "recon" in artifacts:
-        store.atomic_save_npz(run_dir / "recon.npz", artifacts["recon"])
+    for name, arrays in sorted(artifacts.items()):
+        store.atomic_save_npz(run_dir / f"{name}.npz", arrays)
     store.write_json(run_dir / "metrics.json", metrics.json())
 
 

@@ -239,11 +239,11 @@ def _umask() -> int:
     return mask
 
 
-def atomic_save_npz(path: Path, arrays: dict) -> None:
+def atomic_save_npz(path: Path, arrays: dict, compress: bool = True) -> None:
     import numpy as np
 
     def write(tmp):
         with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
+            (np.savez_compressed if compress else np.savez)(f, **arrays)
 
     atomic_write(path, write)

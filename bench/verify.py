@@ -29,6 +29,7 @@ def select(
     sample_seed: int = 0,
     seeds: list[int] | None = None,
     stale: bool = False,
+    outdated: bool = False,
 ) -> list[dict]:
     """Finished runs chosen by key prefixes, dataset slug, seeds and/or code state; `sample` of
     them at random (seeded), in key order."""
@@ -44,10 +45,12 @@ def select(
         runs = [r for r in runs if _uncommitted(r["metrics"])]
     if stale:
         runs = [r for r in runs if compat.stale(r["metrics"])]
+    if outdated:  # a study's trials are on no page (its study page reads the study): left as they are
+        runs = [r for r in runs if compat.outdated(r["metrics"]) and not labels.only_trial(r)]
     if not runs:
         raise BenchError(
             "no finished run in the store matches: "
-            "check the keys, --dataset, --seeds, --uncommitted or --stale"
+            "check the keys, --dataset, --seeds, --uncommitted, --stale or --outdated"
         )
     if sample is not None:
         if sample < 1:
@@ -139,10 +142,9 @@ def adopt(run: dict, folder: Path) -> None:
     config = store.load_json(src / "config.json")
     config["purposes"] = run["config"].get("purposes", config.get("purposes", []))
     config["command"] = run["config"].get("command", config.get("command"))
-    if (src / "recon.npz").exists():
-        store.atomic_write(
-            dst / "recon.npz", lambda tmp: Path(tmp).write_bytes((src / "recon.npz").read_bytes())
-        )
+    for artifact in sorted(src.glob("*.npz")):  # the reconstruction grid, predictions, latent map
+        data = artifact.read_bytes()
+        store.atomic_write(dst / artifact.name, lambda tmp, data=data: Path(tmp).write_bytes(data))
     store.write_json(dst / "config.json", config)
     store.write_json(dst / "metrics.json", store.load_json(src / "metrics.json"))
 
@@ -197,6 +199,7 @@ class VerifyRequest:
     dataset: str | None = None
     uncommitted: bool = False
     stale: bool = False
+    outdated: bool = False
     seeds: str | None = None  # "0,1"
     sample: int | None = None
     sample_seed: int = 0
@@ -213,14 +216,14 @@ def main(args: VerifyRequest) -> int:
     """`bench verify`: retrain, compare, print; 1 if any difference passes the tolerance."""
     from bench import env, report
 
-    if not (args.keys or args.dataset or args.uncommitted or args.stale):
+    if not (args.keys or args.dataset or args.uncommitted or args.stale or args.outdated):
         raise BenchError(
-            "choose the runs to verify: run keys, --dataset SLUG, --uncommitted, --stale or --trained-in DIR"
+            "choose the runs to verify: run keys, --dataset SLUG, --uncommitted, --stale, --outdated "
+            "or --trained-in DIR"
         )
     seeds = parse_seeds(args.seeds)
-    runs = select(
-        list(args.keys), args.dataset, args.sample, args.uncommitted, args.sample_seed, seeds, args.stale
-    )
+    runs = select(list(args.keys), args.dataset, args.sample, args.uncommitted, args.sample_seed, seeds,
+                  args.stale, args.outdated)  # fmt: skip
     folder = Path(args.scratch) if args.scratch else store.cache_dir() / "verify"
     device = env.pick_device(args.device)
     print(f"verifying {len(runs)} run(s) in the scratch store {folder} on {env.device_name(device)}")

@@ -1,6 +1,8 @@
 """Linear probe: multinomial logistic regression on frozen, standardised latents, by full-batch
 L-BFGS on a whitened problem; its weight decay chosen on the validation slice. The headline
-number of every table, the objective of every study, and the confusion matrix of the test split.
+number of every table, the objective of every study, and the confusion matrix of the test split. Its test predictions
+are kept beside the run (`predictions.npz`: one small integer per test image, and the labels), so
+bench/significance.py can pair two learners image by image.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ SOLVER = "preconditioned-lbfgs"
 @register("linear")
 class Linear(Evaluator):
     order = 10
-    version = 2  # 1: plain L-BFGS, stopped short of the optimum (results/speed.md)
+    version = 3  # 1: plain L-BFGS, stopped short of the optimum (results/speed.md); 2: no predictions kept
     stale_below = 2
     steers = True
     columns = (
@@ -41,8 +43,10 @@ class Linear(Evaluator):
             ctx.z, ctx.y, ctx.num_classes, ctx.cfg.probe_weight_decays, ctx.cfg.probe_max_iter, shared(ctx)
         )
         pred = result.pop("test_pred")
-        conf = None if ctx.steer_only else confusion(pred, ctx.y["test"], ctx.num_classes)
-        return {"linear": result, "confusion": conf}
+        if ctx.steer_only:  # a study's trial: its objective only
+            return {"linear": result, "confusion": None}
+        ctx.artifacts["predictions"] = predictions(pred, ctx.y["test"], ctx.num_classes)
+        return {"linear": result, "confusion": confusion(pred, ctx.y["test"], ctx.num_classes)}
 
 
 def shared(ctx: Context) -> tuple[torch.Tensor, torch.Tensor]:
@@ -133,6 +137,13 @@ def linear_probe(z, y, k, weight_decays, max_iter, precond=None) -> dict:
         "solver": SOLVER,
         "test_pred": pred,
     }
+
+
+def predictions(pred: torch.Tensor, y: torch.Tensor, k: int) -> dict:
+    """The probe's test predictions and the test labels, in the smallest integer type that holds
+    `k` classes (10,000 test images: 10 KB before compression)."""
+    dtype = torch.uint8 if k <= 256 else torch.int16 if k <= 32767 else torch.int32
+    return {"linear": pred.to(dtype).numpy(), "y": y.to(dtype).numpy()}
 
 
 def confusion(pred: torch.Tensor, y: torch.Tensor, k: int) -> list[list[int]]:
