@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 
-from bench import evaluators, labels, plots, store, studies, tables
+from bench import evaluators, labels, plots, sections, store, studies, tables
 from bench.tables import pm
 
 PROTOCOL = (
@@ -66,12 +66,23 @@ def write(slug: str, every: list[dict]):
     summary = tables.summarize(ok)
     title = runs[0]["config"]["dataset"].get("title", slug)
     figures = plots.dataset_figures(slug, title, runs, df, summary)
+    more = {}
+    if not summary.empty:
+        summary, intervals = sections.significance_marks(summary, df)
+        classes = plots.class_names(runs[0]["config"], len(runs[0]["metrics"].get("confusion") or []))
+        more = {
+            "real": sections.real_differences(slug, title, summary, df, intervals),
+            "maps": sections.latent_maps(slug, title, summary, df, classes),
+            "label_free": sections.label_free(slug, title, summary, df),
+        }
     path = out / f"{slug}.md"
-    store.write_text(path, render(title, runs, df, summary, figures, every))
+    store.write_text(path, render(title, runs, df, summary, figures, every, more))
     return path
 
 
-def render(title: str, runs: list[dict], df, summary, figures: dict, every: list[dict]) -> str:
+def render(title: str, runs: list[dict], df, summary, figures: dict, every: list[dict], more=None) -> str:
+    """The page; `more`: the sections of bench/sections.py ("real", "maps", "label_free")."""
+    more = more or {}
     c0 = runs[0]["config"]
     envs = [r["metrics"].get("env", {}) for r in runs]
     n = next((r["metrics"]["n"] for r in runs if "n" in r["metrics"]), {})
@@ -119,6 +130,7 @@ def render(title: str, runs: list[dict], df, summary, figures: dict, every: list
             else []
         ),
         *_footnotes(summary),
+        *more.get("real", []),
         "## Linear probe accuracy by latent size",
         "",
         tables.latent_table(summary),
@@ -165,6 +177,7 @@ def render(title: str, runs: list[dict], df, summary, figures: dict, every: list
             f"![reconstructions]({figures['recon']})",
             "",
         ]
+    lines += more.get("maps", []) + more.get("label_free", [])
     lines += [
         "## Confusion matrix of the best learner",
         "",
@@ -220,6 +233,12 @@ def _compare_section(every, runs, summary, df) -> list[str]:
 
 def _footnotes(summary) -> list[str]:
     notes = []
+    if "mark" in summary and summary["mark"].str.contains("=").any():
+        notes.append(
+            "▲: the best learner at its latent size by mean linear accuracy (references excepted); =: "
+            "not separable from it, its 95% interval of the difference contains 0 (*Which differences "
+            "are real*, below)."
+        )
     if summary["below_pca"].any():
         notes.append(
             "*(< PCA)*: the learner reconstructs the test split worse than PCA with the same latent "

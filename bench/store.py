@@ -247,3 +247,19 @@ def atomic_save_npz(path: Path, arrays: dict, compress: bool = True) -> None:
             (np.savez_compressed if compress else np.savez)(f, **arrays)
 
     atomic_write(path, write)
+
+
+def load_artifact(run_dir: Path, name: str) -> dict | None:
+    """A run's `<name>.npz` as {array name: array}, or None if it has none or it cannot be read
+    (warned: the run's numbers stand, only what the artifact adds is missing)."""
+    import numpy as np
+
+    path = run_dir / f"{name}.npz"
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            return {k: f[k] for k in f.files}
+    except Exception as e:  # truncated or garbage
+        warn(f"{path} cannot be read ({type(e).__name__}); what it holds is left out")
+        return None

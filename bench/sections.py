@@ -1,0 +1,157 @@
+"""The page sections that rest on a run's kept artifacts rather than its numbers alone: which
+differences are real (test predictions, bench/significance.py), latent maps (bench/evaluators/
+latent_map.py) and label-free measures against the labels (bench/labelfree.py). Each returns its
+markdown lines and draws its figure; bench/report.py places them on the dataset's page."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from bench import labelfree, registry, significance, statplots, store, tables
+
+PAIRWISE_MAX = 16  # learners in the pairwise figure (plain learners and baselines at the main size)
+
+
+def main_dim(summary) -> int:
+    """The page's main latent size: the one most plain learners were run at (the larger on a tie)."""
+    plain = summary[~summary["variant"]]
+    counts = plain.groupby("latent_dim")["learner"].nunique()
+    return int(max(counts.index, key=lambda d: (counts[d], d)))
+
+
+def correct(df) -> dict[str, np.ndarray | None]:
+    """{run key: whether its linear probe got each test image right}, None where the run kept no
+    predictions (stored before they were kept) or they cannot be read."""
+    out = {}
+    for key in df.loc[df["status"] == "ok", "key"]:
+        p = store.load_artifact(store.run_dir(key), "predictions")
+        ok = p is not None and "linear" in p and "y" in p and p["linear"].shape == p["y"].shape
+        out[key] = (p["linear"] == p["y"]) if ok else None
+    return out
+
+
+def significance_marks(summary, df) -> tuple[pd.DataFrame, dict]:
+    """The summary with each row's mark (`mark`: ▲ best, = tied) and the intervals behind it."""
+    intervals = significance.versus_best(summary, df, correct(df))
+    marks = significance.marks(summary, intervals)
+    keys = zip(summary["learner"], summary["latent_dim"].astype(int))
+    return summary.assign(mark=[marks.get(k, "") for k in keys]), intervals
+
+
+def real_differences(slug, title, summary, df, intervals) -> list[str]:
+    """'Which differences are real': every row against the best at its size, and the figure."""
+    text = significance.table(summary, intervals)
+    if not text:
+        return []
+    lines = [
+        "## Which differences are real",
+        "",
+        "Each row's test linear accuracy minus the best learner's at the same latent size (points), "
+        "with a 95% interval that counts both the training seed and the finite test set: the runs "
+        "are paired by seed and by test image (their kept test predictions) and the interval is "
+        "that of a crossed seeds x images design (bench/significance.py says how and cites why). "
+        "*tied*: the interval contains 0, so this data does not separate the row from the best; "
+        "it is marked = in the main table, and the best ▲. "
+        "Where runs kept no test predictions the interval rests on the seeds' spread alone (the test "
+        "set's noise is not counted); with a single seed, on the test images alone; a single seed "
+        "without predictions is not tested (*accounts for* says which). Intervals are not corrected for the many comparisons, nor for the best being "
+        "chosen on the same test split: a tie is the safer reading, a narrow separation the bolder.",
+        "",
+        text,
+        "",
+    ]
+    dim = main_dim(summary)
+    plain = summary[(summary["latent_dim"] == dim) & ~summary["variant"] & summary["linear_mean"].notna()]
+    names = list(plain.sort_values("linear_mean", ascending=False)["learner"])[:PAIRWISE_MAX]
+    if len(names) > 1:
+        cells = significance.pairwise(df, names, dim, correct(df))
+        name = f"{slug}-pairwise.png"
+        statplots.pairwise_png(store.results_dir() / name, names, cells, f"{title}, d={dim}")
+        lines += [f"![pairwise differences at d={dim}]({name})", ""]
+    return lines
+
+
+def latent_maps(slug, title, summary, df, classes) -> list[str]:
+    """'What the latents look like': the t-SNE map of every plain learner at the main latent size
+    (its lowest seed that kept one), side by side."""
+    dim = main_dim(summary)
+    plain = summary[(summary["latent_dim"] == dim) & ~summary["variant"]]
+    panels, missing = [], []
+    for s in plain.itertuples():
+        runs = df[(df["learner"] == s.learner) & (df["latent_dim"] == dim) & (df["status"] == "ok")]
+        found = None
+        for r in runs.sort_values("seed").itertuples():
+            if (m := store.load_artifact(store.run_dir(r.key), "latent_map")) is not None:
+                found = (r, m)
+                break
+        if found is None:
+            missing.append(s.learner)
+            panels.append({"name": s.learner, "acc": s.linear_mean, "xy": None, "y": None})
+        else:
+            r, m = found
+            panels.append({"name": f"{s.learner} (seed {r.seed})", "acc": r.linear, "xy": m["xy"], "y": m["y"]})
+    if len(panels) == len(missing):
+        return ["## Latent maps", "", f"No run at d={dim} has kept a latent map yet: `python -m bench verify "
+                f"--dataset {slug} --outdated --adopt` re-measures the runs and keeps one.", ""]  # fmt: skip
+    name = f"{slug}-latent-maps.png"
+    points = max(len(p["y"]) for p in panels if p["y"] is not None)
+    statplots.latent_maps_png(store.results_dir() / name, panels, classes,
+                              f"{title}: t-SNE of the same {points} test latents, d={dim}")  # fmt: skip
+    lines = [
+        "## Latent maps",
+        "",
+        f"A 2-D t-SNE map (scikit-learn, perplexity 30, PCA initialisation, seed 0) of the same "
+        f"class-balanced sample of {points} test images' standardised latents, for every learner at "
+        f"d={dim} (baselines included; the lowest seed that kept a map; panel title: that run's "
+        "linear accuracy). Axes: centred, rotated onto the map's principal axes and scaled to unit "
+        "radius, class 0 towards the lower left; t-SNE keeps neighbourhoods, not distances between "
+        "clusters.",
+        "",
+        f"![latent maps]({name})",
+        "",
+    ]
+    if missing:
+        lines += [f"Missing panels ({len(missing)}): {', '.join(missing)}: their runs predate the latent "
+                  "map and their latents are not cached here (re-measuring them means retraining: "
+                  f"`python -m bench verify --dataset {slug} --outdated --adopt`).", ""]  # fmt: skip
+    return lines
+
+
+def family(method: str) -> str:
+    kind = tables.kind(method)
+    if kind != "learner":
+        return {"baseline": "baselines", "reference": "reference"}[kind]
+    try:
+        return registry.get(method).family or "other"
+    except Exception:  # a learner no longer registered
+        return "other"
+
+
+def label_free(slug, title, summary, df) -> list[str]:
+    """'Label-free measures against the labels': Spearman rho of each with linear accuracy."""
+    df = df.assign(family=df["method"].map(family))
+    dim = main_dim(summary)
+    corr = labelfree.correlations(df, dim)
+    if not corr["runs"].any():
+        return []
+    name = f"{slug}-label-free.png"
+    statplots.label_free_png(store.results_dir() / name, df[df["status"] == "ok"], corr,
+                             f"{title}: label-free measures against the linear probe")  # fmt: skip
+    return [
+        "## Label-free measures against the labels",
+        "",
+        "Does a measure that sees no label predict linear-probe accuracy? Spearman rank correlation "
+        "over the page's runs of trained representation learners (autoencoders and view-based "
+        "learners, every seed a point; baselines and the supervised reference are drawn, not "
+        "counted). RankMe: effective rank of the raw training latents; alpha-ReQ: the decay "
+        "exponent of their covariance eigenspectrum (lower = flatter); NESum: covariance "
+        "eigenvalues over the largest, summed; stable rank: squared singular values over the "
+        "largest, summed (bench/evaluators/rankme.py, spectrum.py). Runs stored before a measure "
+        "existed are not counted for it.",
+        "",
+        labelfree.table(corr, dim),
+        "",
+        f"![label-free measures]({name})",
+        "",
+    ]
