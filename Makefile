@@ -5,7 +5,7 @@ PY := .venv/bin/python
 export MALLOC_MMAP_MAX_ := 0
 export MALLOC_TRIM_THRESHOLD_ := 100000000000
 
-.PHONY: bench bench-digits bench-compare bench-compare-mnist bench-compare-cifar10 bench-speed bench-fresh bench-gpu-smoke bench-parallel bench-mnist bench-cifar10 bench-cifar10-gpu test test-fast lint report clean-cache
+.PHONY: bench bench-digits bench-compare bench-compare-mnist bench-compare-cifar10 bench-speed bench-maps bench-fresh bench-gpu-smoke bench-parallel bench-mnist bench-cifar10 bench-cifar10-gpu test test-fast lint report clean-cache
 
 .venv/installed: requirements.txt
 	test -x $(PY) || python3 -m venv .venv
@@ -75,6 +75,9 @@ bench-compare-cifar10: .venv/installed  ## CIFAR-10 (JPEG q75 copy) -> results/c
 
 bench-speed: .venv/installed  ## the fast paths against scikit-learn and lightly's DataLoader pipeline -> results/speed.md
 	$(PY) -m bench.tools.speed
+
+bench-maps: .venv/installed  ## t-SNE against openTSNE and UMAP on 2,000 MNIST latents; bench report timed -> results/speed.md
+	$(PY) -m bench.tools.maps
 
 bench-fresh: .venv/installed  ## time `make bench` from an empty store -> results/speed.md
 	$(PY) -m bench.tools.benchmarks fresh

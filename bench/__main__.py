@@ -121,6 +121,12 @@ def _evaluate(args, argv) -> None:
     describe.evaluate(args.key)
 
 
+def _diff(args, argv) -> None:
+    from bench import sections
+
+    sections.diff_command(args.a, args.b, args.dataset, args.latent_dim)
+
+
 def _runs(args, argv) -> None:
     from bench import export
 
@@ -140,6 +146,7 @@ VERBS = {
     "compare": _compare,
     "report": _report,
     "evaluate": _evaluate,
+    "diff": _diff,
     "runs": _runs,
     "export": _export,
     "verify": _verify,

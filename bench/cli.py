@@ -150,6 +150,13 @@ def build_parser() -> argparse.ArgumentParser:
     _setup_args(cmp_, grid=False, training=False)
     rep = sub.add_parser("report", help="rebuild results/*.md and plots from the store")
     rep.add_argument("--runs", action="store_true", help="also redraw every run's own figures")
+    dif = sub.add_parser("diff", help="two learners' difference in linear accuracy, with its 95% interval")
+    dif.add_argument(
+        "a", help="a learner's row name as the tables show it (e.g. simclr, 'ae (loss=l1+ssim)')"
+    )
+    dif.add_argument("b", help="the learner it is compared with")
+    dif.add_argument("--dataset", default="digits", help="the dataset's slug (default digits)")
+    dif.add_argument("--latent-dim", type=int, help="only this latent size (default: every size both have)")
     ev = sub.add_parser("evaluate", help="accuracy, per-class accuracy and confusion matrix of a stored run")
     ev.add_argument("key", help="run key or a unique prefix of it")
     runs = sub.add_parser("runs", help="every stored run as one tidy row (CSV), for pandas and notebooks")

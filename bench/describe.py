@@ -6,7 +6,19 @@ from __future__ import annotations
 import re
 import sys
 
-from bench import BenchError, evaluators, labels, plots, registry, session, sources, store, tables
+from bench import (
+    BenchError,
+    evaluators,
+    labelfree,
+    labels,
+    plots,
+    registry,
+    session,
+    sources,
+    statplots,
+    store,
+    tables,
+)
 
 CONFIG_DIR = session.CONFIG_DIR
 
@@ -40,7 +52,7 @@ def listing() -> None:
 
 def evaluate(prefix: str) -> None:
     """`bench evaluate RUN`: a stored run's measures, per-class accuracy, training curves, and its
-    figures (confusion matrix, loss curves, reconstruction grid) written into its folder."""
+    figures (confusion matrix, loss curves, reconstruction grid, latent map) written into its folder."""
     key = store.find(prefix)
     run = store.run_dir(key)
     spec, m = store.read_json(run / "config.json"), store.read_json(run / "metrics.json")
@@ -54,6 +66,10 @@ def evaluate(prefix: str) -> None:
     for col in evaluators.columns("header"):
         if (value := col.get(m)) is not None:
             print(f"  {col.header:<8} {value * col.scale:.{col.digits}f}")
+    free = {name: m.get(key) if key == "rankme" else (m.get("spectrum") or {}).get(key)
+            for key, name in labelfree.MEASURES.items()}  # fmt: skip
+    if any(v is not None for v in free.values()):
+        print("  label-free: " + ", ".join(f"{k} {v:.3g}" for k, v in free.items() if v is not None))
     if m.get("steer_only"):
         print("  a study's trial: measured only by what steers its study (the linear probe)")
     else:
@@ -66,5 +82,16 @@ def evaluate(prefix: str) -> None:
         if values:
             print(f"  train {term:<12} epoch 1 {values[0]:.4g} -> epoch {len(values)} {values[-1]:.4g}")
     plots.run_figures(run, spec, m["confusion"], labels.title(spec, m.get("latent_dim")), train)
+    latent = store.load_artifact(run, "latent_map")
+    if latent is not None:
+        classes = plots.class_names(spec, int(latent["y"].max()) + 1 if len(latent["y"]) else 0)
+        panel = {"name": labels.title(spec, m.get("latent_dim")), "acc": m["linear"]["test_acc"], **latent}
+        statplots.latent_maps_png(run / "latent_map.png", [panel], classes,
+                                  f"t-SNE of {len(latent['y'])} test latents")  # fmt: skip
+    elif not m.get("steer_only"):
+        print(
+            f"  no latent map: the run predates it (`python -m bench verify {key[:8]} --adopt` "
+            "re-measures it)"
+        )
     for path in sorted(run.glob("*.png")):
         print(f"wrote {path}")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from bench import labelfree, registry, significance, statplots, store, tables
+from bench import BenchError, labelfree, labels, registry, significance, statplots, store, tables
 
 PAIRWISE_MAX = 16  # learners in the pairwise figure (plain learners and baselines at the main size)
 
@@ -55,8 +55,9 @@ def real_differences(slug, title, summary, df, intervals) -> list[str]:
         "it is marked = in the main table, and the best ▲. "
         "Where runs kept no test predictions the interval rests on the seeds' spread alone (the test "
         "set's noise is not counted); with a single seed, on the test images alone; a single seed "
-        "without predictions is not tested (*accounts for* says which). Intervals are not corrected for the many comparisons, nor for the best being "
-        "chosen on the same test split: a tie is the safer reading, a narrow separation the bolder.",
+        "without predictions is not tested (*accounts for* says which). Intervals are not corrected "
+        "for the many comparisons, nor for the best being chosen on the same test split: a tie is "
+        "the safer reading, a narrow separation the bolder.",
         "",
         text,
         "",
@@ -90,7 +91,9 @@ def latent_maps(slug, title, summary, df, classes) -> list[str]:
             panels.append({"name": s.learner, "acc": s.linear_mean, "xy": None, "y": None})
         else:
             r, m = found
-            panels.append({"name": f"{s.learner} (seed {r.seed})", "acc": r.linear, "xy": m["xy"], "y": m["y"]})
+            panels.append(
+                {"name": f"{s.learner} (seed {r.seed})", "acc": r.linear, "xy": m["xy"], "y": m["y"]}
+            )
     if len(panels) == len(missing):
         return ["## Latent maps", "", f"No run at d={dim} has kept a latent map yet: `python -m bench verify "
                 f"--dataset {slug} --outdated --adopt` re-measures the runs and keeps one.", ""]  # fmt: skip
@@ -148,10 +151,39 @@ def label_free(slug, title, summary, df) -> list[str]:
         "exponent of their covariance eigenspectrum (lower = flatter); NESum: covariance "
         "eigenvalues over the largest, summed; stable rank: squared singular values over the "
         "largest, summed (bench/evaluators/rankme.py, spectrum.py). Runs stored before a measure "
-        "existed are not counted for it.",
+        "existed are not counted for it. p treats every run as independent; a learner's seeds are not, so "
+        "read it as optimistic.",
         "",
         labelfree.table(corr, dim),
         "",
         f"![label-free measures]({name})",
         "",
     ]
+
+
+def diff_command(a: str, b: str, slug: str, dim: int | None) -> None:
+    """`bench diff A B`: learner A's test linear accuracy minus B's on the page of dataset `slug`,
+    per latent size both were run at, with its 95% interval and what it accounts for."""
+    runs = [r for r in store.load_runs() if r["config"]["dataset"]["slug"] == slug
+            and not labels.only_trial(r) and not r["metrics"].get("steer_only")]  # fmt: skip
+    runs = tables.registered(runs)
+    if not runs:
+        raise BenchError(f"no stored run of dataset {slug!r}: see `python -m bench runs` for the slugs")
+    df = tables.frame(runs)
+    names = sorted(set(df["learner"]))
+    for name in (a, b):
+        if name not in names:
+            raise BenchError(f"no learner {name!r} on the {slug} page; its rows: {', '.join(names)}")
+    g = significance.groups(df, correct(df))
+    dims = sorted({d for (n, d) in g if n == a} & {d for (n, d) in g if n == b})
+    if dim is not None:
+        dims = [d for d in dims if d == dim]
+    if not dims:
+        raise BenchError(
+            f"{a!r} and {b!r} share no latent size on the {slug} page" + (f" at d={dim}" if dim else "")
+        )
+    for d in dims:
+        iv = significance.between(g[(a, d)], g[(b, d)])
+        ci = "-" if np.isnan(iv.lo) else f"[{iv.lo * 100:+.2f}, {iv.hi * 100:+.2f}]"
+        print(f"{slug} d={d}: {a} - {b} = {iv.diff * 100:+.2f} points, 95% interval {ci}: "
+              f"{significance.verdict(iv)} ({iv.seeds} seed(s); {iv.basis})")  # fmt: skip

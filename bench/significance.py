@@ -13,17 +13,19 @@ ANOVA mean squares,
 (Cronbach et al. 1972, *The Dependability of Behavioral Measurements*; Brennan 2001,
 *Generalizability Theory*, ch. 3), the image term left out where it estimates below zero, and a t
 interval on Satterthwaite's (1946) degrees of freedom, which fall to S - 1 when the seed term
-dominates (then it is the paired t test over seeds). It is the analytic form of the paired bootstrap over test images within seeds,
-combined with the seeds' own spread (Bouthillier et al. 2021, "Accounting for Variance in Machine
-Learning Benchmarks", argue for counting both); with three seeds, resampling seeds would see
-only ten distinct draws and understate their spread, which the t quantile does not.
+dominates (then it is the paired t test over seeds). It is the analytic form of the paired
+bootstrap over test images within seeds, combined with the seeds' own spread (Bouthillier et
+al. 2021, "Accounting for Variance in Machine Learning Benchmarks", argue for counting both);
+with three seeds, resampling seeds would see only ten distinct draws and understate their
+spread, which the t quantile does not.
 
 Fallbacks, each named where it is shown: runs stored without test predictions are compared by
 their per-seed accuracies alone (a paired t interval over seeds: the test set's noise is not
 counted); a single shared seed gets an interval over the test images alone but no verdict (the
 training seed's noise, often the larger, is not counted: on a simulated null with seed noise it
-"finds" a difference most of the time); a single seed without predictions gets nothing. Nothing here corrects for comparing
-many pairs, or for the best learner being chosen by the same test split.
+"finds" a difference most of the time); a single seed without predictions gets nothing.
+Nothing here corrects for comparing many pairs, or for the best learner being chosen by the same
+test split.
 """
 
 from __future__ import annotations
@@ -147,10 +149,11 @@ def groups(df, correct: dict) -> dict[tuple[str, int], dict[int, dict]]:
 
 
 def best_rows(summary) -> dict[int, str]:
-    """{latent dim: learner} with the highest mean linear accuracy at that size; a reference
-    (trained with labels) is never the best."""
+    """{latent dim: learner} with the highest mean linear accuracy at that size, where at least two
+    learners were run; a reference (trained with labels) is never the best."""
     candidates = summary[(summary["kind"] != "reference") & summary["linear_mean"].notna()]
-    best = candidates.sort_values("linear_mean").groupby("latent_dim").tail(1)
+    shared = candidates.groupby("latent_dim")["learner"].transform("size") > 1  # alone: best of nothing
+    best = candidates[shared].sort_values("linear_mean").groupby("latent_dim").tail(1)
     return {int(s.latent_dim): s.learner for s in best.itertuples()}
 
 

@@ -136,7 +136,13 @@ def pm(mean, std, scale=1.0, digits=2) -> str:
 def _cell(s, col: evaluators.Column) -> str:
     mean = getattr(s, f"{col.key}_mean")  # the headline's cell carries its significance mark
     text = pm(mean, getattr(s, f"{col.key}_std") if col.spread else None, col.scale, col.digits)
-    mark = getattr(s, "mark", "") if col.key == HEADLINE else " (< PCA)" if col.key == "psnr" and s.below_pca else ""
+    mark = (
+        getattr(s, "mark", "")
+        if col.key == HEADLINE
+        else " (< PCA)"
+        if col.key == "psnr" and s.below_pca
+        else ""
+    )
     return text + mark
 
 

@@ -38,6 +38,14 @@ def test_end_to_end_on_digits(capsys):
         assert f"| {name} " in table, name
     assert (store.results_dir() / "digits-accuracy-vs-latent.png").stat().st_size > 1000
     assert (store.results_dir() / "digits-accuracy-vs-psnr.png").stat().st_size > 1000
+    # each run keeps its test predictions and latent map; the page compares, maps and checks
+    for r in store.load_runs():
+        assert {"predictions.npz", "latent_map.npz"} <= {p.name for p in store.run_dir(r["key"]).iterdir()}
+    for section in ("## Which differences are real", "## Latent maps", "## Label-free measures"):
+        assert section in table, section
+    assert "1 seed: no verdict" in table and " ▲" in table  # one seed: shown, not decided
+    for figure in ("pairwise", "latent-maps", "label-free"):
+        assert (store.results_dir() / f"digits-{figure}.png").stat().st_size > 1000, figure
 
     assert main(["run", *QUICK]) == 0  # everything is stored: nothing trains again
     assert capsys.readouterr().out.count("(stored)") == len(registry.names())
@@ -51,7 +59,13 @@ def test_end_to_end_on_digits(capsys):
     assert main(["evaluate", key[:6]]) == 0
     out = capsys.readouterr().out
     assert "per-class accuracy" in out and "linear" in out and "PSNR" in out
-    assert (store.run_dir(key) / "confusion.png").is_file()
+    assert (store.run_dir(key) / "confusion.png").is_file() and (
+        store.run_dir(key) / "latent_map.png"
+    ).is_file()
+    assert "label-free: RankMe" in out
+    assert main(["diff", "ae", "unet"]) == 0  # one seed each: an interval over images, no verdict
+    assert "digits d=8: ae - unet = " in (out := capsys.readouterr().out) and "1 seed: no verdict" in out
+    assert main(["diff", "ae", "no-such-row"]) == 2
     assert not list(store.results_dir().rglob("*.partial"))
 
     assert main(["run", *QUICK[:2], "--methods", "pixels", "--seeds", "1"]) == 0

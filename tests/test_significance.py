@@ -61,7 +61,9 @@ def test_a_planted_two_point_gap_on_ten_thousand_images_is_detected():
 def test_a_single_seed_says_so_and_gives_no_verdict():
     rng = np.random.default_rng(3)
     a, b = simulate(rng, seeds=1, gap=1.0)
-    iv = significance.between({0: {"acc": a.mean(), "correct": a[0]}}, {0: {"acc": b.mean(), "correct": b[0]}})
+    iv = significance.between(
+        {0: {"acc": a.mean(), "correct": a[0]}}, {0: {"acc": b.mean(), "correct": b[0]}}
+    )
     assert iv.basis == significance.TEST_ONLY and not iv.tested and not iv.real
     assert not math.isnan(iv.lo)  # the interval over images is still shown
     assert significance.verdict(iv) == "1 seed: no verdict"
@@ -105,7 +107,9 @@ def test_the_main_table_marks_the_best_and_those_tied_with_it():
 
 
 def orthogonal(n, d, seed=0):
-    q, _ = torch.linalg.qr(torch.randn(n, d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64))
+    q, _ = torch.linalg.qr(
+        torch.randn(n, d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    )
     q = q - q.mean(0)  # centred columns (still orthogonal up to the mean's rank-1 part: redo)
     q, _ = torch.linalg.qr(q)
     return q
@@ -131,7 +135,7 @@ def test_spectrum_measures_of_a_white_latent_a_rank_one_latent_and_a_power_law()
         i = torch.arange(1, d + 1, dtype=torch.float64)
         z = orthogonal(n, d, seed=1) * (i ** (-alpha / 2)) * math.sqrt(n - 1)  # eigenvalues i^-alpha
         lam = spectrum.covariance_eigenvalues(z)
-        assert torch.allclose(lam, i ** -alpha, rtol=1e-6)
+        assert torch.allclose(lam, i**-alpha, rtol=1e-6)
         assert spectrum.alpha_req(lam) == pytest.approx(alpha, rel=1e-6)
         assert spectrum.nesum(lam) == pytest.approx(float((i**-alpha).sum()), rel=1e-6)
 
@@ -158,3 +162,18 @@ def test_the_latent_map_sample_is_class_balanced_fixed_and_oriented():
     assert np.allclose(xy.mean(0), 0, atol=1e-9) and np.sqrt((xy**2).sum(1).mean()) == pytest.approx(1)
     assert xy[:, 0].var() >= xy[:, 1].var()  # the widest spread horizontal
     assert (xy[y[idx] == 0].mean(0) <= 0).all()  # class 0 towards the lower left
+
+
+def test_outdated_runs_are_those_todays_evaluators_would_measure_more_of():
+    from bench import compat, evaluators
+
+    current = {e.name: e.version for e in evaluators.all()}
+    finished = {"status": "ok", "linear": {"test_acc": 0.9}, "evaluators": current}
+    finished |= {e.name: {} for e in evaluators.all()}
+    assert not compat.outdated(finished)
+    assert compat.outdated({**finished, "evaluators": {**current, "linear": 2}})  # before predictions
+    before_maps = {k: v for k, v in current.items() if k != "latent_map"}
+    assert compat.outdated({**finished, "latent_map": None, "evaluators": before_maps})  # before the map
+    assert not compat.outdated({**finished, "recon": None})  # ran, had nothing to measure
+    assert not compat.outdated({**finished, "evaluators": before_maps, "steer_only": True})  # a trial
+    assert not compat.outdated({"status": "diverged"})
