@@ -77,26 +77,33 @@ def latent_maps(slug, title, summary, df, classes) -> list[str]:
     """'What the latents look like': the t-SNE map of every plain learner at the main latent size
     (its lowest seed that kept one), side by side."""
     dim = main_dim(summary)
-    plain = summary[(summary["latent_dim"] == dim) & ~summary["variant"]]
+    plain = summary[~summary["variant"]]
+    at_dim = set(plain.loc[plain["latent_dim"] == dim, "method"])
+    # a baseline whose size is fixed (raw pixels) is drawn at its own size
+    plain = plain[
+        (plain["latent_dim"] == dim) | ((plain["kind"] == "baseline") & ~plain["method"].isin(at_dim))
+    ]
     panels, missing = [], []
     for s in plain.itertuples():
-        runs = df[(df["learner"] == s.learner) & (df["latent_dim"] == dim) & (df["status"] == "ok")]
+        own = "" if s.latent_dim == dim else f" d={int(s.latent_dim)}"
+        runs = df[(df["learner"] == s.learner) & (df["latent_dim"] == s.latent_dim) & (df["status"] == "ok")]
         found = None
         for r in runs.sort_values("seed").itertuples():
             if (m := store.load_artifact(store.run_dir(r.key), "latent_map")) is not None:
                 found = (r, m)
                 break
         if found is None:
-            missing.append(s.learner)
-            panels.append({"name": s.learner, "acc": s.linear_mean, "xy": None, "y": None})
+            missing.append(s.learner + own)
+            panels.append({"name": s.learner + own, "acc": s.linear_mean, "xy": None, "y": None})
         else:
             r, m = found
-            panels.append(
-                {"name": f"{s.learner} (seed {r.seed})", "acc": r.linear, "xy": m["xy"], "y": m["y"]}
-            )
+            name = f"{s.learner}{own} (seed {r.seed})"
+            panels.append({"name": name, "acc": r.linear, "xy": m["xy"], "y": m["y"]})
     if len(panels) == len(missing):
-        return ["## Latent maps", "", f"No run at d={dim} has kept a latent map yet: `python -m bench verify "
-                f"--dataset {slug} --outdated --adopt` re-measures the runs and keeps one.", ""]  # fmt: skip
+        return ["## Latent maps", "", f"Every panel is missing ({', '.join(missing)}): no run at d={dim} has "
+                f"kept a latent map yet, and their latents are not cached here. `python -m bench verify "
+                f"--dataset {slug} --outdated --adopt` re-measures the runs (retraining them) and keeps "
+                "one.", ""]  # fmt: skip
     name = f"{slug}-latent-maps.png"
     points = max(len(p["y"]) for p in panels if p["y"] is not None)
     statplots.latent_maps_png(store.results_dir() / name, panels, classes,
@@ -106,7 +113,8 @@ def latent_maps(slug, title, summary, df, classes) -> list[str]:
         "",
         f"A 2-D t-SNE map (scikit-learn, perplexity 30, PCA initialisation, seed 0) of the same "
         f"class-balanced sample of {points} test images' standardised latents, for every learner at "
-        f"d={dim} (baselines included; the lowest seed that kept a map; panel title: that run's "
+        f"d={dim} (baselines included, raw pixels at their own size; the lowest seed that kept a map; "
+        "panel title: that run's "
         "linear accuracy). Axes: centred, rotated onto the map's principal axes and scaled to unit "
         "radius, class 0 towards the lower left; t-SNE keeps neighbourhoods, not distances between "
         "clusters.",

@@ -57,7 +57,7 @@ def latent_maps_png(path: Path, panels: list[dict], classes: list[str], title: s
     n = len(panels)
     cols = min(5, n)
     rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(2.3 * cols, 2.7 * rows + 0.6), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.3 * cols, 2.9 * rows + 0.6), squeeze=False)
     k = len(classes)
     cmap = plt.cm.tab10 if k <= 10 else plt.cm.tab20 if k <= 20 else plt.cm.turbo
     colour = (lambda c: cmap(c)) if k <= 20 else (lambda c: cmap(c / max(1, k - 1)))
