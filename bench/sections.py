@@ -14,8 +14,9 @@ PAIRWISE_MAX = 16  # learners in the pairwise figure (plain learners and baselin
 
 
 def main_dim(summary) -> int:
-    """The page's main latent size: the one most plain learners were run at (the larger on a tie)."""
-    plain = summary[~summary["variant"]]
+    """The page's main latent size: the one most plain learners were run at (the larger on a tie;
+    every learner where all rows name a setting, e.g. a grid run with `--set`)."""
+    plain = summary[~summary["variant"]] if (~summary["variant"]).any() else summary
     counts = plain.groupby("latent_dim")["learner"].nunique()
     return int(max(counts.index, key=lambda d: (counts[d], d)))
 
@@ -63,7 +64,8 @@ def real_differences(slug, title, summary, df, intervals) -> list[str]:
         "",
     ]
     dim = main_dim(summary)
-    plain = summary[(summary["latent_dim"] == dim) & ~summary["variant"] & summary["linear_mean"].notna()]
+    plain = summary[~summary["variant"]] if (~summary["variant"]).any() else summary
+    plain = plain[(plain["latent_dim"] == dim) & plain["linear_mean"].notna()]
     names = list(plain.sort_values("linear_mean", ascending=False)["learner"])[:PAIRWISE_MAX]
     if len(names) > 1:
         cells = significance.pairwise(df, names, dim, correct(df))
@@ -77,7 +79,7 @@ def latent_maps(slug, title, summary, df, classes) -> list[str]:
     """'What the latents look like': the t-SNE map of every plain learner at the main latent size
     (its lowest seed that kept one), side by side."""
     dim = main_dim(summary)
-    plain = summary[~summary["variant"]]
+    plain = summary[~summary["variant"]] if (~summary["variant"]).any() else summary
     at_dim = set(plain.loc[plain["latent_dim"] == dim, "method"])
     # a baseline whose size is fixed (raw pixels) is drawn at its own size
     plain = plain[
@@ -169,6 +171,21 @@ def label_free(slug, title, summary, df) -> list[str]:
     ]
 
 
+def _row(name: str, names: list[str], slug: str) -> str:
+    """The page row `name` means: itself, or the one row of that learner when its name lists a
+    setting every run shares (say `ae (train.epochs=1)` for `ae`)."""
+    if name in names:
+        return name
+    found = [n for n in names if n.startswith(f"{name} (")]
+    if len(found) == 1:
+        return found[0]
+    raise BenchError(
+        f"no learner {name!r} on the {slug} page"
+        + (" (several rows start so: name one)" if found else "")
+        + f"; its rows: {', '.join(found or names)}"
+    )
+
+
 def diff_command(a: str, b: str, slug: str, dim: int | None) -> None:
     """`bench diff A B`: learner A's test linear accuracy minus B's on the page of dataset `slug`,
     per latent size both were run at, with its 95% interval and what it accounts for."""
@@ -179,9 +196,7 @@ def diff_command(a: str, b: str, slug: str, dim: int | None) -> None:
         raise BenchError(f"no stored run of dataset {slug!r}: see `python -m bench runs` for the slugs")
     df = tables.frame(runs)
     names = sorted(set(df["learner"]))
-    for name in (a, b):
-        if name not in names:
-            raise BenchError(f"no learner {name!r} on the {slug} page; its rows: {', '.join(names)}")
+    a, b = (_row(name, names, slug) for name in (a, b))
     g = significance.groups(df, correct(df))
     dims = sorted({d for (n, d) in g if n == a} & {d for (n, d) in g if n == b})
     if dim is not None:

@@ -7,6 +7,7 @@ provenance; bench/data.py checks them, splits and describes them.
 from __future__ import annotations
 
 import io
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -119,13 +120,38 @@ CIFAR = {
 }  # fmt: skip
 
 
+class RefusedCode(Exception):
+    """A pickle asked for a callable that data files never hold."""
+
+
+class DataOnly(pickle.Unpickler):
+    """An unpickler for data files (the CIFAR batches): dicts, lists, strings, numbers and numpy
+    arrays rebuild; any other global a pickle names (a function to call, a class to build) is
+    refused before it is looked up, so a crafted file in a data folder runs nothing."""
+
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+        ("numpy.core.numeric", "_frombuffer"),  # protocol 5: an array from its bytes
+        ("numpy._core.numeric", "_frombuffer"),
+        ("_codecs", "encode"),  # how protocol 2 spells bytes: encode(text, "latin1")
+    }
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise RefusedCode(f"{module}.{name}")
+        return super().find_class(module, name)
+
+
 def _cifar(name: str, root: Path, offline: bool) -> dict:
     """CIFAR-10/100 from the python-pickle files torchvision downloads (Krizhevsky's format: dicts
     with `data` (N, 3072) uint8 rows in CHW order, label lists and a meta file of class names),
     read here so that the fine and coarse labels of CIFAR-100 come from one copy. A missing
     folder is downloaded through torchvision unless --offline."""
-    import pickle
-
     title, folder, train_files, test_file, meta_file, label_key, names_key = CIFAR[name]
     base = root / folder
     if not (base / meta_file).is_file():
@@ -139,7 +165,12 @@ def _cifar(name: str, root: Path, offline: bool) -> dict:
     def read(file: str) -> dict:
         try:
             with open(base / file, "rb") as f:
-                return pickle.load(f, encoding="latin1")
+                return DataOnly(f, encoding="latin1").load()
+        except RefusedCode as e:
+            raise BenchError(
+                f"{base / file} asks to run {e}: a {title} file holds only arrays, lists and strings, "
+                "so it was refused and nothing in it ran; replace it with an intact copy"
+            ) from None
         except Exception as e:  # truncated, corrupt, or another format
             raise BenchError(
                 f"{base / file} is missing or unreadable ({type(e).__name__}): replace the {title} "

@@ -1,8 +1,7 @@
 """Tables from stored runs: one row per run (`frame`), mean ± std over seeds (`summarize`), and
 every table a page shows. The measures come from the evaluator registry (bench/evaluators/):
 a new evaluator's columns appear here with no edit. Nothing here writes a file or reads the
-store: bench/report.py lays the tables out on pages, bench/plots.py draws.
-"""
+store: bench/report.py lays the tables out on pages, bench/plots.py draws."""
 
 from __future__ import annotations
 
@@ -136,14 +135,9 @@ def pm(mean, std, scale=1.0, digits=2) -> str:
 def _cell(s, col: evaluators.Column) -> str:
     mean = getattr(s, f"{col.key}_mean")  # the headline's cell carries its significance mark
     text = pm(mean, getattr(s, f"{col.key}_std") if col.spread else None, col.scale, col.digits)
-    mark = (
-        getattr(s, "mark", "")
-        if col.key == HEADLINE
-        else " (< PCA)"
-        if col.key == "psnr" and s.below_pca
-        else ""
-    )
-    return text + mark
+    if col.key == HEADLINE:
+        return text + getattr(s, "mark", "")
+    return text + (" (< PCA)" if col.key == "psnr" and s.below_pca else "")
 
 
 def main_table(summary: pd.DataFrame) -> str:

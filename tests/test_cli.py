@@ -64,7 +64,8 @@ def test_end_to_end_on_digits(capsys):
     ).is_file()
     assert "label-free: RankMe" in out
     assert main(["diff", "ae", "unet"]) == 0  # one seed each: an interval over images, no verdict
-    assert "digits d=8: ae - unet = " in (out := capsys.readouterr().out) and "1 seed: no verdict" in out
+    assert "digits d=8: ae (train.epochs=1) - unet (" in (out := capsys.readouterr().out)  # the rows
+    assert "1 seed: no verdict" in out
     assert main(["diff", "ae", "no-such-row"]) == 2
     assert not list(store.results_dir().rglob("*.partial"))
 

@@ -206,6 +206,35 @@ def test_cifar100_reads_the_torchvision_format(tmp_path, capsys):
     assert "unreadable" in capsys.readouterr().err
 
 
+class _Payload:
+    """What a crafted data file would hold: unpickling it calls a function of the attacker's."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_pickle_that_asks_to_run_code_is_refused_and_runs_nothing(tmp_path, capsys):
+    _cifar100_files(tmp_path)
+    marker = tmp_path / "ran"
+    train = tmp_path / "cifar-100-python" / "train"
+    entry = pickle.loads(train.read_bytes())
+    train.write_bytes(pickle.dumps({**entry, "batch_label": _Payload(marker)}, protocol=2))
+    assert pickle.loads(pickle.dumps(_Payload(tmp_path / "probe"))) == 0  # the payload does run...
+    assert (tmp_path / "probe").exists()
+    assert main(["run", "--dataset", "cifar100", "--data-dir", str(tmp_path), "--offline"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert not marker.exists()  # ...but not from a data folder
+    assert err.count("\n") == 0 and "posix.system" in err and "refused" in err and str(train) in err
+    assert not list(store.results_dir().glob("runs/*"))
+    for protocol in (2, 4, 5):  # the genuine format, however it was pickled, still reads
+        train.write_bytes(pickle.dumps(entry, protocol=protocol))
+        cifar = data.load(config.DataConfig("cifar100", val_fraction=0.25), str(tmp_path), offline=True)
+        assert len(cifar.classes) == 100
+
+
 def test_verify_trained_in_compares_exactly_the_runs_that_store_holds(tmp_path, capsys, monkeypatch):
     """What `make bench` does: train a grid into a scratch store, then compare those runs, and
     only those, with the committed runs of the same keys; nothing is retrained."""
