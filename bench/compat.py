@@ -65,18 +65,20 @@ def settings(section: str, values: dict | None) -> dict:
 def measured(metrics: dict) -> dict[str, int]:
     """{evaluator: version} that measured a finished run: the one recorded with the run (an
     evaluator with nothing to measure, say reconstruction for a learner that does not
-    reconstruct, is recorded all the same), 0 for one that did not run. Runs stored before
-    versions were recorded: 0 where the entry is missing, linear 2 if its solver is the
-    preconditioned one (else 1), every other evaluator 1."""
+    reconstruct, is recorded all the same, its entry None), 0 for one whose entry the run lacks.
+    Runs stored before versions were recorded: 0 where the entry is missing or None, linear 2 if
+    its solver is the preconditioned one (else 1), every other evaluator 1."""
     from bench.evaluators.linear import SOLVER
 
     recorded = metrics.get("evaluators") if isinstance(metrics.get("evaluators"), dict) else None
     out = {}
     for e in evaluators.all():
         entry = metrics.get(e.name)
-        if recorded is not None and e.name in recorded:  # it ran, if only to find nothing to measure
-            out[e.name] = int(recorded[e.name])
-        elif entry is None or recorded is not None:
+        if e.name not in metrics:
+            out[e.name] = 0
+        elif recorded is not None:  # it ran, if only to find nothing to measure (entry None)
+            out[e.name] = int(recorded.get(e.name, 0))
+        elif entry is None:
             out[e.name] = 0
         elif e.name == "linear":
             out[e.name] = 2 if isinstance(entry, dict) and entry.get("solver") == SOLVER else 1

@@ -191,46 +191,40 @@ def try_save_tensor(path: Path, obj, what: str) -> bool:
 @contextlib.contextmanager
 def claim(key: str):
     """Claim run `key` for this process: yields True if it is ours to train, False if another live
-    process holds it. The claim is a lock file made atomically (O_EXCL) holding the owner's host and
-    pid; a claim whose process has died on this host is taken over."""
+    process holds it. The claim is an exclusive OS lock (flock) on the run's claim.lock, held for
+    as long as the run trains: nothing can read a half-made claim as stale, and the kernel
+    releases it when its process dies, however it dies (`kill -9` included), so a dead claim is
+    simply taken. The file holds the owner's host and pid for a reader; the lock, not the file,
+    is the claim."""
+    import fcntl
+
     path = run_dir(key) / "claim.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
-    me = f"{socket.gethostname()} {os.getpid()}"
-    for _ in range(2):
+    for _ in range(5):
+        fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o666 & ~_umask())
         try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666 & ~_umask())
-        except FileExistsError:
-            if _alive(path):
-                yield False
-                return
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()  # stale: its process is gone
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            yield False
+            return
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if not same:  # its owner finished and removed it between our open and our lock: again
+            os.close(fd)
             continue
-        with os.fdopen(fd, "w") as f:
-            f.write(me)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{socket.gethostname()} {os.getpid()}".encode())
         try:
             yield True
         finally:
             with contextlib.suppress(FileNotFoundError):
-                path.unlink()
+                path.unlink()  # while still locked: a waiter that opened it sees the inode go
+            os.close(fd)
         return
     yield False
-
-
-def _alive(lock: Path) -> bool:
-    try:
-        host, pid = lock.read_text().split()
-    except (OSError, ValueError):
-        return False  # unreadable or half-written: treat as stale
-    if host != socket.gethostname():
-        return True  # another machine's claim: cannot check it from here, respect it
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _umask() -> int:

@@ -84,9 +84,48 @@ def test_a_stale_claim_of_a_dead_process_is_taken_over():
     with store.claim(key) as mine:
         assert mine and lock.read_text().endswith(str(os.getpid()))
     assert not lock.exists()
-    lock.write_text(f"{os.uname().nodename} {os.getppid()}")  # a live process: respected
+    with store.claim(key) as first, store.claim(key) as second:  # a live claim is respected
+        assert first and not second
+
+
+_RACER = """
+import os, sys
+from bench import store
+held = []
+for key in sys.argv[1].split(","):
     with store.claim(key) as mine:
-        assert not mine
+        if mine:
+            marker = store.run_dir(key) / "held"
+            fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)  # FileExistsError: held twice
+            os.close(fd)
+            held.append(key)
+            marker.unlink()
+print(len(held))
+"""
+
+
+def test_claims_do_not_race_and_a_killed_claim_is_taken(tmp_path):
+    """Four processes claim the same 400 keys at once: no key is ever held by two at a time; and a
+    claim whose process was killed with SIGKILL is free at once."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))  # the test's own store (conftest)
+    keys = ",".join(f"{i:016x}" for i in range(400))
+    procs = [subprocess.Popen([sys.executable, "-c", _RACER, keys], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(4)]  # fmt: skip
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err[-1500:] for _, err in outs]
+    assert sum(int(out) for out, _ in outs) >= 400  # every key was claimed by someone
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import time; from bench import store\n"
+         "with store.claim('00000000000000aa') as m:\n    print(m, flush=True); time.sleep(600)"],
+        env=env, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert holder.stdout.readline().strip() == "True"
+    with store.claim("00000000000000aa") as mine:
+        assert not mine  # held by a live process
+    holder.kill()  # SIGKILL: no finally, no cleanup
+    holder.wait()
+    with store.claim("00000000000000aa") as mine:
+        assert mine
 
 
 def test_two_processes_on_one_store_split_the_grid(tmp_path):
