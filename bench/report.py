@@ -68,10 +68,11 @@ def write(slug: str, every: list[dict]):
     figures = plots.dataset_figures(slug, title, runs, df, summary)
     more = {}
     if not summary.empty:
-        summary, intervals = sections.significance_marks(summary, df)
+        right = sections.correct(df)  # each run's test predictions, read once
+        summary, intervals = sections.significance_marks(summary, df, right)
         classes = plots.class_names(runs[0]["config"], len(runs[0]["metrics"].get("confusion") or []))
         more = {
-            "real": sections.real_differences(slug, title, summary, df, intervals),
+            "real": sections.real_differences(slug, title, summary, df, intervals, right),
             "maps": sections.latent_maps(slug, title, summary, df, classes),
             "label_free": sections.label_free(slug, title, summary, df),
         }

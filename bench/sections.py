@@ -32,15 +32,16 @@ def correct(df) -> dict[str, np.ndarray | None]:
     return out
 
 
-def significance_marks(summary, df) -> tuple[pd.DataFrame, dict]:
-    """The summary with each row's mark (`mark`: ▲ best, = tied) and the intervals behind it."""
-    intervals = significance.versus_best(summary, df, correct(df))
+def significance_marks(summary, df, right: dict) -> tuple[pd.DataFrame, dict]:
+    """The summary with each row's mark (`mark`: ▲ best, = tied) and the intervals behind it;
+    `right`: `correct(df)`."""
+    intervals = significance.versus_best(summary, df, right)
     marks = significance.marks(summary, intervals)
     keys = zip(summary["learner"], summary["latent_dim"].astype(int))
     return summary.assign(mark=[marks.get(k, "") for k in keys]), intervals
 
 
-def real_differences(slug, title, summary, df, intervals) -> list[str]:
+def real_differences(slug, title, summary, df, intervals, right: dict) -> list[str]:
     """'Which differences are real': every row against the best at its size, and the figure."""
     text = significance.table(summary, intervals)
     if not text:
@@ -68,7 +69,7 @@ def real_differences(slug, title, summary, df, intervals) -> list[str]:
     plain = plain[(plain["latent_dim"] == dim) & plain["linear_mean"].notna()]
     names = list(plain.sort_values("linear_mean", ascending=False)["learner"])[:PAIRWISE_MAX]
     if len(names) > 1:
-        cells = significance.pairwise(df, names, dim, correct(df))
+        cells = significance.pairwise(df, names, dim, right)
         name = f"{slug}-pairwise.png"
         statplots.pairwise_png(store.results_dir() / name, names, cells, f"{title}, d={dim}")
         lines += [f"![pairwise differences at d={dim}]({name})", ""]
