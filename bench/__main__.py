@@ -112,7 +112,7 @@ def _verify(args, argv) -> int:
 def _list(args, argv) -> None:
     from bench import describe
 
-    describe.listing()
+    describe.listing(args.methods or ())
 
 
 def _evaluate(args, argv) -> None:
@@ -136,7 +136,9 @@ def _runs(args, argv) -> None:
 def _export(args, argv) -> None:
     from bench import export
 
-    export.export_command(args.key, args.out, args.retrain, args.data_dir, args.offline, args.device)
+    export.export_command(
+        args.key, args.out, args.retrain, args.data_dir, args.offline, args.device, args.encoder
+    )
 
 
 VERBS = {

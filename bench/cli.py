@@ -98,7 +98,10 @@ def _study_args(p) -> None:
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="bench", description="LatentBench: compare representation learners on frozen latents.")
     sub = p.add_subparsers(dest="verb", required=True, parser_class=_Parser)
-    sub.add_parser("list", help="learners, evaluators, datasets and config files")
+    lst = sub.add_parser("list", help="learners (and where each came from), evaluators, datasets, configs")
+    lst.add_argument(
+        "--methods", type=_csv(str), help="also load these learner files, modules or encoders and list them"
+    )
     run = sub.add_parser("run", help="train and evaluate a grid of runs, then write the dataset's tables")
     _setup_args(run, grid=True)
     run.add_argument("--force", action="store_true", help="redo runs that are already stored")
@@ -165,6 +168,11 @@ def build_parser() -> argparse.ArgumentParser:
     exp = sub.add_parser("export", help="a run's latents and labels for train, val and test as .npz")
     exp.add_argument("key", help="run key or a unique prefix of it")
     exp.add_argument("--out", metavar="PATH", help="default: <run key>.npz in the current folder")
+    exp.add_argument(
+        "--encoder",
+        metavar="PATH",
+        help="write the run's encoder as TorchScript instead (evaluate it with --methods torchscript:PATH)",
+    )
     exp.add_argument(
         "--retrain", action="store_true", help="retrain the run if this machine has no cache of it"
     )

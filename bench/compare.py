@@ -205,8 +205,9 @@ def main(setup: Setup, opts: CompareOptions) -> None:
     same budget, re-run the best configurations and write the dataset's tables."""
     from bench import report
 
+    chosen = registry.resolve_all(opts.methods) if opts.methods else None  # outside learners first
     cfg = setup.resolve()
-    methods = learners(list(opts.methods) if opts.methods else None)
+    methods = learners(chosen)
     device = setup.pick_device()
     ds = setup.load(cfg)
     if stale := stale_defaults(cfg, ds, methods):

@@ -1,11 +1,13 @@
 """Stored runs, read by today's code: every rule that keeps an old run's key, name and numbers
 valid lives here, and nowhere else.
 
-- **Keys.** A run key hashes the run spec (bench/spec.py). Each section hashes in full the fields
-  it had when keys were defined (`KEYED`); a field added since is hashed only when it is off its
-  default, so adding an option (a training flag, an evaluator's setting) leaves every stored run's
-  key as it was, and a run that asks for the new option gets a new key. `CODE_VERSION` moves
-  every key, for a change that alters what every run computes.
+- **Keys.** A run key hashes the run spec (bench/spec.py); of an outside learner's `source`, only
+  the sha256 of its code or weights (moving the file keeps the key, editing it makes a new one).
+  Each section hashes in full the fields it had when keys were defined (`KEYED`); a field added
+  since is hashed only when it is off its default, so adding an option (a training flag, an
+  evaluator's setting) leaves every stored run's key as it was, and a run that asks for the new
+  option gets a new key. `CODE_VERSION` moves every key, for a change that alters what every run
+  computes.
 - **Versions.** Each evaluator has a version, recorded with every run under `evaluators`; runs
   stored before the record existed are read by what their metrics hold (`measured`).
 - **Stale.** A finished run measured by an evaluator version below that evaluator's
@@ -52,6 +54,8 @@ def keys(spec: dict) -> tuple[str, str]:
     trained weights (learner, its config, data, budget, seed), the run key adds evaluation."""
     train_part = {k: spec[k] for k in ("method", "method_config", "data", "seed")}
     train_part["train"] = _keyed(spec["train"], "train")
+    if spec.get("source"):  # a learner from outside the repository: its code's content, not its path
+        train_part["source"] = spec["source"]["sha256"]
     train_key = digest({"code_version": CODE_VERSION, **train_part})
     return digest({"train_key": train_key, "eval": _keyed(spec["eval"], "eval")}), train_key
 

@@ -110,6 +110,11 @@ class Config:
 def load(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
     """Build the resolved config: defaults, then the TOML file at `path`, then `key=value` overrides."""
     raw = _read(path)
+    grid = raw.get("grid")
+    if isinstance(grid, dict) and isinstance(grid.get("methods"), list):  # outside learners load first
+        from bench import registry
+
+        grid["methods"] = registry.resolve_all(str(m) for m in grid["methods"])
     cfg = _build(copy.deepcopy(raw), overrides)
     cfg.protocol = _build(_shared_only(raw), ())
     return cfg

@@ -30,13 +30,15 @@ def _summary(module) -> str:
     return text if end is None else text[: end.start() + 1]
 
 
-def listing() -> None:
-    """`bench list`."""
-    print("learners:")
+def listing(methods=()) -> None:
+    """`bench list` (`methods`: outside learners to load and list too)."""
+    registry.resolve_all(methods)
+    print("learners (name, kind, capabilities, where its code is, what it is):")
     for name in registry.names():
         cls = registry.get(name)
         can = [w for w, yes in (("reconstructs", cls.reconstructs), (cls.family, cls.family)) if yes]
-        print(f"  {name:<12} {tables.kind(name):<9} {','.join(can):<25} {_summary(cls.__module__)}")
+        print(f"  {name:<12} {tables.kind(name):<9} {','.join(can):<25} {registry.where(name):<22} "
+              f"{_summary(cls.__module__)}")  # fmt: skip
     print("evaluators:")
     for e in evaluators.all():
         print(f"  {e.name:<17} v{e.version:<3} {_summary(type(e).__module__)}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -75,6 +76,58 @@ def latents(run: dict, ds, device, retrain: bool) -> dict[str, torch.Tensor]:
     return z
 
 
+class _Encode(torch.nn.Module):
+    """A learner's `encode` as a module's forward: what a TorchScript trace records."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model.encode(x)
+
+
+def frozen_model(run: dict, ds, device, retrain: bool):
+    """The run's encoder as it was evaluated: its cached checkpoint's weights, a baseline rebuilt
+    from its seed (and fitted, PCA), or (with `retrain`) a re-made run's checkpoint."""
+    spec = RunSpec.of(run["config"])
+    method = spec.method
+    registry.ensure(method, spec.source)
+    ckpt_path = store.cache_dir() / "ckpt" / f"{spec.train_key}.pt"
+    if store.load_tensor(ckpt_path) is None and registry.get(method).trainable:
+        if not retrain:
+            raise BenchError(
+                f"run {run['key']}: no cached checkpoint on this machine (the cache is not part of the "
+                "repository): add --retrain to retrain it"
+            )
+        with verify.scratch_store(store.cache_dir() / "export-runs", own_cache=False):
+            runner.run_one(spec, ds, device, EXPORT, force=True)  # its checkpoint lands in this cache
+    torch.manual_seed(spec.seed)  # as the run built it: a baseline's random weights come from here
+    model = registry.create(method, config.method_config(method, spec.method_config), ds.shape)
+    ckpt = store.load_tensor(ckpt_path)
+    if ckpt is not None:
+        model.load_state_dict(ckpt["state"])
+    else:
+        model.prepare(ds.x_train)
+    return model.eval()
+
+
+def write_encoder(path: Path, run: dict, ds, model) -> None:
+    """The run's encoder as a TorchScript file: [0, 1] images of the run's geometry in, latents
+    out, its input normalisation inside; `--methods torchscript:PATH` evaluates it again."""
+    example = ds.x_test[:8].float().div(255).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad(), warnings.catch_warnings():  # TorchScript is deprecated, not gone
+        warnings.simplefilter("ignore", FutureWarning)
+        traced = torch.jit.trace(_Encode(model.cpu()).eval(), example, check_trace=False)
+    if not torch.equal(traced(example), model.encode(example)):
+        raise BenchError(
+            f"run {run['key']}: the traced encoder does not reproduce its latents; nothing written"
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        store.atomic_write(path, lambda tmp: torch.jit.save(traced, tmp))
+
+
 def write_npz(path: Path, run: dict, ds, z: dict) -> None:
     c = run["config"]
     arrays = {f"z_{s}": z[s].numpy().astype(np.float32) for s in SPLITS}
@@ -104,8 +157,17 @@ def runs_command(csv: str | None, dataset: str | None) -> None:
         df.to_csv(sys.stdout, index=False)
 
 
-def export_command(prefix: str, out: str | None, retrain: bool, data_dir, offline: bool, device: str) -> None:
-    """`bench export RUN`: the run's latents and labels as one .npz (default <key>.npz)."""
+def export_command(
+    prefix: str,
+    out: str | None,
+    retrain: bool,
+    data_dir,
+    offline: bool,
+    device: str,
+    encoder: str | None = None,
+) -> None:
+    """`bench export RUN`: the run's latents and labels as one .npz (default <key>.npz), or with
+    `encoder` its encoder as a TorchScript file."""
     from bench import env
 
     key = store.find(prefix)
@@ -114,6 +176,11 @@ def export_command(prefix: str, out: str | None, retrain: bool, data_dir, offlin
         raise BenchError(f"run {key} is not a finished run with status ok: nothing to export")
     run = runs[0]
     ds = verify.load_dataset(run["config"], data_dir, offline, {})
+    if encoder:
+        write_encoder(Path(encoder), run, ds, frozen_model(run, ds, env.pick_device(device), retrain))
+        print(f"wrote {encoder}: the encoder of run {key} as TorchScript; benchmark it with "
+              f"--methods torchscript:{encoder}")  # fmt: skip
+        return
     z = latents(run, ds, env.pick_device(device), retrain)
     path = Path(out or f"{key}.npz")
     write_npz(path, run, ds, z)

@@ -17,6 +17,8 @@ def name(cfg: dict) -> str:
         parts = ["tuned", *parts]  # the study's page explains the settings (none: the defaults won)
     if registry.is_reference(method):
         parts.append("reference: trained with labels")
+    if cfg.get("source"):  # a learner from outside the repository says where from
+        parts.append(f"from {cfg['source']['entry']}")
     return f"{method} ({', '.join(parts)})" if parts else method
 
 
@@ -37,6 +39,8 @@ def labels(runs: list[dict]) -> list[str]:
 
 def _settings(cfg: dict) -> dict:
     out = {k: v for k, v in cfg.get("method_config", {}).items() if k != "latent_dim"}
+    if cfg.get("source"):  # two versions of an outside learner's file are two rows
+        out["code"] = cfg["source"]["sha256"][:8]
     for section in ("train", "eval", "data"):
         values = compat.settings(section, cfg.get(section))
         out.update({f"{section}.{k}": v for k, v in values.items()})

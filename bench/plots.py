@@ -230,12 +230,9 @@ def palette(learners) -> dict[str, dict]:
 
 
 def _takes_latent_dim(method: str) -> bool:
-    from bench import BenchError, registry
+    from bench import registry
 
-    try:
-        return registry.get(method).takes_latent_dim
-    except BenchError:
-        return True
+    return registry.trait(method, "takes_latent_dim", True)
 
 
 def loss_png(path: Path, train: dict, title: str) -> None:

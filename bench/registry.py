@@ -1,15 +1,27 @@
 """Plugin registry of learners: registry key = file name in methods/ = CLI name (as timm does).
 
-Every module in methods/ is imported on first use, so adding a learner is adding one file.
-Capabilities are read from the class (see bench/method.py); the helpers here are the one place
-the rest of the harness asks about them.
+Every module in methods/ is imported on first use, so adding a learner is adding one file; so is
+every installed package's `latentbench.methods` entry point. A learner from outside the
+repository (a file, a module, a pretrained encoder: bench/outside.py) joins when a command names
+it (`resolve`), with its `Source`. Capabilities are read from the class (see bench/method.py);
+the helpers here are the one place the rest of the harness asks about them.
 """
 
 from __future__ import annotations
 
-from bench import BenchError
+import contextlib
+import dataclasses
+import importlib.util
+import sys
+
+from bench import BenchError, outside
 
 _METHODS: dict[str, type] = {}
+_SOURCES: dict[str, outside.Source] = {}  # the learners from outside the repository
+_RESOLVED: dict[str, list[str]] = {}  # a --methods item already loaded -> the names it gave
+_RECORDED: dict[str, dict] = {}  # traits of outside learners known only from their stored runs
+_ADDING: list[list[str]] = []  # the names registered by the outside import in progress
+_LOADED = False
 
 
 def register(name: str):
@@ -24,9 +36,140 @@ def register(name: str):
             raise ValueError(f"method {name!r} is registered in methods/{module}.py: name the file {name}.py")
         cls.name = name
         _METHODS[name] = cls
+        if _ADDING:
+            _ADDING[-1].append(name)
         return cls
 
     return wrap
+
+
+@contextlib.contextmanager
+def _collecting():
+    """The names registered inside the block; an import that fails registers none of them."""
+    added: list[str] = []
+    _ADDING.append(added)
+    try:
+        yield added
+    except BaseException:
+        for name in added:
+            _METHODS.pop(name, None)
+        raise
+    finally:
+        _ADDING.pop()
+
+
+def resolve(entry: str) -> list[str]:
+    """The learners a `--methods` item stands for: a registered name, or every learner that an
+    outside file, module or encoder registers (loaded once per process)."""
+    _load()
+    entry = entry.strip()
+    if entry in _METHODS:
+        return [entry]
+    if entry in _RESOLVED:
+        return list(_RESOLVED[entry])
+    if not outside.looks_outside(entry) and not _importable(entry):
+        get(entry)  # an unknown name: the error lists the known ones
+    if outside.encoder_kind(entry):
+        from bench import encoders
+
+        name, cls, source = encoders.make(entry)
+        with _collecting() as names:
+            register(name)(cls)
+    else:
+        names, source = outside.load_code(entry, _collecting)
+    if not names:
+        raise BenchError(f'{entry} registers no learner: decorate a Method subclass with @register("name")')
+    from bench.method import Method
+
+    for name in names:
+        cls = _METHODS[name]
+        if not (isinstance(cls, type) and issubclass(cls, Method)):
+            for n in names:
+                _METHODS.pop(n, None)
+            raise BenchError(f"{entry}: learner {name!r} must subclass bench.method.Method")
+        _SOURCES[name] = dataclasses.replace(source, traits=outside.traits(cls))
+    _RESOLVED[entry] = list(names)
+    return list(names)
+
+
+def resolve_all(entries) -> list[str]:
+    """`resolve` of each item, in order, each name once."""
+    return list(dict.fromkeys(n for e in entries for n in resolve(e)))
+
+
+def one(entry: str) -> str:
+    """The single learner an item names (`bench tune --method`)."""
+    names = resolve(entry)
+    if len(names) != 1:
+        raise BenchError(
+            f"{entry} registers {len(names)} learners ({', '.join(names)}): "
+            "give one learner per file to tune it"
+        )
+    return names[0]
+
+
+def _importable(name: str) -> bool:
+    """A bare word that is a top-level module outside the standard library (`mylearners`)."""
+    if not name.isidentifier() or name in sys.stdlib_module_names:
+        return False
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def source(name: str) -> dict | None:
+    """The source record a run of `name` keeps (None: a learner of this repository's methods/)."""
+    _load()
+    return _SOURCES[name].json() if name in _SOURCES else None
+
+
+def where(name: str) -> str:
+    """Where a registered learner's code is: `methods/ae.py`, a file, a module, an entry point."""
+    _load()
+    if name in _SOURCES:
+        return _SOURCES[name].describe()
+    return f"{_METHODS[name].__module__.replace('.', '/')}.py"
+
+
+def ensure(method: str, recorded: dict | None) -> None:
+    """Make a run's learner available in this process (a worker, `verify`, `export`): an outside
+    learner is loaded from its recorded source, which must still hold the code the run was made
+    with."""
+    _load()
+    if recorded is None:
+        get(method)
+        return
+    if method not in _METHODS:
+        resolve(recorded["entry"])
+    now = _SOURCES.get(method)
+    if now is None or now.sha256 != recorded["sha256"]:
+        raise BenchError(
+            f"{method}: {recorded['entry']} is not the code this run was made with (its content "
+            "changed): restore it, or run the changed learner as a new run"
+        )
+
+
+def recall(cfg: dict) -> bool:
+    """Remember the traits of an outside learner from a stored run's config (its source record),
+    so that pages show it without loading its code. False for a run of an unknown learner."""
+    _load()
+    method, recorded = cfg["method"], cfg.get("source")
+    if method in _METHODS:
+        return True
+    if isinstance(recorded, dict) and isinstance(recorded.get("traits"), dict):
+        _RECORDED.setdefault(method, recorded["traits"])
+        return True
+    return False
+
+
+def trait(name: str, attr: str, default=None):
+    """A learner's declared capability (`trainable`, `family`, ...): from its class, or from the
+    stored runs of an outside learner not loaded here; `default` for an unknown name."""
+    _load()
+    if name in _METHODS:
+        return getattr(_METHODS[name], attr)
+    return _RECORDED.get(name, {}).get(attr, default)
 
 
 def names() -> list[str]:
@@ -37,7 +180,11 @@ def names() -> list[str]:
 def get(name: str) -> type:
     _load()
     if name not in _METHODS:
-        raise BenchError(f"unknown method {name!r}: choose from {', '.join(sorted(_METHODS))}")
+        raise BenchError(
+            f"unknown method {name!r}: choose from {', '.join(sorted(_METHODS))}, or give a learner's "
+            "file (path/to/learner.py), module (pkg.learners) or encoder (torchscript:PATH, "
+            "timm:MODEL@WEIGHTS, factory:MODULE:FUNCTION)"
+        )
     return _METHODS[name]
 
 
@@ -66,8 +213,23 @@ def tunable(name: str) -> bool:
 def is_reference(name: str) -> bool:
     """A learner trained with labels: a ceiling printed beside the others, never 'the best'.
     False for a name no longer registered (an old run in the store)."""
-    return name in names() and _METHODS[name].needs_labels
+    return bool(trait(name, "needs_labels", False))
 
 
 def _load() -> None:
+    """Import methods/ (each file registers itself), then every installed entry point; a broken
+    entry point is one warning line, like a broken file in methods/."""
+    global _LOADED
     import methods  # noqa: F401  (importing the package registers every method)
+
+    if _LOADED:
+        return
+    _LOADED = True
+    for ep in outside.entry_points():
+        try:
+            names, src = outside.load_entry_point(ep, _collecting)
+        except BenchError as e:
+            print(f"warning: {e}; its learners are skipped", file=sys.stderr)
+            continue
+        for name in names:
+            _SOURCES[name] = dataclasses.replace(src, traits=outside.traits(_METHODS[name]))

@@ -46,7 +46,8 @@ def spec(
     if steer_only:
         sections["eval"] = {**sections["eval"], "steer_only": True}
     dataset = {k: getattr(data, k) for k in ("name", "slug", "title", "provenance", "classes")}
-    return RunSpec(dataset=dataset, **sections, method=method, seed=seed, overrides=overrides)
+    return RunSpec(dataset=dataset, **sections, method=method, seed=seed, overrides=overrides,
+                   source=registry.source(method))  # fmt: skip
 
 
 def _sections(cfg: Config, data: Dataset, method: str, extra: dict) -> dict:
@@ -160,8 +161,9 @@ def compute(
     start = time.perf_counter()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    torch.manual_seed(spec.seed)
     method = spec.method
+    registry.ensure(method, spec.source)  # an outside learner, in a worker: loaded from its source
+    torch.manual_seed(spec.seed)
     model = registry.create(method, config.method_config(method, spec.method_config), data.shape)
     model = model.to(device, memory_format=torch.channels_last)
     ckpt_path = store.cache_dir() / "ckpt" / f"{spec.train_key}.pt"

@@ -136,10 +136,7 @@ def family(method: str) -> str:
     kind = tables.kind(method)
     if kind != "learner":
         return {"baseline": "baselines", "reference": "reference"}[kind]
-    try:
-        return registry.get(method).family or "other"
-    except Exception:  # a learner no longer registered
-        return "other"
+    return registry.trait(method, "family", "") or "other"  # "other": a learner no longer registered
 
 
 def label_free(slug, title, summary, df) -> list[str]:

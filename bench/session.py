@@ -67,8 +67,9 @@ class Setup:
             print(
                 f"config: configs/{path.name} (the dataset's protocol; --config none: the built-in defaults)"
             )
+        methods = None if self.methods is None else registry.resolve_all(self.methods)  # files, modules
         cfg = config.load(path, [*self.sets, *["train.compile=true"] * self.compile])
-        axes = {"methods": self.methods, "latent_dims": self.latent_dims, "seeds": self.seeds}
+        axes = {"methods": methods, "latent_dims": self.latent_dims, "seeds": self.seeds}
         cfg.grid = config.replace(cfg.grid, {k: list(v) for k, v in axes.items() if v is not None}, "grid")
         if self.dataset:
             cfg.data.name = self.dataset

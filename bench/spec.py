@@ -59,8 +59,9 @@ EXPORT = Purpose("export")
 @dataclass(frozen=True)
 class RunSpec:
     """Everything that determines a run's result. The keys hash all of it but `dataset` (named,
-    described), `overrides` (what its row is named by) and `command` (what made it): see
-    compat.keys. `extra`: fields a stored config.json holds beyond these, kept as they were."""
+    described), `overrides` (what its row is named by) and `command` (what made it), and of
+    `source` (a learner from outside the repository, bench/outside.py) only its content hash:
+    see compat.keys."""
 
     dataset: dict
     data: dict
@@ -71,6 +72,7 @@ class RunSpec:
     seed: int
     overrides: dict
     command: str | None = None
+    source: dict | None = None  # a learner from outside the repository: where, and its sha256
     key: str = field(init=False, compare=False)
     train_key: str = field(init=False, compare=False)
 
@@ -82,8 +84,9 @@ class RunSpec:
     def json(self) -> dict:
         """The spec as config.json holds it (without `purposes`)."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init}
-        if out["command"] is None:
-            del out["command"]
+        for optional in ("command", "source"):  # absent from the runs that have none
+            if out[optional] is None:
+                del out[optional]
         return out
 
     def record(self, purposes: list[Purpose]) -> dict:

@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pandas as pd
 
-from bench import BenchError, compat, evaluators, labels, registry, store
+from bench import compat, evaluators, labels, registry, store
 
 KIND_ORDER = {"baseline": 0, "learner": 1, "reference": 2}
 HEADLINE = "linear"  # the column a page ranks by and a study optimises (validation: linear_val)
@@ -19,16 +19,15 @@ LOSSLESS_DB = 99.0  # PSNR is capped at 100 dB (exact): at or above this, a reco
 
 def registered(runs: list[dict]) -> list[dict]:
     """`runs` without those of learners no longer registered (their file deleted or broken),
-    with one warning line naming them: such runs cannot be named, described or retrained."""
-    known = set(registry.names())
-    gone = sorted({r["config"]["method"] for r in runs} - known)
+    with one warning line naming them; an outside learner's runs stay (their config records it)."""
+    gone = sorted({r["config"]["method"] for r in runs if not registry.recall(r["config"])})
     if gone:
         count = sum(r["config"]["method"] in gone for r in runs)
         store.warn(
             f"{count} stored run(s) of {', '.join(gone)}, no longer registered, are left out; restore the "
             "learner's file in methods/ or delete those folders under runs/"
         )
-    return [r for r in runs if r["config"]["method"] in known]
+    return [r for r in runs if r["config"]["method"] not in gone]
 
 
 def metrics() -> list[str]:
@@ -116,12 +115,11 @@ def _below_pca(summary: pd.DataFrame) -> pd.Series:
 
 
 def kind(method: str) -> str:
-    """baseline (untrained floor), learner, or reference (trained with labels: a ceiling)."""
-    try:
-        cls = registry.get(method)
-    except BenchError:  # a learner no longer registered: an old run, shown as a learner
-        return "learner"
-    return "baseline" if not cls.trainable else "reference" if cls.needs_labels else "learner"
+    """baseline (untrained floor), learner, or reference (trained with labels: a ceiling); a
+    learner no longer registered (an old run) is shown as a learner."""
+    if not registry.trait(method, "trainable", True):
+        return "baseline"
+    return "reference" if registry.trait(method, "needs_labels", False) else "learner"
 
 
 def pm(mean, std, scale=1.0, digits=2) -> str:

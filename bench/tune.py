@@ -174,6 +174,7 @@ def main(setup: Setup, opts: TuneOptions) -> None:
     configuration over the seeds and write the dataset's tables and the study's page."""
     from bench import report, studies
 
+    entry, opts = opts.method, dataclasses.replace(opts, method=registry.one(opts.method))
     cfg = setup.resolve()
     if not registry.tunable(opts.method):
         raise BenchError(f"{opts.method} declares no search space: there is nothing to tune")
@@ -188,7 +189,7 @@ def main(setup: Setup, opts: TuneOptions) -> None:
     study, url = open_study(name, opts.storage, opts.multi_objective, opts.sampler_seed, opts.prune)
     study.set_user_attr("config", setup.config_name())  # for the study's page
     print(f"study {name}: {opts.trials} trials of {opts.method} on {ds.provenance}")
-    helpers = _helpers(setup, dataclasses.replace(opts, study=name, storage=url))
+    helpers = _helpers(setup, dataclasses.replace(opts, method=entry, study=name, storage=url))
     optimize(study, url, cfg, ds, opts.method, opts.trials, device, opts.prune, setup.tensorboard)
     if [p.wait() for p in helpers].count(0) != len(helpers):
         raise BenchError("a tuning worker process failed (see its output above); rerun to continue the study")

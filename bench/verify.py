@@ -136,17 +136,31 @@ def _value(col, metrics: dict) -> float | None:
     return None if v is None else v * col.scale
 
 
-def adopt(run: dict, folder: Path) -> None:
-    """Replace the stored run's files by the recomputed ones (kept: why the run was made)."""
+def adopt(run: dict, folder: Path) -> bool:
+    """Replace the stored run's files by the recomputed ones (kept: why the run was made). A
+    recomputation whose training reproduced the stored one exactly (the same loss at every epoch)
+    keeps the stored training record, its time included: a page's `train s` is the time measured
+    when the run was made, not that of a re-make which may have shared the machine. Returns
+    whether it did."""
     src, dst = folder / "runs" / run["key"], store.run_dir(run["key"])
     config = store.load_json(src / "config.json")
     config["purposes"] = run["config"].get("purposes", config.get("purposes", []))
     config["command"] = run["config"].get("command", config.get("command"))
+    metrics = store.load_json(src / "metrics.json")
+    before, after = run["metrics"].get("train"), metrics.get("train")
+    same = (
+        isinstance(before, dict)
+        and isinstance(after, dict)
+        and all(before.get(k) == after.get(k) for k in ("epochs", "loss_per_epoch", "terms_per_epoch"))
+    )
+    if same:
+        metrics["train"] = {**before, "reproduced": True}
     for artifact in sorted(src.glob("*.npz")):  # the reconstruction grid, predictions, latent map
         data = artifact.read_bytes()
         store.atomic_write(dst / artifact.name, lambda tmp, data=data: Path(tmp).write_bytes(data))
     store.write_json(dst / "config.json", config)
-    store.write_json(dst / "metrics.json", store.load_json(src / "metrics.json"))
+    store.write_json(dst / "metrics.json", metrics)
+    return same
 
 
 def limits(psnr_tolerance: float) -> dict[str, float]:
@@ -227,7 +241,7 @@ def main(args: VerifyRequest) -> int:
     folder = Path(args.scratch) if args.scratch else store.cache_dir() / "verify"
     device = env.pick_device(args.device)
     print(f"verifying {len(runs)} run(s) in the scratch store {folder} on {env.device_name(device)}")
-    loaded, diffs, new, failed = {}, [], [], []
+    loaded, diffs, new, failed, kept = {}, [], [], [], 0
     limits_ = limits(args.psnr_tolerance)
     for i, run in enumerate(runs, 1):
         ds = load_dataset(run["config"], args.data_dir, args.offline, loaded)
@@ -245,11 +259,15 @@ def main(args: VerifyRequest) -> int:
             + ("  (recomputed earlier)" if had else "")
         )
         if args.adopt and m.get("status") == "ok":
-            adopt(run, folder)
+            kept += adopt(run, folder)
     print("difference, recomputed - stored:")
     print("\n".join(summary_lines(diffs)))
     print("environment:")
     print("\n".join(environments(runs, new)))
+    if kept:
+        print(
+            f"{kept} run(s) reproduced their training exactly: their stored training records (times) are kept"
+        )
     if args.adopt:
         adopted = {r["config"]["dataset"]["slug"] for r, m in zip(runs, new) if m.get("status") == "ok"}
         for slug in sorted(adopted):

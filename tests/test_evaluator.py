@@ -123,6 +123,7 @@ def test_report_runs_export_and_verify(capsys, tmp_path, monkeypatch):
     tampered = json.loads(path.read_text())
     tampered["linear"]["test_acc"] -= 0.05
     tampered["env"]["git_sha"] = "abc1234-dirty"
+    tampered["train"]["time_s"] = 12345.0  # the time measured when the run was made
     path.write_text(json.dumps(tampered))
     assert "ae (train.epochs=1) †" in main_table_after_report()
     assert main(["verify", "--uncommitted"]) == 1
@@ -130,6 +131,14 @@ def test_report_runs_export_and_verify(capsys, tmp_path, monkeypatch):
     assert "OVER" in out_.out and "1 of 1 run(s) differ" in out_.err and "(recomputed earlier)" in out_.out
     assert main(["verify", key, "--adopt"]) == 1  # reports the difference, then replaces the run
     assert json.loads(path.read_text())["linear"]["test_acc"] == pytest.approx(m["linear"]["test_acc"])
+    assert "1 run(s) reproduced their training exactly" in capsys.readouterr().out
+    kept = json.loads(path.read_text())["train"]  # the same losses: the stored time stands
+    assert kept["time_s"] == 12345.0 and kept["reproduced"] is True
+    other = json.loads(path.read_text())
+    other["train"]["loss_per_epoch"] = [9.0]  # a training that did not reproduce: all of it is new
+    path.write_text(json.dumps(other))
+    assert main(["verify", key, "--adopt"]) == 0
+    assert json.loads(path.read_text())["train"]["time_s"] != 12345.0
     assert main(["verify", key]) == 0 and "†" not in main_table_after_report()
 
     # a run from an older evaluator (linear probe before preconditioning) is marked and re-measured

@@ -65,7 +65,8 @@ def test_declared_capabilities_match_the_class(name):
     has_reconstruct = callable(getattr(cls, "reconstruct", None))
     assert cls.reconstructs == has_reconstruct, "reconstructs must match a reconstruct() method"
     assert cls.trainable or not cls.needs_labels
-    assert cls.__module__ == f"methods.{name}", "one learner, one file named after it"
+    if registry.source(name) is None:  # a learner of methods/ (one from outside lives where it likes)
+        assert cls.__module__ == f"methods.{name}", "one learner, one file named after it"
 
 
 @pytest.mark.parametrize("name", registry.names())
@@ -76,7 +77,8 @@ def test_tiny_run_on_digits_freezes_the_encoder(name):
     spec = runner.spec(cfg, ds, name, {k: v for k, v in TINY.items() if k in fields}, seed=0)
     m = runner.run_one(spec, ds, torch.device("cpu"))
     assert m["status"] == "ok" and m["encoder_unchanged"] is True
-    assert 0 <= m["linear"]["test_acc"] <= 1 and m["latent_dim"] == (12 if "latent_dim" in fields else 64)
+    assert 0 <= m["linear"]["test_acc"] <= 1
+    assert m["latent_dim"] == 12 if "latent_dim" in fields else m["latent_dim"] >= 1  # pixels: 64
     assert (m["recon"] is not None) == registry.get(name).reconstructs
     assert store.is_done(spec.key)
 
@@ -121,7 +123,7 @@ def test_discovery_finds_every_file_in_methods():
     from pathlib import Path
 
     files = {p.stem for p in Path(registry.__file__).parent.parent.joinpath("methods").glob("*.py")}
-    assert set(registry.names()) == files - {"__init__"}
+    assert {n for n in registry.names() if registry.source(n) is None} == files - {"__init__"}
 
 
 def test_labels_reach_only_a_learner_that_declares_them(monkeypatch):
