@@ -128,20 +128,30 @@ def write_encoder(path: Path, run: dict, ds, model) -> None:
         store.atomic_write(path, lambda tmp: torch.jit.save(traced, tmp))
 
 
-def write_npz(path: Path, run: dict, ds, z: dict) -> None:
+def arrays(run: dict, ds, z: dict) -> dict[str, np.ndarray]:
+    """What `bench export` writes: raw latents and labels per split, classes, provenance, key, config."""
     c = run["config"]
-    arrays = {f"z_{s}": z[s].numpy().astype(np.float32) for s in SPLITS}
-    arrays.update({f"y_{s}": getattr(ds, f"y_{s}").numpy() for s in SPLITS})
-    arrays.update(
+    out = {f"z_{s}": z[s].numpy().astype(np.float32) for s in SPLITS}
+    out.update({f"y_{s}": getattr(ds, f"y_{s}").numpy() for s in SPLITS})
+    out.update(
         classes=np.array(ds.classes),
         provenance=np.array(c["dataset"]["provenance"]),
         run_key=np.array(run["key"]),
         config=np.array(json.dumps(c, sort_keys=True)),
     )
     for s in SPLITS:
-        if len(arrays[f"z_{s}"]) != len(arrays[f"y_{s}"]):
+        if len(out[f"z_{s}"]) != len(out[f"y_{s}"]):
             raise BenchError(f"run {run['key']}: {s} latents and labels differ in length; nothing written")
-    store.atomic_save_npz(path, arrays, compress=False)  # latents barely compress
+    return out
+
+
+def finished(prefix: str) -> dict:
+    """The stored run a key or unique prefix names, which must have finished with status ok."""
+    key = store.find(prefix)
+    runs = [r for r in store.load_runs() if r["key"] == key]
+    if not runs or runs[0]["metrics"].get("status") != "ok":
+        raise BenchError(f"run {key} is not a finished run with status ok: nothing to export")
+    return runs[0]
 
 
 def runs_command(csv: str | None, dataset: str | None) -> None:
@@ -170,11 +180,8 @@ def export_command(
     `encoder` its encoder as a TorchScript file."""
     from bench import env
 
-    key = store.find(prefix)
-    runs = [r for r in store.load_runs() if r["key"] == key]
-    if not runs or runs[0]["metrics"].get("status") != "ok":
-        raise BenchError(f"run {key} is not a finished run with status ok: nothing to export")
-    run = runs[0]
+    run = finished(prefix)
+    key = run["key"]
     ds = verify.load_dataset(run["config"], data_dir, offline, {})
     if encoder:
         write_encoder(Path(encoder), run, ds, frozen_model(run, ds, env.pick_device(device), retrain))
@@ -183,6 +190,6 @@ def export_command(
         return
     z = latents(run, ds, env.pick_device(device), retrain)
     path = Path(out or f"{key}.npz")
-    write_npz(path, run, ds, z)
+    store.atomic_save_npz(path, arrays(run, ds, z), compress=False)  # latents barely compress
     sizes = ", ".join(f"{s} {tuple(z[s].shape)}" for s in SPLITS)
     print(f"wrote {path}: latents {sizes}, labels, classes, provenance, run key, config")

@@ -161,6 +161,12 @@ def _score(m: dict) -> str:
 def main(setup: Setup, ray_: RaySettings, force: bool, command: str) -> int:
     """`bench run`: the grid's runs in this process (or as Ray tasks), then the dataset's tables.
     `command`: the user's command line, recorded with each run for the page's Reproduce line."""
+    execute(setup, ray_, force, command)
+    return 0
+
+
+def execute(setup: Setup, ray_: RaySettings, force: bool, command: str) -> list[str]:
+    """`main`'s work; returns the keys of the grid's runs (bench.api reads them back)."""
     cfg = setup.resolve()
     device = setup.pick_device()
     ds = setup.load(cfg)
@@ -197,7 +203,7 @@ def main(setup: Setup, ray_: RaySettings, force: bool, command: str) -> int:
             f"{len(progress.diverged)} of {len(specs)} runs diverged (first: {progress.diverged[0]}); the "
             "rest are stored: lower train.lr or set train.grad_clip and rerun with --force"
         )
-    return 0
+    return [s.key for s in specs]
 
 
 class _Progress:

@@ -212,3 +212,25 @@ def test_the_contract_tests_take_an_outside_file(tmp_path):
     )  # fmt: skip
     assert r.returncode == 0, r.stdout[-2000:]
     assert "6 passed" in r.stdout, r.stdout[-500:]  # contract x2 shapes, traits, run, space, config
+
+
+def test_the_readme_python_example_runs():
+    """The README's `bench.api` block, as a reader pastes it (in this test's own store)."""
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("<!-- api-example")[1].split("```python\n")[1].split("```")[0]
+    assert len(block.strip().splitlines()) <= 12
+    cwd = os.getcwd()
+    os.chdir(ROOT)  # the example names examples/sparse_ae.py from the repository's root
+    try:
+        exec(compile(block, "README.md", "exec"), {})
+    finally:
+        os.chdir(cwd)
+    from bench import api, store
+
+    df = api.runs(dataset="digits")
+    assert sorted(df.method) == ["pca", "sparse_ae"] and df.linear.between(0, 1).all()
+    z = api.latents(df.key.iloc[0])
+    assert z["z_test"].shape[1] == 16 and len(z["y_test"]) == len(z["z_test"])
+    assert (store.results_dir() / "digits.md").is_file()
+    with pytest.raises(BenchError, match="unknown method 'nope'"):
+        api.run(["nope"], dataset="digits")

@@ -1,0 +1,76 @@
+"""The harness from Python (a notebook, a script): the CLI's verbs as functions, with the same
+validation (bad input raises `bench.BenchError`, whose message is the CLI's one line) and the same
+store (`results/`, or $BENCH_RESULTS_DIR).
+
+    from bench import api
+
+    df = api.run(["pca", "examples/sparse_ae.py"], dataset="digits", latent_dims=[16], seeds=[0])
+    api.runs(dataset="digits")   # every stored run: the columns of `bench runs`
+    z = api.latents(df.key[0])   # {"z_train": (N, 16) float32, "y_train": (N,), ..., "classes"}
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Sequence
+
+import numpy as np
+
+from bench import BenchError, export, grid, store
+from bench.session import Setup
+
+
+def run(
+    methods: Sequence[str] | None = None,
+    dataset: str | None = None,
+    *,
+    latent_dims: Sequence[int] | None = None,
+    seeds: Sequence[int] | None = None,
+    sets: Sequence[str] = (),
+    config: str | None = None,
+    data_dir: str | None = None,
+    offline: bool = False,
+    device: str = "auto",
+    force: bool = False,
+    workers: int | None = None,
+    cpus_per_run: float | None = None,
+):
+    """`bench run`: train and evaluate the grid (registered names, learner files, modules or
+    encoders, as `--methods` takes them), write the dataset's page, and return the grid's runs as
+    a DataFrame (the columns of `bench runs`). Runs already stored are read, not redone."""
+    setup = Setup(
+        config=config,
+        sets=tuple(sets),
+        dataset=dataset,
+        methods=None if methods is None else tuple(methods),
+        latent_dims=None if latent_dims is None else tuple(latent_dims),
+        seeds=None if seeds is None else tuple(seeds),
+        data_dir=data_dir,
+        offline=offline,
+        device=device,
+    )
+    argv = ["python", "-m", "bench", "run", *(["--methods", ",".join(methods)] if methods else []),
+            *setup.argv()]  # fmt: skip
+    keys = grid.execute(setup, grid.RaySettings(workers, None, cpus_per_run, 0.0), force, shlex.join(argv))
+    chosen = set(keys)
+    return export.runs_table([r for r in store.load_runs() if r["key"] in chosen])
+
+
+def runs(dataset: str | None = None):
+    """Every stored run (of `dataset`, its slug) as a DataFrame: the columns of `bench runs`."""
+    stored = [r for r in store.load_runs() if not dataset or r["config"]["dataset"]["slug"] == dataset]
+    if not stored:
+        raise BenchError("no stored run" + (f" of dataset {dataset!r}" if dataset else ""))
+    return export.runs_table(stored)
+
+
+def latents(
+    key: str, *, data_dir: str | None = None, offline: bool = False, retrain: bool = False
+) -> dict[str, np.ndarray]:
+    """A finished run's raw latents and labels per split, as `bench export` writes them:
+    `z_train`/`z_val`/`z_test` (N, D) float32, `y_*`, `classes`, `provenance`, `run_key`, `config`."""
+    from bench import env, verify
+
+    run_ = export.finished(key)
+    ds = verify.load_dataset(run_["config"], data_dir, offline, {})
+    return export.arrays(run_, ds, export.latents(run_, ds, env.pick_device("auto"), retrain))
