@@ -29,6 +29,9 @@ def _setup(args, methods=None, latent_dims=None, training: bool = True):
         device=args.device,
         compile=training and args.compile,
         tensorboard=args.tensorboard if training else None,
+        classes=args.classes,
+        probe_dataset=getattr(args, "probe_dataset", None),
+        probe_classes=getattr(args, "probe_classes", None),
     )
 
 

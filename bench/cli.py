@@ -31,6 +31,22 @@ def _csv(kind):
     return parse
 
 
+def _classes(text: str) -> tuple[int, ...]:
+    """`0-4`, `0,2,5` or `0-2,7`: class indices."""
+    out = []
+    try:
+        for part in (p.strip() for p in text.split(",") if p.strip()):
+            lo, _, hi = part.partition("-")
+            out += range(int(lo), int(hi) + 1) if hi else [int(lo)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected class indices such as 0-4 or 0,2,5, got {text!r}"
+        ) from None
+    if not out:
+        raise argparse.ArgumentTypeError(f"expected at least one class index, got {text!r}")
+    return tuple(out)
+
+
 def _trial_epochs(text: str) -> int | float:
     """`5`: epochs per trial; `25%`: that share of each learner's own budget (rounded, at least 1)."""
     try:
@@ -73,6 +89,17 @@ def _setup_args(p, *, grid: bool, training: bool = True) -> None:
     else:
         p.add_argument("--latent-dim", type=int, help="latent size (default: the grid's first)")
     p.add_argument("--seeds", type=_csv(int), help="e.g. 0,1,2")
+    p.add_argument(
+        "--classes", type=_classes, help="train on these classes only, e.g. 0-4 or 0,2,5 (= data.classes)"
+    )
+    if grid:
+        p.add_argument(
+            "--probe-dataset",
+            help="transfer: probe the frozen latents of this dataset's images (= probe.dataset)",
+        )
+        p.add_argument(
+            "--probe-classes", type=_classes, help="only these classes of the probe dataset, e.g. 5-9"
+        )
     _data_args(p)
     if training:
         p.add_argument(

@@ -207,6 +207,10 @@ def main(setup: Setup, opts: CompareOptions) -> None:
 
     chosen = registry.resolve_all(opts.methods) if opts.methods else None  # outside learners first
     cfg = setup.resolve()
+    if cfg.probe.dataset:
+        raise BenchError(
+            "studies tune in-domain: a transfer is `bench run --probe-dataset` of the tuned rows"
+        )
     methods = learners(chosen)
     device = setup.pick_device()
     ds = setup.load(cfg)

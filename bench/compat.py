@@ -24,6 +24,7 @@ from bench.hashing import digest
 
 # The fields every key has hashed since the first run was stored (CODE_VERSION 1).
 KEYED = {
+    "data": ("val_fraction", "val_seed", "train_limit", "fingerprint", "name"),  # name: never keyed
     "train": ("epochs", "batch_size", "lr", "weight_decay", "warmup_epochs", "grad_clip"),
     "eval": (
         "probe_weight_decays", "probe_max_iter", "mlp_hidden", "mlp_max_epochs", "mlp_patience",
@@ -36,7 +37,7 @@ def later_defaults(section: str) -> dict:
     """The fields of `section` ("train", "eval") added after keys were defined, at their defaults."""
     from bench import config
 
-    cls = {"eval": config.EvalConfig, "train": config.TrainConfig}.get(section)
+    cls = {"eval": config.EvalConfig, "train": config.TrainConfig, "data": config.DataConfig}.get(section)
     if cls is None:
         return {}
     return {k: v for k, v in config.to_dict(cls()).items() if k not in KEYED[section]}
@@ -52,12 +53,16 @@ def _keyed(values: dict | None, section: str) -> dict | None:
 def keys(spec: dict) -> tuple[str, str]:
     """(run key, train key) of a run spec's JSON form: the train key hashes what changes the
     trained weights (learner, its config, data, budget, seed), the run key adds evaluation."""
-    train_part = {k: spec[k] for k in ("method", "method_config", "data", "seed")}
+    train_part = {k: spec[k] for k in ("method", "method_config", "seed")}
+    train_part["data"] = _keyed(spec["data"], "data")
     train_part["train"] = _keyed(spec["train"], "train")
     if spec.get("source"):  # a learner from outside the repository: its code's content, not its path
         train_part["source"] = spec["source"]["sha256"]
     train_key = digest({"code_version": CODE_VERSION, **train_part})
-    return digest({"train_key": train_key, "eval": _keyed(spec["eval"], "eval")}), train_key
+    run_part = {"train_key": train_key, "eval": _keyed(spec["eval"], "eval")}
+    if spec.get("probe"):  # transfer: the probe dataset's content and split, and how it was adapted
+        run_part["probe"] = {k: spec["probe"][k] for k in ("data", "adapt")}
+    return digest(run_part), train_key
 
 
 def settings(section: str, values: dict | None) -> dict:

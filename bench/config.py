@@ -34,6 +34,9 @@ class DataConfig:
     val_fraction: float = within(0, 1, 0.1, open_lo=True, open_hi=True)
     val_seed: int = at_least(0, 0)  # fixed across runs, so every learner is judged on the same slice
     train_limit: int = at_least(0, 0)  # keep only this many training images (0 = all): quick runs and tests
+    # keep only these classes (indices into the dataset's classes; empty = all), in train and test,
+    # relabelled 0..k-1 in this order: e.g. train on CIFAR-10's 0-4, probe on its 5-9 (--classes)
+    classes: list[int] = any_value([], "class indices, each once (empty: every class)")
 
 
 @dataclass
@@ -67,8 +70,18 @@ class GridConfig:
 
 
 @dataclass
+class ProbeConfig:
+    """Transfer (`--probe-dataset`): the learner trains on `[data]`, the evaluator probes its frozen
+    latents of this dataset's images (adapted to the training geometry) with this dataset's labels."""
+
+    dataset: str = any_value("", "a dataset name, empty: probe on the training dataset")
+    classes: list[int] = any_value([], "class indices of the probe dataset (empty: every class)")
+
+
+@dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     grid: GridConfig = field(default_factory=GridConfig)

@@ -35,6 +35,7 @@ class Dataset:
     y_test: torch.Tensor
     shape: InputShape
     fingerprint: str  # hash of the raw arrays: part of every run key, paths are not
+    probe: dict | None = None  # a transfer's probe data: what it is and how it was adapted (transfer.py)
 
 
 def load(cfg: DataConfig, data_dir: str | None = None, offline: bool = False) -> Dataset:
@@ -69,13 +70,15 @@ def _split(name: str, raw: dict, cfg: DataConfig) -> Dataset:
     classes = [str(c) for c in raw.get("classes", [])] or [str(i) for i in range(top + 1)]
     if top >= len(classes):
         raise BenchError(f"{name}: labels go up to {top} but only {len(classes)} classes are named")
+    digest = hashlib.blake2b(digest_size=8)
+    for t in (x, y, x_test, y_test):
+        digest.update(t.numpy().tobytes())
+    if cfg.classes:
+        x, y, x_test, y_test, classes = _keep(cfg.classes, classes, x, y, x_test, y_test, name)
     if len(torch.unique(y)) < 2:
         raise BenchError(
             f"{name}: the training labels hold {len(torch.unique(y))} class; a probe needs two or more"
         )
-    digest = hashlib.blake2b(digest_size=8)
-    for t in (x, y, x_test, y_test):
-        digest.update(t.numpy().tobytes())
     perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(cfg.val_seed))
     n_val = round(cfg.val_fraction * len(x))
     if not 0 < n_val < len(x):
@@ -104,6 +107,19 @@ def _split(name: str, raw: dict, cfg: DataConfig) -> Dataset:
         shape,
         digest.hexdigest(),
     )
+
+
+def _keep(keep: list[int], classes: list[str], x, y, x_test, y_test, name: str):
+    """Only the classes `keep` (indices), relabelled 0..k-1 in the order given."""
+    bad = [c for c in keep if not 0 <= c < len(classes)]
+    if bad or len(set(keep)) != len(keep) or len(keep) < 2:
+        raise BenchError(
+            f"{name}: classes {keep} must be two or more distinct indices in 0..{len(classes) - 1}"
+        )
+    relabel = torch.full((len(classes),), -1, dtype=torch.int64)
+    relabel[torch.tensor(keep)] = torch.arange(len(keep))
+    train, test = relabel[y] >= 0, relabel[y_test] >= 0
+    return x[train], relabel[y[train]], x_test[test], relabel[y_test[test]], [classes[c] for c in keep]
 
 
 def _nchw(x, what: str) -> torch.Tensor:

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import BenchError, env, evaluators, labels, report, runner, store
+from bench import BenchError, env, evaluators, labels, report, runner, store, transfer
 from bench.session import Setup
 from bench.spec import GRID, RunSpec
 
@@ -51,12 +51,14 @@ ROOT = Path(__file__).resolve().parent.parent
 EXCLUDES = [".git", ".venv", ".cache", "results", "*.pt", "*.npz", "__pycache__"]
 
 
-def _task(spec: RunSpec, data, threads: int, device_name: str, cache_dir: str | None, force: bool):
+def _task(
+    spec: RunSpec, data, threads: int, device_name: str, cache_dir: str | None, force: bool, probe=None
+):
     """One run on a Ray worker: (metrics, artifacts), nothing written to the run store."""
     if cache_dir:
         os.environ["BENCH_CACHE_DIR"] = cache_dir
     env.set_threads(threads)
-    return runner.compute(spec, data, env.pick_device(device_name), force)
+    return runner.compute(spec, data, env.pick_device(device_name), force, probe=probe)
 
 
 def connect(workers: int | None, address: str | None, cpus_per_run: float, gpus_per_run: float) -> int:
@@ -99,7 +101,7 @@ def connect(workers: int | None, address: str | None, cpus_per_run: float, gpus_
     return slots
 
 
-def run(specs: list[RunSpec], data, ray_: RaySettings, force: bool, on_result) -> None:
+def run(specs: list[RunSpec], data, ray_: RaySettings, force: bool, on_result, probe=None) -> None:
     """Run `specs` (the grid's pending runs) as Ray tasks; `on_result(spec, metrics)` after each
     is recorded. Prints a progress line per finished run."""
     import ray
@@ -111,7 +113,7 @@ def run(specs: list[RunSpec], data, ray_: RaySettings, force: bool, on_result) -
     remote = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=MAX_RETRIES, retry_exceptions=False)(_task)
     device = "cuda" if gpus > 0 else "cpu"
     threads = max(1, int(cpus))
-    data_ref = ray.put(data)  # once, not once per task
+    data_ref, probe_ref = ray.put(data), ray.put(probe)  # once, not once per task
     print(f"Ray: {slots} run(s) at a time, {cpus:g} CPU(s) and {gpus:g} GPU(s) each")
     start, done, pending = time.perf_counter(), 0, list(specs)
     with contextlib.ExitStack() as claims:
@@ -122,7 +124,7 @@ def run(specs: list[RunSpec], data, ray_: RaySettings, force: bool, on_result) -
                 if not claims.enter_context(store.claim(spec.key)):
                     print(f"{what(spec)}: being trained by another process, left to it")
                     continue
-                running[remote.remote(spec, data_ref, threads, device, cache, force)] = spec
+                running[remote.remote(spec, data_ref, threads, device, cache, force, probe_ref)] = spec
             ready, _ = ray.wait(list(running), num_returns=1)
             spec = running.pop(ready[0])
             try:
@@ -170,7 +172,10 @@ def execute(setup: Setup, ray_: RaySettings, force: bool, command: str) -> list[
     cfg = setup.resolve()
     device = setup.pick_device()
     ds = setup.load(cfg)
-    specs = [s.with_command(command) for s in runner.preflight(runner.specs(cfg, ds), ds)]
+    probe = transfer.load(cfg, ds, setup.data_dir, setup.offline)  # None: in-domain
+    specs = [s.with_command(command) for s in runner.preflight(runner.specs(cfg, ds, probe), ds)]
+    if probe is not None:
+        print(f"probed on {probe.provenance}: its images {probe.probe['adapt']}")
     print(f"{ds.provenance}: {len(specs)} run{'s' * (len(specs) != 1)} on {env.device_name(device)}")
     progress = _Progress()
     if ray_.workers or ray_.address:  # Ray is imported only on this path
@@ -183,6 +188,7 @@ def execute(setup: Setup, ray_: RaySettings, force: bool, command: str) -> list[
                 ray_,
                 force,
                 lambda s, m: m["status"] == "ok" or progress.diverged.append(what(s)),
+                probe,
             )
     else:
         if ray_.cpus_per_run is not None:  # the same threads per run as on Ray, for comparisons
@@ -190,10 +196,11 @@ def execute(setup: Setup, ray_: RaySettings, force: bool, command: str) -> list[
         for i, spec in enumerate(specs, 1):
             start = time.perf_counter()
             stored = not force and store.is_done(spec.key)
-            m = runner.run_one(spec, ds, device, force=force, tensorboard=setup.tensorboard)
+            m = runner.run_one(spec, ds, device, force=force, tensorboard=setup.tensorboard, probe=probe)
             took = "stored" if stored else f"{time.perf_counter() - start:.0f} s"
             progress.show(f"[{i}/{len(specs)}] {what(spec)}", m, took)
-    print(f"wrote {report.write(ds.slug, store.load_runs())}")
+    page = report.write_transfer(transfer.page_name(specs[0].json()), store.load_runs()) if probe else None
+    print(f"wrote {page or report.write(ds.slug, store.load_runs())}")
     if progress.elsewhere:
         print(
             f"{progress.elsewhere} run(s) were left to other processes; rerun this command after they finish"

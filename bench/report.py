@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 
-from bench import evaluators, labels, plots, sections, store, studies, tables
+from bench import evaluators, labels, plots, sections, store, studies, tables, transfer
 from bench.tables import pm
 
 PROTOCOL = (
@@ -37,11 +37,22 @@ def write_all(redraw_runs: bool = False) -> list:
                 plots.run_figures(store.run_dir(r["key"]), r["config"], m["confusion"], title, m.get("train"))
     slugs = sorted({r["config"]["dataset"]["slug"] for r in runs})
     paths = [p for p in (write(slug, runs) for slug in slugs) if p]
+    paths += [p for p in (write_transfer(name, runs) for name in transfer.pages(runs)) if p]
     for db in sorted((store.results_dir() / "studies").glob("*.db")):
         url = f"sqlite:///{db}"
         for summary in optuna.get_all_study_summaries(url):
             paths.append(studies.write(optuna.load_study(study_name=summary.study_name, storage=url)))
     return paths
+
+
+def write_transfer(name: str, every: list[dict]):
+    """results/<A>-to-<B>.md of the store's transfer runs (bench/transfer.py)."""
+    text = transfer.page(name, every)
+    if text is None:
+        return None
+    path = store.results_dir() / f"{name}.md"
+    store.write_text(path, text)
+    return path
 
 
 def write(slug: str, every: list[dict]):
@@ -54,6 +65,7 @@ def write(slug: str, every: list[dict]):
         r
         for r in every
         if r["config"]["dataset"]["slug"] == slug
+        and not r["config"].get("probe")  # a transfer has its own page
         and not labels.only_trial(r)
         and not r["metrics"].get("steer_only")
     ]

@@ -19,7 +19,7 @@ from bench.method import Unsupported
 from bench.spec import GRID, Metrics, Purpose, RunSpec
 
 
-def specs(cfg: Config, data: Dataset) -> list[RunSpec]:
+def specs(cfg: Config, data: Dataset, probe: Dataset | None = None) -> list[RunSpec]:
     """Expand the grid (methods x latent dims x seeds) into run specs, seed-major so that a partial
     grid already covers every learner. Learners without a latent_dim (pixels), or whose config
     fixes one, run once per seed."""
@@ -28,16 +28,25 @@ def specs(cfg: Config, data: Dataset) -> list[RunSpec]:
         for method in cfg.grid_methods():
             fixed = not registry.get(method).takes_latent_dim or "latent_dim" in cfg.method_overrides(method)
             for dim in [None] if fixed else cfg.grid.latent_dims:
-                out.append(spec(cfg, data, method, {} if dim is None else {"latent_dim": dim}, seed))
+                out.append(
+                    spec(cfg, data, method, {} if dim is None else {"latent_dim": dim}, seed, probe=probe)
+                )
     return out
 
 
 def spec(
-    cfg: Config, data: Dataset, method: str, extra: dict, seed: int, steer_only: bool = False
+    cfg: Config,
+    data: Dataset,
+    method: str,
+    extra: dict,
+    seed: int,
+    steer_only: bool = False,
+    probe: Dataset | None = None,
 ) -> RunSpec:
     """Everything that determines a run's result (see RunSpec). `extra`: this run's own method
     settings (latent_dim, tuned values) on top of the config's layered tables; `steer_only`: a
-    study's trial, measured by what steers the study (not an override: it names no row)."""
+    study's trial, measured by what steers the study (not an override: it names no row); `probe`:
+    a transfer's probe dataset (bench/transfer.py)."""
     sections = _sections(cfg, data, method, extra)
     protocol = _sections(
         cfg.protocol or cfg, data, method, {k: v for k, v in extra.items() if k == "latent_dim"}
@@ -47,7 +56,7 @@ def spec(
         sections["eval"] = {**sections["eval"], "steer_only": True}
     dataset = {k: getattr(data, k) for k in ("name", "slug", "title", "provenance", "classes")}
     return RunSpec(dataset=dataset, **sections, method=method, seed=seed, overrides=overrides,
-                   source=registry.source(method))  # fmt: skip
+                   source=registry.source(method), probe=probe.probe if probe else None)  # fmt: skip
 
 
 def _sections(cfg: Config, data: Dataset, method: str, extra: dict) -> dict:
@@ -128,8 +137,10 @@ def run_one(
     force: bool = False,
     on_epoch=None,
     tensorboard=None,
+    probe: Dataset | None = None,
 ) -> dict:
-    """Train (or load from cache), evaluate and store one run; returns its metrics.
+    """Train (or load from cache), evaluate and store one run; returns its metrics. A transfer
+    run (`spec.probe`) is evaluated on `probe`, the adapted probe dataset.
 
     A diverged run is stored with status 'diverged'; it does not stop the caller. A run that
     another live process has claimed returns status 'claimed' and is left to it. A run already
@@ -143,7 +154,7 @@ def run_one(
             return {"status": "claimed", "error": "another process is training this run"}
         if not force and store.is_done(spec.key):  # finished by another process since we looked
             return _stored(spec.key, purpose)
-        metrics, artifacts = compute(spec, data, device, force, on_epoch, tensorboard)
+        metrics, artifacts = compute(spec, data, device, force, on_epoch, tensorboard, probe)
         record(spec, purpose, metrics, artifacts)
         return metrics.json()
 
@@ -154,10 +165,14 @@ def _stored(key: str, purpose: Purpose) -> dict:
 
 
 def compute(
-    spec: RunSpec, data, device, force=False, on_epoch=None, tensorboard=None
+    spec: RunSpec, data, device, force=False, on_epoch=None, tensorboard=None, probe=None
 ) -> tuple[Metrics, dict]:
     """Train (or load the cached checkpoint) and evaluate one run, touching only the local cache:
     returns (metrics, artifacts) for `record` to store. The worker side of a grid on Ray."""
+    if (probe.probe if probe is not None else None) != spec.probe:
+        wanted = spec.probe["dataset"]["name"] if spec.probe else "the training data"
+        given = probe.probe["dataset"]["name"] if probe is not None else "the training data"
+        raise BenchError(f"{labels.run(spec.json())}: it is measured on {wanted}, not on {given}")
     start = time.perf_counter()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -183,10 +198,11 @@ def compute(
         # a full disk must not cost the trained model's results: evaluate and store them anyway
         store.try_save_tensor(ckpt_path, {"state": model.state_dict(), "train": train_info}, "checkpoint")
     eval_start = time.perf_counter()
-    latents = store.cache_dir() / "latents" / f"{spec.train_key}.pt"
+    on_probe = f"-{digest(spec.probe)}" if spec.probe else ""  # another dataset's latents
+    latents = store.cache_dir() / "latents" / f"{spec.train_key}{on_probe}.pt"
     eval_cfg = config.EvalConfig(**spec.eval)
     title = labels.title(spec.json())
-    measured, artifacts = evaluate.measure(model, data, eval_cfg, spec.seed, device, latents, title)
+    measured, artifacts = evaluate.measure(model, probe or data, eval_cfg, spec.seed, device, latents, title)
     metrics = Metrics("ok", method=method, train=train_info, from_checkpoint=from_checkpoint, **measured,
                       eval_time_s=time.perf_counter() - eval_start, **env.record(device, start))  # fmt: skip
     return metrics, artifacts

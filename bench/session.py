@@ -35,6 +35,9 @@ class Setup:
     device: str = "auto"
     compile: bool = False  # = --set train.compile=true
     tensorboard: str | None = None  # also write each run's per-epoch loss terms there
+    classes: tuple[int, ...] | None = None  # = data.classes: train on these classes only
+    probe_dataset: str | None = None  # = probe.dataset: transfer, probed on this dataset
+    probe_classes: tuple[int, ...] | None = None  # = probe.classes
 
     def config_file(self) -> Path | None:
         """The TOML file this setup reads: the one given, else its dataset's protocol, if any."""
@@ -73,6 +76,13 @@ class Setup:
         cfg.grid = config.replace(cfg.grid, {k: list(v) for k, v in axes.items() if v is not None}, "grid")
         if self.dataset:
             cfg.data.name = self.dataset
+        if self.classes:
+            cfg.data = config.replace(cfg.data, {"classes": list(self.classes)}, "data")
+        probe = {"dataset": self.probe_dataset, "classes": list(self.probe_classes or [])}
+        if self.probe_dataset or self.probe_classes:
+            cfg.probe = config.replace(cfg.probe, {k: v for k, v in probe.items() if v}, "probe")
+        if cfg.probe.classes and not cfg.probe.dataset:
+            cfg.probe.dataset = cfg.data.name  # one dataset split by class: probed on its other classes
         for name in cfg.grid_methods():
             registry.get(name)
         return cfg
@@ -95,6 +105,9 @@ class Setup:
         out += [a for s in self.sets for a in ("--set", s)]
         out += ["--dataset", self.dataset] if self.dataset else []
         out += ["--seeds", ",".join(map(str, self.seeds))] if self.seeds else []
+        out += ["--classes", ",".join(map(str, self.classes))] if self.classes else []
+        out += ["--probe-dataset", self.probe_dataset] if self.probe_dataset else []
+        out += ["--probe-classes", ",".join(map(str, self.probe_classes))] if self.probe_classes else []
         out += ["--data-dir", self.data_dir] if self.data_dir else []
         out += ["--offline"] * self.offline + ["--compile"] * self.compile + ["--device", self.device]
         return out + (["--tensorboard", self.tensorboard] if self.tensorboard else [])

@@ -73,6 +73,7 @@ class RunSpec:
     overrides: dict
     command: str | None = None
     source: dict | None = None  # a learner from outside the repository: where, and its sha256
+    probe: dict | None = None  # transfer: the dataset probed instead of the training one
     key: str = field(init=False, compare=False)
     train_key: str = field(init=False, compare=False)
 
@@ -84,7 +85,7 @@ class RunSpec:
     def json(self) -> dict:
         """The spec as config.json holds it (without `purposes`)."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init}
-        for optional in ("command", "source"):  # absent from the runs that have none
+        for optional in ("command", "source", "probe"):  # absent from the runs that have none
             if out[optional] is None:
                 del out[optional]
         return out

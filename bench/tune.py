@@ -176,6 +176,10 @@ def main(setup: Setup, opts: TuneOptions) -> None:
 
     entry, opts = opts.method, dataclasses.replace(opts, method=registry.one(opts.method))
     cfg = setup.resolve()
+    if cfg.probe.dataset:
+        raise BenchError(
+            "studies tune in-domain: a transfer is `bench run --probe-dataset` of the tuned rows"
+        )
     if not registry.tunable(opts.method):
         raise BenchError(f"{opts.method} declares no search space: there is nothing to tune")
     if opts.multi_objective and not registry.get(opts.method).reconstructs:

@@ -94,8 +94,14 @@ def scratch_store(folder: Path, own_cache: bool = True):
 def load_dataset(spec: dict, data_dir: str | None, offline: bool, loaded: dict) -> data.Dataset:
     """The dataset a stored run was trained on, checked by its fingerprint (cached in `loaded`)."""
     d = spec["data"]
-    cfg = DataConfig(spec["dataset"]["name"], d["val_fraction"], d["val_seed"], d["train_limit"])
-    key = (cfg.name, cfg.val_fraction, cfg.val_seed, cfg.train_limit)
+    cfg = DataConfig(
+        spec["dataset"]["name"],
+        d["val_fraction"],
+        d["val_seed"],
+        d["train_limit"],
+        list(d.get("classes", [])),
+    )
+    key = (cfg.name, cfg.val_fraction, cfg.val_seed, cfg.train_limit, tuple(cfg.classes))
     if key not in loaded:
         loaded[key] = data.load(cfg, data_dir, offline)
     ds = loaded[key]

@@ -1,0 +1,244 @@
+"""Transfer: a learner trained on one dataset (A), its frozen latents probed on another (B).
+
+`bench run --dataset A --probe-dataset B` trains on A's training images exactly as an in-domain
+run does (the same train key: an in-domain run's cached checkpoint is reused), then the
+evaluator extracts the latents of B's train, validation and test images and probes them with B's
+labels under the same protocol (B's seeded validation slice picks every hyperparameter, B's test
+split is scored once). B's images are adapted to A's geometry by one declared rule (`adapt`):
+grey to RGB by repetition, RGB to grey by ITU-R BT.601 luma, then a bilinear, antialiased
+resize to A's height and width, rounded back to uint8. Runs are keyed by both datasets and the
+rule; their page is results/<A>-to-<B>.md, with B's (and A's) in-domain rows beside.
+
+`--classes` / `--probe-classes` keep a subset of either side's classes (bench/data.py), so one
+dataset split by class is a transfer too: CIFAR-10's classes 0-4 to its classes 5-9.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+import torch.nn.functional as F
+
+from bench import BenchError, config, data
+from bench.data import Dataset
+
+LUMA = (0.299, 0.587, 0.114)
+
+
+def rule(source, target) -> str:
+    """How images of geometry `source` (C, H, W) are adapted to `target`, in words."""
+    steps = []
+    if source[0] != target[0]:
+        steps.append("grey repeated to RGB" if source[0] == 1 else "RGB to grey (BT.601 luma)")
+    if tuple(source[1:]) != tuple(target[1:]):
+        steps.append(f"resized {source[1]}x{source[2]} -> {target[1]}x{target[2]} (bilinear, antialiased)")
+    return ", ".join(steps) or "as they are (same geometry)"
+
+
+def adapt(x: torch.Tensor, channels: int, height: int, width: int, batch: int = 4096) -> torch.Tensor:
+    """uint8 images (N, C, H, W) -> uint8 (N, channels, height, width) by `rule`."""
+    out = []
+    for i in range(0, len(x), batch):
+        xb = x[i : i + batch].float()
+        if xb.shape[1] != channels:
+            luma = torch.tensor(LUMA).view(1, 3, 1, 1)
+            xb = xb.repeat(1, 3, 1, 1) if xb.shape[1] == 1 else (xb * luma).sum(1, keepdim=True)
+        if tuple(xb.shape[-2:]) != (height, width):
+            xb = F.interpolate(xb, size=(height, width), mode="bilinear", antialias=True, align_corners=False)
+        out.append(xb.round().clamp_(0, 255).to(torch.uint8))
+    return torch.cat(out) if out else x
+
+
+def load(cfg: config.Config, trained_on: Dataset, data_dir, offline: bool) -> Dataset | None:
+    """The probe dataset of `cfg.probe` (None without one): B's splits (its validation slice
+    carved as A's is, from `[data]`'s fraction and seed), adapted to A's geometry."""
+    if not cfg.probe.dataset:
+        return None
+    probe_cfg = dataclasses.replace(
+        cfg.data, name=cfg.probe.dataset, classes=list(cfg.probe.classes), train_limit=0
+    )
+    b = data.load(probe_cfg, data_dir, offline)
+    if b.fingerprint == trained_on.fingerprint and list(cfg.probe.classes) == list(cfg.data.classes):
+        raise BenchError("--probe-dataset is the training data itself: drop it for an in-domain run")
+    return adapted(b, trained_on.shape, probe_cfg)
+
+
+def adapted(b: Dataset, shape, probe_cfg) -> Dataset:
+    """`b` with its images in `shape`'s geometry; its `probe` record describes what was done."""
+    target = (shape.channels, shape.height, shape.width)
+    source = tuple(b.x_train.shape[1:])
+    images = {f"x_{s}": adapt(getattr(b, f"x_{s}"), *target) for s in ("train", "val", "test")}
+    return dataclasses.replace(b, **images, probe={
+        "dataset": {k: getattr(b, k) for k in ("name", "slug", "title", "provenance", "classes")},
+        "data": {
+            "val_fraction": probe_cfg.val_fraction,
+            "val_seed": probe_cfg.val_seed,
+            "classes": list(probe_cfg.classes),
+            "fingerprint": b.fingerprint,
+        },
+        "adapt": rule(source, target),
+    })  # fmt: skip
+
+
+def load_for(spec: dict, data_dir, offline: bool, trained_on: Dataset) -> Dataset | None:
+    """The probe dataset a stored run was measured on (None for an in-domain run), checked."""
+    probe = spec.get("probe")
+    if not probe:
+        return None
+    d = probe["data"]
+    probe_cfg = config.DataConfig(
+        probe["dataset"]["name"], d["val_fraction"], d["val_seed"], 0, list(d["classes"])
+    )
+    b = data.load(probe_cfg, data_dir, offline)
+    if b.fingerprint != d["fingerprint"]:
+        raise BenchError(
+            f"{probe['dataset']['name']}: the files under the data folder differ from the run's probe data"
+        )
+    return adapted(b, trained_on.shape, probe_cfg)
+
+
+def tag(d: dict, dataset: dict) -> str:
+    """A side's page name: its slug, and its classes when a subset (`cifar10-classes0-4`)."""
+    keep = d.get("classes") or []
+    if not keep:
+        return dataset["slug"]
+    runs = keep == list(range(keep[0], keep[-1] + 1))
+    return f"{dataset['slug']}-classes" + (f"{keep[0]}-{keep[-1]}" if runs else "_".join(map(str, keep)))
+
+
+def page_name(cfg: dict) -> str:
+    """results/<this>.md of a transfer run: `mnist-to-digits`."""
+    return f"{tag(cfg['data'], cfg['dataset'])}-to-{tag(cfg['probe']['data'], cfg['probe']['dataset'])}"
+
+
+def is_transfer(run: dict) -> bool:
+    return bool(run["config"].get("probe"))
+
+
+def pages(every: list[dict]) -> list[str]:
+    """The transfer pages the store's runs make (`mnist-to-digits`, ...)."""
+    return sorted({page_name(r["config"]) for r in every if is_transfer(r)})
+
+
+def page(name: str, every: list[dict]) -> str | None:
+    """results/<name>.md: every learner's probe accuracies on B's labels after training on A,
+    beside the in-domain rows of B (trained on B) and of A, and whether the ranking holds."""
+    from bench import labels, tables
+
+    runs = [
+        r for r in every if is_transfer(r) and page_name(r["config"]) == name and not labels.only_trial(r)
+    ]
+    runs = tables.registered(runs)
+    ok = [r for r in runs if r["metrics"].get("status") == "ok"]
+    if not ok:
+        return None
+    c = ok[0]["config"]
+    a, b = c["dataset"], c["probe"]["dataset"]
+    df = tables.frame(ok)
+    asked = dict(zip(df["learner"], df["overrides"]))
+    summary = tables.summarize(df)
+    home = {side["slug"]: _home(every, side["slug"]) for side in (a, b)}
+    rows = []
+    for s in summary.itertuples():
+        key = (s.method, int(s.latent_dim), _like(asked[s.learner]))
+        on_b, on_a = home[b["slug"]].get(key), home[a["slug"]].get(key)
+        rows.append({
+            "learner": s.learner + (" †" if s.uncommitted else ""),
+            "latent dim": int(s.latent_dim),
+            f"linear % on {b['title']}": tables.pm(s.linear_mean, s.linear_std, 100),
+            "MLP %": tables.pm(s.mlp_mean, s.mlp_std, 100),
+            "kNN %": tables.pm(s.knn_mean, s.knn_std, 100),
+            f"in-domain linear % on {b['title']}": "-" if on_b is None else f"{100 * on_b:.2f}",
+            "transfer - in-domain": "-" if on_b is None else f"{100 * (s.linear_mean - on_b):+.2f}",
+            f"linear % on {a['title']} (trained there)": "-" if on_a is None else f"{100 * on_a:.2f}",
+            "n": s.n,
+        })  # fmt: skip
+    import pandas as pd
+
+    table = pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)
+    commands = sorted({r["config"].get("command") for r in ok if r["config"].get("command")})
+    lines = [
+        f"# {_side(a, c['data'])} -> {_side(b, c['probe']['data'])}: trained on one, probed on the other",
+        "",
+        f"- **Trained on:** {a['provenance']}{_subset(c['data'], a)}; each learner trains on its training "
+        "images as on its own page (the same runs' checkpoints, where cached).",
+        f"- **Probed on:** {b['provenance']}{_subset(c['probe']['data'], b)}; its images "
+        f"{c['probe']['adapt']}. The frozen encoder's latents of its train, validation and test images "
+        "are probed with its labels by the same evaluator: its seeded validation slice picks every "
+        "hyperparameter, its test split is scored once.",
+        f"- **In-domain columns:** the same learner, latent size and settings trained on {b['title']} "
+        f"itself, all its classes (its page's rows), and on {a['title']}, mean over their seeds; `-`: "
+        "no such run in the store.",
+        "- **Reproduce:** " + ("; ".join(f"`{x}`" for x in commands) or "see the runs' config.json"),
+        "",
+        "## Transfer table",
+        "",
+        f"Test accuracy (%) of probes on {b['title']}'s labels, mean ± std over n seeds.",
+        "",
+        table,
+        "",
+        *_ranking(summary, asked, home[b["slug"]], b["title"]),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _side(dataset: dict, d: dict) -> str:
+    keep = d.get("classes") or []
+    return dataset["title"] + (f" (classes {','.join(map(str, keep))})" if keep else "")
+
+
+def _subset(d: dict, dataset: dict) -> str:
+    keep = d.get("classes") or []
+    return f", classes {', '.join(dataset['classes'])} only" if keep else ""
+
+
+def _like(overrides: str) -> str:
+    """What a transfer row and an in-domain row must share: the settings asked beyond the protocol,
+    but for the data's (the class subset is what a transfer changes)."""
+    import json
+
+    return json.dumps(
+        {k: v for k, v in json.loads(overrides).items() if not k.startswith("data.")}, sort_keys=True
+    )
+
+
+def _home(every: list[dict], slug: str) -> dict:
+    """{(method, latent dim, settings): mean test linear accuracy} of `slug`'s in-domain rows (every
+    class: a subset is not the dataset's own row)."""
+    from bench import labels, tables
+
+    runs = [
+        r
+        for r in every
+        if r["config"]["dataset"]["slug"] == slug
+        and not is_transfer(r)
+        and not labels.only_trial(r)
+        and not r["config"].get("data", {}).get("classes")
+        and r["metrics"].get("status") == "ok"
+        and not r["metrics"].get("steer_only")
+    ]
+    if not runs:
+        return {}
+    df = tables.frame(tables.registered(runs))
+    df["like"] = df["overrides"].map(_like)
+    means = df.groupby(["method", "latent_dim", "like"])["linear"].mean()
+    return {(m, int(d), like): v for (m, d, like), v in means.items()}
+
+
+def _ranking(summary, asked: dict, on_b: dict, title: str) -> list[str]:
+    """Does the in-domain ranking hold out of domain? Spearman's rho over the trained learners."""
+    from scipy.stats import spearmanr
+
+    keys = [(s, (s.method, int(s.latent_dim), _like(asked[s.learner]))) for s in summary.itertuples()]
+    pairs = [(s.linear_mean, on_b[k]) for s, k in keys if s.kind == "learner" and k in on_b]
+    if len(pairs) < 3:
+        return [f"Fewer than three trained learners have both a transfer and an in-domain row on {title}: "
+                "no ranking is compared."]  # fmt: skip
+    rho = spearmanr([p[0] for p in pairs], [p[1] for p in pairs]).statistic
+    return [
+        "## Does the in-domain ranking hold?",
+        "",
+        f"Spearman's rho between the trained learners' transfer accuracy and their in-domain accuracy on "
+        f"{title}, over {len(pairs)} (learner, latent size) rows: **{rho:+.2f}** (+1: the same order).",
+    ]

@@ -1,0 +1,73 @@
+"""Transfer: trained on one dataset (or some of its classes), probed on another's labels."""
+
+import pytest
+import torch
+
+from bench import BenchError, config, data, runner, store, transfer
+from bench.__main__ import main
+
+
+def test_adapt_resizes_and_converts_channels_by_its_rule():
+    grey = (torch.rand(5, 1, 28, 28) * 255).to(torch.uint8)
+    small = transfer.adapt(grey, 1, 8, 8)
+    assert small.shape == (5, 1, 8, 8) and small.dtype == torch.uint8
+    flat = torch.full((2, 1, 28, 28), 200, dtype=torch.uint8)
+    assert (transfer.adapt(flat, 1, 8, 8) == 200).all()  # resizing keeps a flat image flat
+    rgb = transfer.adapt(flat, 3, 32, 32)
+    assert rgb.shape == (2, 3, 32, 32) and (rgb == 200).all()  # grey repeated
+    colour = torch.zeros(1, 3, 4, 4, dtype=torch.uint8)
+    colour[:, 1] = 255  # pure green: BT.601 luma 0.587
+    assert transfer.adapt(colour, 1, 4, 4).unique().tolist() == [150]
+    assert transfer.rule((1, 28, 28), (1, 8, 8)) == "resized 28x28 -> 8x8 (bilinear, antialiased)"
+    assert transfer.rule((3, 32, 32), (1, 32, 32)) == "RGB to grey (BT.601 luma)"
+
+
+def test_a_class_subset_is_relabelled_and_named():
+    full = data.load(config.DataConfig())
+    part = data.load(config.DataConfig(classes=[7, 3]))
+    assert part.classes == [full.classes[7], full.classes[3]]
+    assert set(part.y_train.unique().tolist()) == {0, 1} and set(part.y_test.unique().tolist()) == {0, 1}
+    assert len(part.x_test) == int(((full.y_test == 7) | (full.y_test == 3)).sum())
+    assert part.fingerprint == full.fingerprint  # the raw files; the subset is in the run key
+    for bad in ([3], [3, 3], [0, 10]):
+        with pytest.raises(BenchError, match="two or more distinct indices in 0..9"):
+            data.load(config.DataConfig(classes=bad))
+
+
+def test_a_transfer_run_shares_its_training_and_is_keyed_by_the_probe():
+    cfg = config.load(None, ["train.epochs=1", "data.classes=0,1,2,3,4", "probe.classes=5,6,7,8,9"])
+    cfg.probe.dataset = "digits"
+    ds = data.load(cfg.data)
+    probe = transfer.load(cfg, ds, None, False)
+    assert probe.classes == ds.classes[:0] + data.load(config.DataConfig()).classes[5:]
+    home = runner.spec(cfg, ds, "ae", {"latent_dim": 8, "channels": (8, 16)}, seed=0)
+    away = runner.spec(cfg, ds, "ae", {"latent_dim": 8, "channels": (8, 16)}, seed=0, probe=probe)
+    assert away.train_key == home.train_key and away.key != home.key  # one checkpoint, two runs
+    with pytest.raises(BenchError, match="measured on digits, not on the training data"):
+        runner.run_one(away, ds, torch.device("cpu"))
+    assert not store.is_done(away.key)
+    m = runner.run_one(away, ds, torch.device("cpu"), probe=probe)
+    assert m["status"] == "ok" and m["n"]["test"] == len(probe.x_test)
+    assert len(m["confusion"]) == 5  # probed on five classes
+    again = runner.run_one(home, ds, torch.device("cpu"))
+    assert again["from_checkpoint"] is True  # the in-domain run reuses the transfer's training
+
+
+def test_transfer_from_the_cli_gets_its_own_page(capsys):
+    flags = ["--dataset", "digits", "--latent-dims", "8", "--seeds", "0", "--set", "train.epochs=1"]
+    assert main(["run", "--methods", "ae,vae,dae,pca", *flags]) == 0  # in-domain rows first
+    assert main(["run", "--methods", "ae,vae,dae,pca", *flags, "--probe-dataset", "digits",
+                 "--classes", "0-4"]) == 0  # fmt: skip
+    page = (store.results_dir() / "digits-classes0-4-to-digits.md").read_text()
+    assert "# digits (scikit-learn, 8x8) (classes 0,1,2,3,4) -> digits (scikit-learn, 8x8)" in page
+    assert "| ae (data.classes=0,1,2,3,4, train.epochs=1)" in page
+    assert "Spearman's rho between" in page  # three trained learners with both rows
+    home = (store.results_dir() / "digits.md").read_text()
+    assert "data.classes" not in home  # transfer runs stay off the in-domain page
+    before = page
+    assert main(["report"]) == 0
+    assert (store.results_dir() / "digits-classes0-4-to-digits.md").read_text() == before
+    capsys.readouterr()
+    assert main(["run", "--methods", "ae", *flags, "--probe-dataset", "nosuchdata"]) == 2
+    assert main(["tune", "--method", "ae", "--trials", "1", "--set", "probe.dataset=digits"]) == 2
+    assert "studies tune in-domain" in capsys.readouterr().err
