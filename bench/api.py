@@ -69,8 +69,10 @@ def latents(
 ) -> dict[str, np.ndarray]:
     """A finished run's raw latents and labels per split, as `bench export` writes them:
     `z_train`/`z_val`/`z_test` (N, D) float32, `y_*`, `classes`, `provenance`, `run_key`, `config`."""
-    from bench import env, verify
+    from bench import env, transfer, verify
 
     run_ = export.finished(key)
     ds = verify.load_dataset(run_["config"], data_dir, offline, {})
-    return export.arrays(run_, ds, export.latents(run_, ds, env.pick_device("auto"), retrain))
+    probe = transfer.load_for(run_["config"], data_dir, offline, ds)  # a transfer: its probe data
+    z = export.latents(run_, ds, env.pick_device("auto"), retrain, probe)
+    return export.arrays(run_, probe or ds, z)

@@ -9,6 +9,7 @@ metric, run key, git SHA) as CSV.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import warnings
@@ -17,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench import BenchError, config, evaluate, evaluators, registry, runner, store, tables, verify
+from bench import BenchError, config, evaluate, evaluators, registry, runner, store, tables, transfer, verify
 from bench.spec import EXPORT, RunSpec
 
 SPLITS = ("train", "val", "test")
@@ -46,12 +47,13 @@ def runs_table(runs: list[dict]):
     return df[[c for c in FIRST + measured + LAST if c in df.columns] + extra]
 
 
-def latents(run: dict, ds, device, retrain: bool) -> dict[str, torch.Tensor]:
-    """The run's raw latents per split: from the latent cache, else encoded by its cached
-    checkpoint, else (a baseline, or with `retrain`) by re-making the run: the cache is local to
-    the machine that trained it and is not part of the repository."""
+def latents(run: dict, ds, device, retrain: bool, probe=None) -> dict[str, torch.Tensor]:
+    """The run's raw latents per split (a transfer's: of its probe dataset `probe`): from the
+    latent cache, else encoded by its cached checkpoint, else (a baseline, or with `retrain`) by
+    re-making the run: the cache is local to the machine that trained it and is not part of the
+    repository."""
     spec = RunSpec.of(run["config"])
-    cached = store.load_tensor(store.cache_dir() / "latents" / f"{spec.train_key}.pt")
+    cached = store.load_tensor(runner.latents_path(spec))
     if cached is not None:
         return cached
     method = spec.method
@@ -60,7 +62,7 @@ def latents(run: dict, ds, device, retrain: bool) -> dict[str, torch.Tensor]:
         model = registry.create(method, config.method_config(method, spec.method_config), ds.shape)
         model.load_state_dict(ckpt["state"])
         model = model.to(device, memory_format=torch.channels_last)
-        return {s: evaluate.extract(model, getattr(ds, f"x_{s}"), device) for s in SPLITS}
+        return {s: evaluate.extract(model, getattr(probe or ds, f"x_{s}"), device) for s in SPLITS}
     if registry.get(method).trainable and not retrain:
         seconds = run["metrics"].get("wall_time_s") or 0
         raise BenchError(
@@ -69,8 +71,8 @@ def latents(run: dict, ds, device, retrain: bool) -> dict[str, torch.Tensor]:
         )
     # re-make the run in a scratch store, keeping this machine's cache: the latents land there
     with verify.scratch_store(store.cache_dir() / "export-runs", own_cache=False):
-        runner.run_one(spec, ds, device, EXPORT, force=True)
-    z = store.load_tensor(store.cache_dir() / "latents" / f"{spec.train_key}.pt")
+        runner.run_one(spec, ds, device, EXPORT, force=True, probe=probe)
+    z = store.load_tensor(runner.latents_path(spec))
     if z is None:
         raise BenchError(f"run {run['key']}: the latents could not be cached (see the warning above)")
     return z
@@ -101,7 +103,8 @@ def frozen_model(run: dict, ds, device, retrain: bool):
                 "repository): add --retrain to retrain it"
             )
         with verify.scratch_store(store.cache_dir() / "export-runs", own_cache=False):
-            runner.run_one(spec, ds, device, EXPORT, force=True)  # its checkpoint lands in this cache
+            in_domain = dataclasses.replace(spec, probe=None)  # a transfer trains as its in-domain run
+            runner.run_one(in_domain, ds, device, EXPORT, force=True)  # its checkpoint lands in this cache
     torch.manual_seed(spec.seed)  # as the run built it: a baseline's random weights come from here
     model = registry.create(method, config.method_config(method, spec.method_config), ds.shape)
     ckpt = store.load_tensor(ckpt_path)
@@ -188,8 +191,9 @@ def export_command(
         print(f"wrote {encoder}: the encoder of run {key} as TorchScript; benchmark it with "
               f"--methods torchscript:{encoder}")  # fmt: skip
         return
-    z = latents(run, ds, env.pick_device(device), retrain)
+    probe = transfer.load_for(run["config"], data_dir, offline, ds)  # a transfer: its probe data
+    z = latents(run, ds, env.pick_device(device), retrain, probe)
     path = Path(out or f"{key}.npz")
-    store.atomic_save_npz(path, arrays(run, ds, z), compress=False)  # latents barely compress
+    store.atomic_save_npz(path, arrays(run, probe or ds, z), compress=False)  # latents barely compress
     sizes = ", ".join(f"{s} {tuple(z[s].shape)}" for s in SPLITS)
     print(f"wrote {path}: latents {sizes}, labels, classes, provenance, run key, config")

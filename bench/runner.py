@@ -198,14 +198,19 @@ def compute(
         # a full disk must not cost the trained model's results: evaluate and store them anyway
         store.try_save_tensor(ckpt_path, {"state": model.state_dict(), "train": train_info}, "checkpoint")
     eval_start = time.perf_counter()
-    on_probe = f"-{digest(spec.probe)}" if spec.probe else ""  # another dataset's latents
-    latents = store.cache_dir() / "latents" / f"{spec.train_key}{on_probe}.pt"
+    latents = latents_path(spec)
     eval_cfg = config.EvalConfig(**spec.eval)
     title = labels.title(spec.json())
     measured, artifacts = evaluate.measure(model, probe or data, eval_cfg, spec.seed, device, latents, title)
     metrics = Metrics("ok", method=method, train=train_info, from_checkpoint=from_checkpoint, **measured,
                       eval_time_s=time.perf_counter() - eval_start, **env.record(device, start))  # fmt: skip
     return metrics, artifacts
+
+
+def latents_path(spec: RunSpec) -> Path:
+    """The cached latents of a run: of its training data, or of its probe dataset (a transfer)."""
+    on_probe = f"-{digest(spec.probe)}" if spec.probe else ""
+    return store.cache_dir() / "latents" / f"{spec.train_key}{on_probe}.pt"
 
 
 def record(spec: RunSpec, purpose: Purpose, metrics: Metrics, artifacts: dict) -> None:

@@ -16,7 +16,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import BenchError, compat, data, evaluators, labels, runner, store, tables
+from bench import BenchError, compat, data, evaluators, labels, runner, store, tables, transfer
 from bench.config import DataConfig
 from bench.spec import VERIFY, RunSpec
 
@@ -113,7 +113,7 @@ def load_dataset(spec: dict, data_dir: str | None, offline: bool, loaded: dict) 
     return ds
 
 
-def recompute(run: dict, folder: Path, ds, device) -> tuple[dict, bool]:
+def recompute(run: dict, folder: Path, ds, device, probe=None) -> tuple[dict, bool]:
     """(metrics of the run retrained in the scratch store, whether they were already there)."""
     spec = RunSpec.of(run["config"])
     if spec.key != run["key"]:  # the spec no longer hashes to its key: the code changed
@@ -123,7 +123,7 @@ def recompute(run: dict, folder: Path, ds, device) -> tuple[dict, bool]:
         )
     with scratch_store(folder):
         had = store.is_done(run["key"])
-        return runner.run_one(spec, ds, device, VERIFY), had
+        return runner.run_one(spec, ds, device, VERIFY, probe=probe), had
 
 
 def compare(stored: dict, new: dict) -> dict:
@@ -251,7 +251,8 @@ def main(args: VerifyRequest) -> int:
     limits_ = limits(args.psnr_tolerance)
     for i, run in enumerate(runs, 1):
         ds = load_dataset(run["config"], args.data_dir, args.offline, loaded)
-        m, had = recompute(run, folder, ds, device)
+        probe = transfer.load_for(run["config"], args.data_dir, args.offline, ds)  # a transfer's
+        m, had = recompute(run, folder, ds, device, probe)
         new.append(m)
         d = compare(run["metrics"], m)
         diffs.append(d)

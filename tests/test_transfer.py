@@ -54,7 +54,8 @@ def test_a_transfer_run_shares_its_training_and_is_keyed_by_the_probe():
 
 
 def test_transfer_from_the_cli_gets_its_own_page(capsys):
-    flags = ["--dataset", "digits", "--latent-dims", "8", "--seeds", "0", "--set", "train.epochs=1"]
+    flags = ["--dataset", "digits", "--latent-dims", "8", "--seeds", "0", "--set", "train.epochs=1",
+             "--set", "data.train_limit=256"]  # fmt: skip
     assert main(["run", "--methods", "ae,vae,dae,pca", *flags]) == 0  # in-domain rows first
     assert main(["run", "--methods", "ae,vae,dae,pca", *flags, "--probe-dataset", "digits",
                  "--classes", "0-4"]) == 0  # fmt: skip
@@ -67,6 +68,17 @@ def test_transfer_from_the_cli_gets_its_own_page(capsys):
     before = page
     assert main(["report"]) == 0
     assert (store.results_dir() / "digits-classes0-4-to-digits.md").read_text() == before
+    (run,) = [r for r in store.load_runs() if r["config"].get("probe") and r["config"]["method"] == "ae"]
+    capsys.readouterr()
+    assert main(["verify", run["key"], "--tolerance", "0"]) == 0  # re-made with its probe data
+    assert "1 identical" in capsys.readouterr().out
+    out = store.results_dir() / "z.npz"
+    assert main(["export", run["key"], "--out", str(out)]) == 0
+    import numpy as np
+
+    z = np.load(out)
+    full = data.load(config.DataConfig())
+    assert z["z_test"].shape == (len(full.x_test), 8) and np.array_equal(z["y_test"], full.y_test.numpy())
     capsys.readouterr()
     assert main(["run", "--methods", "ae", *flags, "--probe-dataset", "nosuchdata"]) == 2
     assert main(["tune", "--method", "ae", "--trials", "1", "--set", "probe.dataset=digits"]) == 2
