@@ -61,7 +61,7 @@ def test_transfer_from_the_cli_gets_its_own_page(capsys):
                  "--classes", "0-4"]) == 0  # fmt: skip
     page = (store.results_dir() / "digits-classes0-4-to-digits.md").read_text()
     assert "# digits (scikit-learn, 8x8) (classes 0,1,2,3,4) -> digits (scikit-learn, 8x8)" in page
-    assert "| ae (data.classes=0,1,2,3,4, train.epochs=1)" in page
+    assert "| ae (data.train_limit=256, data.classes=0,1,2,3,4, train.epochs=1)" in page
     assert "Spearman's rho between" in page  # three trained learners with both rows
     home = (store.results_dir() / "digits.md").read_text()
     assert "data.classes" not in home  # transfer runs stay off the in-domain page
