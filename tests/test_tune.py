@@ -102,8 +102,21 @@ def test_sqlite_study_lands_in_the_store_and_the_tables(capsys):
     assert main(["report"]) == 0
 
 
-def test_workers_on_one_machine_share_a_sqlite_study(capsys):
+def test_workers_on_one_machine_share_a_sqlite_study(capsys, monkeypatch):
     """`--workers 3`: two helper processes and this one work on the same capped study."""
+    import socket
+
+    real, me = tune._run_trial, f"{socket.gethostname()}:{os.getpid()}"
+
+    def after_a_helper(trial, *args, **kwargs):  # this process starts its first trial once a helper
+        deadline = time.monotonic() + 300  # has one: the test does not race the helpers' start-up
+        while time.monotonic() < deadline:
+            if {t.user_attrs.get("worker") for t in trial.study.get_trials(deepcopy=False)} - {me, None}:
+                break
+            time.sleep(0.2)
+        return real(trial, *args, **kwargs)
+
+    monkeypatch.setattr(tune, "_run_trial", after_a_helper)
     slower = ["--set", "train.epochs=15"]  # trials long enough for the helpers to start and join
     args = ["tune", "--method", "ae", "--trials", "5", "--workers", "3", "--no-prune", *TINY, *slower]
     assert main(args) == 0
