@@ -6,6 +6,7 @@ and exit 2, like every other bad input.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 
@@ -45,6 +46,17 @@ def _classes(text: str) -> tuple[int, ...]:
     if not out:
         raise argparse.ArgumentTypeError(f"expected at least one class index, got {text!r}")
     return tuple(out)
+
+
+def _amount(text: str) -> float:
+    """A finite number >= 0 (a tolerance, a number of hours)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return value
 
 
 def _trial_epochs(text: str) -> int | float:
@@ -175,12 +187,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="epochs per trial (5), or a share of each learner's own budget (25%%) when the budgets "
         "differ by family (default: each learner's full budget)",
     )
-    cmp_.add_argument("--max-hours", type=float, help="refuse to start if the planned compute is larger")
+    cmp_.add_argument("--max-hours", type=_amount, help="refuse to start if the planned compute is larger")
     _study_args(cmp_)
     _setup_args(cmp_, grid=False, training=False)
     rep = sub.add_parser("report", help="rebuild results/*.md and plots from the store")
     rep.add_argument("--runs", action="store_true", help="also redraw every run's own figures")
-    dif = sub.add_parser("diff", help="two learners' difference in linear accuracy, with its 95% interval")
+    dif = sub.add_parser("diff", help="two learners' difference in linear accuracy, with its 95%% interval")
     dif.add_argument(
         "a", help="a learner's row name as the tables show it (e.g. simclr, 'ae (loss=l1+ssim)')"
     )
@@ -232,9 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
     ver.add_argument("--sample", type=int, help="a seeded random sample of N of the chosen runs")
     ver.add_argument("--sample-seed", type=int, default=0)
     ver.add_argument(
-        "--tolerance", type=float, default=0.5, help="largest accuracy difference, in points (default 0.5)"
+        "--tolerance", type=_amount, default=0.5, help="largest accuracy difference, in points (default 0.5)"
     )
-    ver.add_argument("--psnr-tolerance", type=float, default=0.5, help="largest PSNR difference in dB")
+    ver.add_argument("--psnr-tolerance", type=_amount, default=0.5, help="largest PSNR difference in dB")
     ver.add_argument(
         "--scratch", default=None, help="scratch store (default .cache/verify; kept: a rerun resumes)"
     )

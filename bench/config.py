@@ -66,7 +66,7 @@ EvalConfig = dataclasses.make_dataclass(
 class GridConfig:
     methods: list[str] | None = names(None)  # None: every registered learner
     latent_dims: list[int] = at_least(1, [16, 64], each=True)
-    seeds: list[int] = at_least(0, [0, 1, 2], each=True)
+    seeds: list[int] = within(0, 2**31 - 1, [0, 1, 2], each=True)  # what every RNG here takes
 
 
 @dataclass
@@ -156,16 +156,16 @@ def with_values(cfg: Config, values: dict) -> Config:
 
 
 def _read(path) -> dict:
-    raw: dict = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise BenchError(f"config file {path} not found: pass an existing TOML file")
-        try:
-            raw = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as e:
-            raise BenchError(f"config file {path} is not valid TOML ({e})") from None
-    return raw
+    if path is None:
+        return {}
+    if not (path := Path(path)).is_file():
+        raise BenchError(f"config file {path} not found: pass an existing TOML file")
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise BenchError(f"config file {path} is not UTF-8 text (byte {e.start})") from None
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise BenchError(f"config file {path} is not valid TOML ({e})") from None
 
 
 def _shared_only(raw: dict) -> dict:
@@ -195,8 +195,10 @@ def _build(raw: dict, overrides) -> Config:
             values = dict(values)
             cfg.train_overrides = _train_overrides(values)  # takes the [train.<method>] tables out
         current = getattr(cfg, section, None) if section in _fields(Config) else None
-        if current is None or not isinstance(values, dict):
+        if current is None:
             raise BenchError(f"unknown config section {section!r}: valid are {sorted(_fields(Config))}")
+        if not isinstance(values, dict):
+            raise BenchError(f"[{section}] is a table, not a value: set a key: --set {section}.KEY=VALUE")
         setattr(cfg, section, replace(current, values, section))
     return cfg
 

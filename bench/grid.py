@@ -15,6 +15,7 @@ is recorded or reported as in-process, never retried.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -36,13 +37,20 @@ class RaySettings:
     gpus_per_run: float = 0.0
 
     def __post_init__(self):
-        cpus = self.cpus_per_run
-        if (
-            (cpus is not None and cpus <= 0)
-            or self.gpus_per_run < 0
-            or (self.workers is not None and self.workers < 1)
-        ):
-            raise BenchError("--workers, --cpus-per-run must be positive and --gpus-per-run >= 0")
+        cpus, gpus, on_ray = self.cpus_per_run, self.gpus_per_run, bool(self.workers or self.address)
+        if self.workers is not None and self.workers < 1:
+            raise BenchError(f"--workers {self.workers}: must be >= 1")
+        if cpus is not None and not (math.isfinite(cpus) and cpus > 0):
+            raise BenchError(f"--cpus-per-run {cpus:g}: must be a finite number > 0")
+        if cpus is not None and not self.address and cpus > (os.cpu_count() or 1):
+            raise BenchError(f"--cpus-per-run {cpus:g}: this machine has {os.cpu_count()} cores")
+        if not (math.isfinite(gpus) and gpus >= 0):
+            raise BenchError(f"--gpus-per-run {gpus:g}: must be a finite number >= 0")
+        if gpus and not on_ray:
+            raise BenchError(
+                f"--gpus-per-run {gpus:g} shares GPUs between Ray tasks: add --workers N or --ray-address "
+                "(in one process, --device cuda picks the GPU)"
+            )
 
 
 MAX_RETRIES = 3  # attempts after a worker process or node died

@@ -208,8 +208,9 @@ def _cifar10_jpeg(root: Path) -> dict:
         raise BenchError(
             f"{src} not found: point --data-dir or BENCH_DATA_DIR at the folder holding cifar10_jpeg.npz"
         )
-    stat = src.stat()
-    cached = cache_dir() / "data" / f"cifar10-jpeg-{stat.st_size}-{int(stat.st_mtime)}.npz"
+    # keyed by the source's content (~0.2 s to hash), not its size and date: a copied-over
+    # file never reuses another file's decoded arrays
+    cached = cache_dir() / "data" / f"cifar10-jpeg-{_sha256(src)[:16]}.npz"
     if cached.is_file():
         try:
             raw = _npz(cached)
@@ -219,17 +220,23 @@ def _cifar10_jpeg(root: Path) -> dict:
             warn(f"cache file {cached} cannot be read; decoding {src} again")
             cached.unlink()
     if not cached.is_file():
-        d = np.load(src)
-        arrays = {"classes": d["classes"]}
-        for s in ("train", "test"):
-            buf, off = d[f"jpeg_{s}"], d[f"jpeg_{s}_offsets"]
-            arrays[f"x_{s}"] = np.stack(
-                [
-                    np.asarray(Image.open(io.BytesIO(buf[a:b].tobytes())).convert("RGB"))
-                    for a, b in zip(off[:-1], off[1:])
-                ]
-            )
-            arrays[f"y_{s}"] = d[f"y_{s}"].astype(np.int64)
+        try:
+            with np.load(src, allow_pickle=False) as d:
+                arrays = {"classes": d["classes"]}
+                for s in ("train", "test"):
+                    buf, off = d[f"jpeg_{s}"], d[f"jpeg_{s}_offsets"]
+                    arrays[f"x_{s}"] = np.stack(
+                        [
+                            np.asarray(Image.open(io.BytesIO(buf[a:b].tobytes())).convert("RGB"))
+                            for a, b in zip(off[:-1], off[1:])
+                        ]
+                    )
+                    arrays[f"y_{s}"] = d[f"y_{s}"].astype(np.int64)
+        except Exception as e:  # truncated, not a zip, arrays missing, an undecodable JPEG
+            raise BenchError(
+                f"{src} cannot be read as CIFAR-10 JPEG arrays ({type(e).__name__}: {e}): "
+                "write it again with cifar10_npz.py"
+            ) from None
         atomic_save_npz(cached, arrays)
     raw = _npz(cached)
     raw["title"] = "CIFAR-10 (JPEG q75 copy)"
@@ -238,6 +245,16 @@ def _cifar10_jpeg(root: Path) -> dict:
         "not the original pixels; not directly comparable with published CIFAR-10"
     )
     return raw
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def _npz(path: Path) -> dict:

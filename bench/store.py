@@ -139,7 +139,13 @@ def find(prefix: str) -> str:
 
 
 def atomic_write(path: Path, write) -> None:
-    """Call write(tmp_path), then rename over `path`: readers see the old file or the new one."""
+    """Call write(tmp_path), then rename over `path`: readers see the old file or the new one.
+    Only a regular file (or a link) is ever replaced: a device, folder or socket at `path` is
+    refused in one line that names it."""
+    path = Path(path)
+    if os.path.lexists(path) and not path.is_symlink() and not path.is_file():
+        kind = "a folder" if path.is_dir() else "not a regular file (a device, socket or pipe)"
+        raise BenchError(f"{path} is {kind}: refusing to replace it; choose a file path")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
     os.close(fd)
@@ -179,12 +185,14 @@ def load_tensor(path: Path):
 
 
 def try_save_tensor(path: Path, obj, what: str) -> bool:
-    """Save a cache file; on a full disk or a read-only cache, warn and go on without it."""
+    """Save a cache file; if it cannot be written (a full disk, a read-only cache, any error), warn
+    and go on without it."""
     try:
         save_tensor(path, obj)
         return True
-    except OSError as e:
-        warn(f"could not save the {what} to {path} ({e.strerror or e}); the run goes on without it")
+    except Exception as e:  # OSError, and torch.save's RuntimeError on a full disk: never fatal
+        why = getattr(e, "strerror", None) or (str(e).splitlines() or [type(e).__name__])[0]
+        warn(f"could not save the {what} to {path} ({why}); the run goes on without it")
         return False
 
 
@@ -198,7 +206,11 @@ def claim(key: str):
     is the claim."""
     import fcntl
 
-    path = run_dir(key) / "claim.lock"
+    folder = run_dir(key)
+    if folder.is_symlink():  # never write through it to wherever it points: replace it
+        warn(f"{folder} is a symbolic link, not a run folder of this store; replacing the link")
+        folder.unlink()
+    path = folder / "claim.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
     for _ in range(5):
         fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o666 & ~_umask())

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench import store
+from bench import BenchError, store
 from bench.__main__ import main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -208,3 +208,69 @@ def test_image_folder_with_an_empty_class_or_a_broken_image(tmp_path, capsys):
     err = _one_line_exit_2(["run", *QUICK, "--dataset", f"folder:{root}"], capsys)
     assert "9.png cannot be read as an image" in err
     assert not (store.results_dir() / "runs").exists()
+
+
+FLAG_CASES = [
+    (["run", *QUICK, "--seeds", "99999999999999999999"], "every item must be in [0, 2147483647]"),
+    (["run", *QUICK, "--cpus-per-run", "nan"], "--cpus-per-run nan: must be a finite number > 0"),
+    (["run", *QUICK, "--cpus-per-run", "inf"], "--cpus-per-run inf: must be a finite number > 0"),
+    (["run", *QUICK, "--cpus-per-run", "0"], "--cpus-per-run 0: must be a finite number > 0"),
+    (["run", *QUICK, "--cpus-per-run", "100000"], "this machine has"),
+    (["run", *QUICK, "--gpus-per-run", "1"], "add --workers N or --ray-address"),
+    (["run", *QUICK, "--gpus-per-run", "nan", "--workers", "1"], "--gpus-per-run nan"),
+    (["run", *QUICK, "--workers", "0"], "--workers 0: must be >= 1"),
+    (["run", *QUICK, "--set", "train=5"], "[train] is a table, not a value"),
+    (["verify", "--tolerance", "-1", "--dataset", "digits"], "--tolerance: expected a finite number >= 0"),
+    (["verify", "--tolerance", "nan", "--dataset", "digits"], "got 'nan'"),
+    (["verify", "--psnr-tolerance", "inf", "--dataset", "digits"], "--psnr-tolerance"),
+    (["compare", "--trials", "1", "--max-hours", "nan"], "--max-hours: expected a finite number >= 0"),
+    (["compare", "--trials", "1", "--max-hours", "-2"], "--max-hours"),
+]
+
+
+@pytest.mark.parametrize("args, message", FLAG_CASES, ids=[" ".join(a[-2:]) for a, _ in FLAG_CASES])
+def test_every_flag_has_a_range(args, message, capsys):
+    assert message in _one_line_exit_2(args, capsys)
+    assert not (store.results_dir() / "runs").exists()
+
+
+def test_every_verbs_help_is_printed():
+    for verb in ([], ["run"], ["tune"], ["compare"], ["report"], ["diff"], ["evaluate"], ["runs"],
+                 ["export"], ["verify"], ["list"]):  # fmt: skip
+        with pytest.raises(SystemExit) as e:
+            main([*verb, "--help"])
+        assert e.value.code == 0
+
+
+def test_bad_config_and_dataset_files_are_one_line(tmp_path, capsys):
+    cfg = tmp_path / "latin1.toml"
+    cfg.write_bytes(b"[train]\nepochs = 1 # caf\xe9\n")
+    assert "is not UTF-8 text" in _one_line_exit_2(["run", "--config", str(cfg), "--methods", "ae"], capsys)
+    (tmp_path / "cifar10_jpeg.npz").write_bytes(b"PK\x03\x04 truncated")
+    args = ["run", *QUICK, "--dataset", "cifar10-jpeg", "--data-dir", str(tmp_path)]
+    assert "cannot be read as CIFAR-10 JPEG arrays" in _one_line_exit_2(args, capsys)
+    assert not (store.results_dir() / "runs").exists()
+
+
+def test_a_write_never_replaces_a_device_or_folder(tmp_path):
+    for target in (Path("/dev/null"), tmp_path):
+        with pytest.raises(BenchError, match="refusing to replace it"):
+            store.write_text(target, "x")
+    assert Path("/dev/null").is_char_device() and tmp_path.is_dir()
+
+
+def test_a_run_folder_that_is_a_link_is_replaced_never_followed(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    args = ["run", *QUICK[:-2], "--methods", "pixels"]
+    spec_key = None
+    assert main(args) == 0
+    (spec_key,) = [p.name for p in (store.results_dir() / "runs").iterdir()]
+    run = store.results_dir() / "runs" / spec_key
+    for f in run.iterdir():
+        f.unlink()
+    run.rmdir()
+    run.symlink_to(outside, target_is_directory=True)
+    assert main(args) == 0
+    assert list(outside.iterdir()) == [] and run.is_dir() and not run.is_symlink()
+    assert (run / "metrics.json").is_file()

@@ -171,3 +171,19 @@ def test_a_corrupt_decoded_dataset_cache_is_decoded_again(tmp_path, capsys):
     assert main([*args, "--force"]) == 0
     assert f"cache file {cached} cannot be read" in capsys.readouterr().err
     assert (store.results_dir() / "cifar10-jpeg.md").is_file()
+
+
+def test_any_failure_to_write_a_cache_file_costs_only_the_cache(monkeypatch, capsys):
+    """torch.save on a full disk raises RuntimeError, not OSError: the run's results are kept."""
+    real = store.save_tensor
+
+    def full(path, obj):
+        if "ckpt" in str(path) or "latents" in str(path):
+            raise RuntimeError("[enforce fail at inline_container.cc:642] . unexpected pos 64 vs 0")
+        real(path, obj)
+
+    monkeypatch.setattr(store, "save_tensor", full)
+    assert main(GRID) == 0
+    err = capsys.readouterr().err
+    assert "could not save the checkpoint" in err and "Traceback" not in err
+    assert _ae_run()["metrics"]["status"] == "ok"
