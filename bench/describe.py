@@ -57,11 +57,12 @@ def evaluate(prefix: str) -> None:
     figures (confusion matrix, loss curves, reconstruction grid, latent map) written into its folder."""
     key = store.find(prefix)
     run = store.run_dir(key)
-    spec, m = store.read_json(run / "config.json"), store.read_json(run / "metrics.json")
-    if not isinstance(spec, dict) or not isinstance(m, dict) or "status" not in m:
+    stored = store.read_run(run)  # unreadable or failing the schema: warned, counts as unfinished
+    if stored is None:
         raise BenchError(
             f"run {key} is not finished (or its files are unreadable): rerun the command that made it"
         )
+    spec, m = stored
     print(f"run {key}: {labels.run(spec)} on {spec['dataset']['name']}")
     if m["status"] != "ok":
         raise BenchError(f"run {key} has status {m['status']}: {m.get('error', '')}")

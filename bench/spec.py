@@ -147,3 +147,36 @@ class Metrics:
         names = {f.name for f in dataclasses.fields(cls)} - {"measures"}
         known = {k: v for k, v in stored.items() if k in names}
         return cls(**known, measures={k: v for k, v in stored.items() if k not in names})
+
+
+STATUSES = ("ok", "diverged")
+_CONFIG = {"method": str, "seed": int, "dataset": dict, "data": dict, "method_config": dict, "eval": dict}
+
+
+def problem(cfg, metrics) -> str | None:
+    """What makes a stored run's files unusable although they parse, or None: the schema of
+    config.json and metrics.json (the fields every reader relies on, with their types). The
+    store treats such a run like a corrupt one (bench/store.py `read_run`)."""
+    if not isinstance(cfg, dict):
+        return "config.json is not a JSON object"
+    for name, kind in _CONFIG.items():
+        if not isinstance(cfg.get(name), kind) or isinstance(cfg.get(name), bool):
+            return f"config.json's {name!r} is missing or not a {kind.__name__}"
+    if not isinstance(cfg["dataset"].get("slug"), str):
+        return "config.json's dataset has no slug"
+    if not isinstance(metrics, dict):
+        return "metrics.json is not a JSON object"
+    if metrics.get("status") not in STATUSES:
+        return f"metrics.json's status {metrics.get('status')!r} is not one of {', '.join(STATUSES)}"
+    if metrics["status"] == "ok":
+        linear = metrics.get("linear")
+        if not isinstance(linear, dict) or not _number(linear.get("test_acc")):
+            return "metrics.json has no linear probe accuracy"
+        for name, value in metrics.items():  # every accuracy a reader may pick up is a number
+            if isinstance(value, dict) and "test_acc" in value and not _number(value["test_acc"]):
+                return f"metrics.json's {name}.test_acc is not a number"
+    return None
+
+
+def _number(v) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from bench import BenchError, compat
+from bench import BenchError, compat, spec
 
 
 def results_dir() -> Path:
@@ -37,9 +37,9 @@ def cache_dir() -> Path:
     return Path(os.environ.get("BENCH_CACHE_DIR", ".cache"))
 
 
-def keys(spec: dict) -> tuple[str, str]:
+def keys(record: dict) -> tuple[str, str]:
     """(run key, train key) of a run spec's JSON form (the rules: bench/compat.py)."""
-    return compat.keys(spec)
+    return compat.keys(record)
 
 
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -81,10 +81,33 @@ def read_json(path: Path):
         return None
 
 
+def read_run(folder: Path) -> tuple[dict, dict] | None:
+    """A stored run's (config, metrics), or None if it is unfinished, unreadable or fails the
+    schema (one warning naming the file: the run counts as unfinished and is redone)."""
+    if not (folder / "metrics.json").exists():
+        return None
+    cfg, metrics = read_json(folder / "config.json"), read_json(folder / "metrics.json")
+    if (cfg is None or metrics is None) and not _says_null(folder):
+        return None  # missing, or read_json has warned
+    why = spec.problem(cfg, metrics)
+    if why:
+        warn(f"{folder}: {why}; treating the run as unfinished: it is redone")
+        return None
+    return cfg, metrics
+
+
+def _says_null(folder: Path) -> bool:
+    """Whether one of the run's files parses, as JSON `null`: wrong, not missing."""
+    for name in ("config.json", "metrics.json"):
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            if (folder / name).read_text().strip() == "null":
+                return True
+    return False
+
+
 def is_done(key: str) -> bool:
-    """Finished: both files read back as JSON objects and the metrics carry a status."""
-    cfg, metrics = read_json(run_dir(key) / "config.json"), read_json(run_dir(key) / "metrics.json")
-    return isinstance(cfg, dict) and isinstance(metrics, dict) and "status" in metrics
+    """Finished: both files read back and pass the schema (`problem`)."""
+    return read_run(run_dir(key)) is not None
 
 
 def discard_unfinished(key: str) -> None:
@@ -113,14 +136,9 @@ def load_runs() -> list[dict]:
     """Every finished run as {'key', 'config', 'metrics'}, in key order."""
     runs = []
     for d in sorted((results_dir() / "runs").glob("*/")):
-        if not (d / "metrics.json").exists():
-            continue  # started, never finished: ignored until it is run again
-        cfg, metrics = read_json(d / "config.json"), read_json(d / "metrics.json")
-        if not (
-            isinstance(cfg, dict) and isinstance(metrics, dict) and "status" in metrics and "method" in cfg
-        ):
-            continue  # read_json has warned; the next `bench run` of its grid redoes it
-        runs.append({"key": d.name, "config": cfg, "metrics": metrics})
+        stored = read_run(d)  # unfinished, or warned: the next `bench run` of its grid redoes it
+        if stored:
+            runs.append({"key": d.name, "config": stored[0], "metrics": stored[1]})
     return runs
 
 

@@ -187,3 +187,27 @@ def test_any_failure_to_write_a_cache_file_costs_only_the_cache(monkeypatch, cap
     err = capsys.readouterr().err
     assert "could not save the checkpoint" in err and "Traceback" not in err
     assert _ae_run()["metrics"]["status"] == "ok"
+
+
+PARSES_BUT_WRONG = {
+    "metrics.json": [{"status": "ok"}, {"status": "weird"}, [], {"status": "ok", "linear": "x"},
+                     {"status": "ok", "linear": {"test_acc": "high"}}],
+    "config.json": [{"method": "ae"}, {"method": "ae", "seed": "0"}, "ae", None],
+}  # fmt: skip
+WRONG_CASES = [(name, value) for name, values in PARSES_BUT_WRONG.items() for value in values]
+
+
+@pytest.mark.parametrize("name, value", WRONG_CASES, ids=[f"{n}={v!r}" for n, v in WRONG_CASES])
+def test_a_run_file_that_parses_but_fails_the_schema_is_redone(name, value, capsys):
+    assert main(GRID) == 0
+    run = _ae_run()
+    path = store.run_dir(run["key"]) / name
+    path.write_text(json.dumps(value))
+    capsys.readouterr()
+    for verb in (["report"], ["runs"]):
+        assert main(verb) == 0
+        err = capsys.readouterr().err
+        assert f"{store.run_dir(run['key'])}:" in err and "Traceback" not in err
+    assert main(["evaluate", run["key"]]) == 2
+    assert main(GRID) == 0  # redone
+    assert _ae_run()["metrics"]["linear"] == run["metrics"]["linear"]
