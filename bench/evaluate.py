@@ -17,6 +17,7 @@ import torch
 from bench import BenchError, evaluators, store
 from bench.evaluators import Context
 from bench.evaluators.linear import fit_logreg, hits, logits
+from bench.train import Diverged
 
 SPLITS = ("train", "val", "test")
 
@@ -48,13 +49,36 @@ def standardize(z: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def latents(model, data, device, cache: Path) -> dict[str, torch.Tensor]:
-    """The model's raw latents of every split, from the cache file `cache` or extracted (and
-    cached: a full disk costs the cache, not the run)."""
-    z = store.load_tensor(cache)
+    """The model's raw latents of every split, from the cache file `cache` when it fits `data`,
+    or extracted (and cached: a full disk costs the cache, not the run). Latents that are not
+    finite are a diverged encoder: nothing to measure."""
+    z = store.load_tensor(cache, fits(data))
     if z is None:
         z = {s: extract(model, getattr(data, f"x_{s}"), device) for s in SPLITS}
+        if not all(torch.isfinite(t).all() for t in z.values()):
+            raise Diverged("the encoder's latents are not finite (NaN or inf)")
         store.try_save_tensor(cache, z, "latents")
     return z
+
+
+def fits(data):
+    """A check for store.load_tensor: what is wrong with cached latents of `data`, or None. They
+    must be one float (N, D) tensor per split, N that split's size, one D, every value finite."""
+
+    def check(z) -> str | None:
+        if not isinstance(z, dict) or set(z) != set(SPLITS) or not all(map(torch.is_tensor, z.values())):
+            return "is not a latents file (one tensor per split)"
+        for s in SPLITS:
+            t, n = z[s], len(getattr(data, f"x_{s}"))
+            if t.ndim != 2 or len(t) != n or not t.is_floating_point() or t.shape[1] == 0:
+                return f"holds {s} latents of shape {tuple(t.shape)} for {n} {s} images"
+        if len({t.shape[1] for t in z.values()}) > 1:
+            return "holds latents of different widths per split"
+        if not all(torch.isfinite(t).all() for t in z.values()):
+            return "holds latents that are not finite (NaN or inf)"
+        return None
+
+    return check
 
 
 def run(ctx: Context) -> dict:

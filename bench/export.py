@@ -53,14 +53,12 @@ def latents(run: dict, ds, device, retrain: bool, probe=None) -> dict[str, torch
     re-making the run: the cache is local to the machine that trained it and is not part of the
     repository."""
     spec = RunSpec.of(run["config"])
-    cached = store.load_tensor(runner.latents_path(spec))
+    cached = store.load_tensor(runner.latents_path(spec), evaluate.fits(probe or ds))
     if cached is not None:
         return cached
     method = spec.method
-    ckpt = store.load_tensor(store.cache_dir() / "ckpt" / f"{spec.train_key}.pt")
-    if ckpt is not None:
-        model = registry.create(method, config.method_config(method, spec.method_config), ds.shape)
-        model.load_state_dict(ckpt["state"])
+    model = registry.create(method, config.method_config(method, spec.method_config), ds.shape)
+    if runner.load_checkpoint(model, store.cache_dir() / "ckpt" / f"{spec.train_key}.pt") is not None:
         model = model.to(device, memory_format=torch.channels_last)
         return {s: evaluate.extract(model, getattr(probe or ds, f"x_{s}"), device) for s in SPLITS}
     if registry.get(method).trainable and not retrain:
@@ -72,7 +70,7 @@ def latents(run: dict, ds, device, retrain: bool, probe=None) -> dict[str, torch
     # re-make the run in a scratch store, keeping this machine's cache: the latents land there
     with verify.scratch_store(store.cache_dir() / "export-runs", own_cache=False):
         runner.run_one(spec, ds, device, EXPORT, force=True, probe=probe)
-    z = store.load_tensor(runner.latents_path(spec))
+    z = store.load_tensor(runner.latents_path(spec), evaluate.fits(probe or ds))
     if z is None:
         raise BenchError(f"run {run['key']}: the latents could not be cached (see the warning above)")
     return z
@@ -96,22 +94,23 @@ def frozen_model(run: dict, ds, device, retrain: bool):
     method = spec.method
     registry.ensure(method, spec.source)
     ckpt_path = store.cache_dir() / "ckpt" / f"{spec.train_key}.pt"
-    if store.load_tensor(ckpt_path) is None and registry.get(method).trainable:
-        if not retrain:
-            raise BenchError(
-                f"run {run['key']}: no cached checkpoint on this machine (the cache is not part of the "
-                "repository): add --retrain to retrain it"
-            )
-        with verify.scratch_store(store.cache_dir() / "export-runs", own_cache=False):
-            in_domain = dataclasses.replace(spec, probe=None)  # a transfer trains as its in-domain run
-            runner.run_one(in_domain, ds, device, EXPORT, force=True)  # its checkpoint lands in this cache
     torch.manual_seed(spec.seed)  # as the run built it: a baseline's random weights come from here
     model = registry.create(method, config.method_config(method, spec.method_config), ds.shape)
-    ckpt = store.load_tensor(ckpt_path)
-    if ckpt is not None:
-        model.load_state_dict(ckpt["state"])
-    else:
+    if runner.load_checkpoint(model, ckpt_path) is not None:
+        return model.eval()
+    if not registry.get(method).trainable:
         model.prepare(ds.x_train)
+        return model.eval()
+    if not retrain:
+        raise BenchError(
+            f"run {run['key']}: no cached checkpoint on this machine (the cache is not part of the "
+            "repository): add --retrain to retrain it"
+        )
+    with verify.scratch_store(store.cache_dir() / "export-runs", own_cache=False):
+        in_domain = dataclasses.replace(spec, probe=None)  # a transfer trains as its in-domain run
+        runner.run_one(in_domain, ds, device, EXPORT, force=True)  # its checkpoint lands in this cache
+    if runner.load_checkpoint(model, ckpt_path) is None:
+        raise BenchError(f"run {run['key']}: the checkpoint could not be cached (see the warning above)")
     return model.eval()
 
 

@@ -182,7 +182,7 @@ def compute(
     model = registry.create(method, config.method_config(method, spec.method_config), data.shape)
     model = model.to(device, memory_format=torch.channels_last)
     ckpt_path = store.cache_dir() / "ckpt" / f"{spec.train_key}.pt"
-    train_info = None if force else _load_checkpoint(model, ckpt_path)
+    train_info = None if force else load_checkpoint(model, ckpt_path)
     from_checkpoint = train_info is not None
     if not from_checkpoint:
         cfg = config.TrainConfig(**spec.train) if spec.train else config.TrainConfig()
@@ -200,8 +200,13 @@ def compute(
     eval_start = time.perf_counter()
     latents = latents_path(spec)
     eval_cfg = config.EvalConfig(**spec.eval)
-    title = labels.title(spec.json())
-    measured, artifacts = evaluate.measure(model, probe or data, eval_cfg, spec.seed, device, latents, title)
+    what = labels.title(spec.json())
+    try:
+        measured, artifacts = evaluate.measure(
+            model, probe or data, eval_cfg, spec.seed, device, latents, what
+        )
+    except train.Diverged as e:  # trained, but its latents are NaN: stored as diverged, the grid goes on
+        return Metrics("diverged", error=str(e), **env.record(device, start)), {}
     metrics = Metrics("ok", method=method, train=train_info, from_checkpoint=from_checkpoint, **measured,
                       eval_time_s=time.perf_counter() - eval_start, **env.record(device, start))  # fmt: skip
     return metrics, artifacts
@@ -224,10 +229,11 @@ def record(spec: RunSpec, purpose: Purpose, metrics: Metrics, artifacts: dict) -
     store.write_json(run_dir / "metrics.json", metrics.json())
 
 
-def _load_checkpoint(model, path) -> dict | None:
+def load_checkpoint(model, path: Path) -> dict | None:
     """Load cached weights into `model`; returns their train info, or None to train afresh (no
-    cache, or one that does not fit this model: deleted with a warning)."""
-    cached = store.load_tensor(path)
+    cache, or one that does not fit this model or holds weights that are not finite: deleted with
+    a warning)."""
+    cached = store.load_tensor(path, _checkpoint_problem)
     if cached is None:
         return None
     try:
@@ -237,6 +243,16 @@ def _load_checkpoint(model, path) -> dict | None:
         store.warn(f"checkpoint {path} does not fit this model ({type(e).__name__}); retraining")
         path.unlink(missing_ok=True)
         return None
+
+
+def _checkpoint_problem(ckpt) -> str | None:
+    if not isinstance(ckpt, dict) or not all(isinstance(ckpt.get(k), dict) for k in ("state", "train")):
+        return "is not a checkpoint (weights and a training record)"
+    if not all(torch.is_tensor(t) for t in ckpt["state"].values()):
+        return "holds weights that are not tensors"
+    if not all(torch.isfinite(t).all() for t in ckpt["state"].values() if t.is_floating_point()):
+        return "holds weights that are not finite (NaN or inf)"
+    return None
 
 
 @contextlib.contextmanager

@@ -70,15 +70,19 @@ def warn(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
-def read_json(path: Path):
-    """The JSON at `path`, or None (with one warning line) if it is missing, unreadable or corrupt."""
+GONE = object()  # read_json's `missing`/`unreadable` answer where JSON `null` (None) must differ
+
+
+def read_json(path: Path, missing=None, unreadable=None):
+    """The JSON at `path`; `missing` if there is no file; `unreadable` (with one warning line) if
+    it cannot be read or parsed."""
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:
-        return None
+        return missing
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         warn(f"{path} cannot be read ({type(e).__name__}); treating the run as unfinished: it is redone")
-        return None
+        return unreadable
 
 
 def read_run(folder: Path) -> tuple[dict, dict] | None:
@@ -86,23 +90,14 @@ def read_run(folder: Path) -> tuple[dict, dict] | None:
     schema (one warning naming the file: the run counts as unfinished and is redone)."""
     if not (folder / "metrics.json").exists():
         return None
-    cfg, metrics = read_json(folder / "config.json"), read_json(folder / "metrics.json")
-    if (cfg is None or metrics is None) and not _says_null(folder):
+    cfg, metrics = (read_json(folder / name, GONE, GONE) for name in ("config.json", "metrics.json"))
+    if cfg is GONE or metrics is GONE:
         return None  # missing, or read_json has warned
     why = spec.problem(cfg, metrics)
     if why:
         warn(f"{folder}: {why}; treating the run as unfinished: it is redone")
         return None
     return cfg, metrics
-
-
-def _says_null(folder: Path) -> bool:
-    """Whether one of the run's files parses, as JSON `null`: wrong, not missing."""
-    for name in ("config.json", "metrics.json"):
-        with contextlib.suppress(OSError, UnicodeDecodeError):
-            if (folder / name).read_text().strip() == "null":
-                return True
-    return False
 
 
 def is_done(key: str) -> bool:
@@ -188,18 +183,23 @@ def save_tensor(path: Path, obj) -> None:
     atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
-def load_tensor(path: Path):
-    """A cached tensor file, or None if absent; a file that fails to load is deleted (and so
-    recomputed by the caller) with one warning line."""
+def load_tensor(path: Path, check=None):
+    """A cached tensor file, or None if absent. A file that fails to load, or whose content
+    `check(obj)` finds wrong (it returns what is wrong, or None), is deleted with one warning line,
+    and so recomputed by the caller."""
     if not path.is_file():
         return None
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+        why = check(obj) if check else None
     except Exception as e:  # truncated, garbage, or written by something else: never fatal
-        warn(f"cache file {path} cannot be loaded ({type(e).__name__}); deleting it and recomputing")
-        with contextlib.suppress(OSError):
-            path.unlink()
-        return None
+        why = f"cannot be loaded ({type(e).__name__})"
+    if why is None:
+        return obj
+    warn(f"cache file {path} {why}; deleting it and recomputing")
+    with contextlib.suppress(OSError):
+        path.unlink()
+    return None
 
 
 def try_save_tensor(path: Path, obj, what: str) -> bool:

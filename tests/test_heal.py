@@ -52,6 +52,45 @@ def test_a_corrupt_cache_file_is_deleted_and_recomputed(kind, capsys):
     assert path.stat().st_size > 1000  # written anew
 
 
+def _nan_weights(ckpt):
+    name = next(k for k, t in ckpt["state"].items() if t.is_floating_point())
+    ckpt["state"][name] = ckpt["state"][name] * float("nan")
+    return ckpt
+
+
+def _first(state):
+    return {k: t.flatten()[:1] for k, t in state.items()}
+
+
+WRONG_CACHE = {  # loads, but does not fit its run: (kind, mutate, what the warning says)
+    "latents: 5 rows": ("latents", lambda z: {**z, "test": z["test"][:5]}, "test latents of shape (5,"),
+    "latents: NaN": ("latents", lambda z: {**z, "val": z["val"] * float("nan")}, "not finite"),
+    "latents: a list": ("latents", lambda z: list(z.values()), "is not a latents file"),
+    "latents: widths": ("latents", lambda z: {**z, "train": z["train"][:, :3]}, "different widths"),
+    "ckpt: NaN weights": ("ckpt", _nan_weights, "weights that are not finite"),
+    "ckpt: no record": ("ckpt", lambda c: c["state"], "is not a checkpoint"),
+    "ckpt: wrong shapes": ("ckpt", lambda c: {**c, "state": _first(c["state"])}, "does not fit"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(WRONG_CACHE))
+def test_a_cache_file_that_loads_but_does_not_fit_its_run_is_redone(case, capsys):
+    import torch
+
+    kind, mutate, says = WRONG_CACHE[case]
+    assert main(GRID) == 0
+    run = _ae_run()
+    path = store.cache_dir() / kind / f"{store.keys(run['config'])[1]}.pt"
+    torch.save(mutate(torch.load(path, weights_only=True)), path)
+    (store.run_dir(run["key"]) / "metrics.json").unlink()  # the run must be made again
+    capsys.readouterr()
+    assert main(GRID) == 0
+    err = capsys.readouterr().err
+    assert says in err and "Traceback" not in err
+    assert _ae_run()["metrics"]["linear"] == run["metrics"]["linear"]  # and again on every retry:
+    assert store.load_tensor(path, None) is not None and "does not fit" not in capsys.readouterr().err
+
+
 def test_a_corrupt_reconstruction_grid_only_loses_its_figure(capsys):
     assert main(GRID) == 0
     path = store.run_dir(_ae_run()["key"]) / "recon.npz"
