@@ -130,6 +130,8 @@ def run(
 ):
     """Every learner's study (resumed if it exists), then its best configuration re-run.
     `config_name`: the config file the command read, recorded on each study for its page."""
+    for method in methods:  # every learner's checks first: a bad one fails before any study starts
+        runner.preflight(default_specs(cfg, ds, method), ds)
     for method in methods:
         name = study_name(ds.slug, method)
         study, url = studydb.open_study(name, storage, False, sampler_seed, prune)

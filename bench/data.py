@@ -67,6 +67,11 @@ def _split(name: str, raw: dict, cfg: DataConfig) -> Dataset:
     if x.shape[1:] != x_test.shape[1:]:
         raise BenchError(f"{name}: train images {tuple(x.shape[1:])} != test {tuple(x_test.shape[1:])}")
     top = max(int(y.max()), int(y_test.max()))
+    if top >= len(x) + len(x_test) and not len(raw.get("classes", [])):
+        raise BenchError(
+            f"{name}: labels go up to {top} but there are {len(x) + len(x_test)} images: labels are "
+            "class indices 0..K-1 (name the classes in a `classes` array to go past that)"
+        )
     classes = [str(c) for c in raw.get("classes", [])] or [str(i) for i in range(top + 1)]
     if top >= len(classes):
         raise BenchError(f"{name}: labels go up to {top} but only {len(classes)} classes are named")
@@ -86,6 +91,8 @@ def _split(name: str, raw: dict, cfg: DataConfig) -> Dataset:
     val, train = perm[:n_val], perm[n_val:]
     if cfg.train_limit:
         train = train[: cfg.train_limit]
+        if len(torch.unique(y[train])) < 2:  # also what BatchNorm needs: two images a batch
+            raise BenchError(f"data.train_limit={cfg.train_limit} leaves fewer than two classes to train on")
     x_train = x[train]
     xf = x_train.float().div_(255)
     mean = xf.mean(dim=(0, 2, 3))

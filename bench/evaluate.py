@@ -10,12 +10,13 @@ not change them (README.md, Protocol, rule 3).
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import torch
 
 from bench import BenchError, evaluators, store
-from bench.evaluators import Context
+from bench.evaluators import Context, Plan
 from bench.evaluators.linear import fit_logreg, hits, logits
 from bench.train import Diverged
 
@@ -79,6 +80,29 @@ def fits(data):
         return None
 
     return check
+
+
+def preflight(cfg, plan: Plan, what: str) -> None:
+    """Refuse, before any training, a run whose evaluators cannot measure it (`Evaluator.refuse`)
+    or whose evaluation would not fit in this machine's memory: the shared latents, and every
+    evaluator's peak (`Evaluator.memory`), held together as the largest one runs."""
+    chosen = [e for e in evaluators.all() if e.steers or not plan.steer_only]
+    for e in chosen:
+        if why := e.refuse(cfg, plan):
+            raise BenchError(f"{what}: {why}")
+    if not plan.dim:
+        return  # a frozen encoder's width is known once it has run: nothing to estimate yet
+    peaks = sorted((e.memory(cfg, plan) for e in chosen), reverse=True)
+    need = plan.latents_bytes() + peaks[0][0]
+    have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if need > 0.8 * have:
+        biggest = (
+            peaks[0][1] if peaks[0][0] > plan.latents_bytes() else f"{plan.dim}-wide latents of every image"
+        )
+        raise BenchError(
+            f"{what}: evaluating it needs ~{need / 2**30:,.1f} GiB ({biggest}); this machine has "
+            f"{have / 2**30:.0f} GiB: choose a smaller latent size or fewer images (data.train_limit)"
+        )
 
 
 def run(ctx: Context) -> dict:

@@ -181,7 +181,7 @@ def execute(setup: Setup, ray_: RaySettings, force: bool, command: str) -> list[
     device = setup.pick_device()
     ds = setup.load(cfg)
     probe = transfer.load(cfg, ds, setup.data_dir, setup.offline)  # None: in-domain
-    specs = [s.with_command(command) for s in runner.preflight(runner.specs(cfg, ds, probe), ds)]
+    specs = [s.with_command(command) for s in runner.preflight(runner.specs(cfg, ds, probe), ds, probe)]
     if probe is not None:
         print(f"probed on {probe.provenance}: its images {probe.probe['adapt']}")
     print(f"{ds.provenance}: {len(specs)} run{'s' * (len(specs) != 1)} on {env.device_name(device)}")

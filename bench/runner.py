@@ -14,6 +14,7 @@ import torch
 from bench import BenchError, config, env, evaluate, labels, registry, store, train
 from bench.config import Config
 from bench.data import Dataset
+from bench.evaluators import Plan
 from bench.hashing import digest
 from bench.method import Unsupported
 from bench.spec import GRID, Metrics, Purpose, RunSpec
@@ -84,20 +85,22 @@ def _asked(sections: dict, protocol: dict) -> dict:
     return out
 
 
-def preflight(specs: list[RunSpec], data: Dataset) -> list[RunSpec]:
+def preflight(specs: list[RunSpec], data: Dataset, probe: Dataset | None = None) -> list[RunSpec]:
     """Build every distinct model once before any training, so a bad option fails the grid at
-    the start (exit 2) instead of after hours of finished runs. A combination that a learner
-    cannot take (PCA wider than the image) is skipped with a note; if none is left, that is the
-    error. Returns the specs to run."""
+    the start (exit 2) instead of after hours of finished runs: its memory, and whether the
+    evaluators can measure it on `probe or data` (bench/evaluate.py `preflight`). A combination
+    that a learner cannot take (PCA wider than the image) is skipped with a note; if none is
+    left, that is the error. Returns the specs to run."""
     verdict: dict[str, str | None] = {}
     kept, skipped = [], []
     for s in specs:
-        sig = digest([s.method, s.method_config])
+        sig = digest([s.method, s.method_config, s.eval])
         if sig not in verdict:
             try:
                 cfg = config.method_config(s.method, s.method_config)
-                _check_memory(s.method, cfg, data.shape)
+                model = _check_memory(s.method, cfg, data.shape)
                 registry.create(s.method, cfg, data.shape)
+                _check_evaluation(s, model, probe or data)
                 verdict[sig] = None
             except Unsupported as e:
                 verdict[sig] = str(e)
@@ -109,16 +112,28 @@ def preflight(specs: list[RunSpec], data: Dataset) -> list[RunSpec]:
     return kept
 
 
-def _check_memory(method: str, cfg, shape) -> None:
+def _check_evaluation(s: RunSpec, model, data: Dataset) -> None:
+    eval_cfg = config.EvalConfig(**s.eval)
+    per_class = torch.bincount(data.y_train, minlength=len(data.classes)).tolist()
+    n = {split: len(getattr(data, f"x_{split}")) for split in evaluate.SPLITS}
+    dim = getattr(model, "latent_dim", None) or 0
+    image = (data.shape.channels, data.shape.height, data.shape.width)
+    plan = Plan(n, tuple(per_class), dim, image, bool(getattr(model, "reconstructs", False)),
+                eval_cfg.steer_only)  # fmt: skip
+    evaluate.preflight(eval_cfg, plan, labels.run(s.json()))
+
+
+def _check_memory(method: str, cfg, shape):
     """Refuse a model whose weights, gradients and AdamW moments would not fit in half of this
-    machine's memory, before allocating anything: the model is first built on the meta device."""
+    machine's memory, before allocating anything: the model is first built on the meta device
+    (and returned, for the other checks; None if it cannot be built there)."""
     try:
         with torch.device("meta"):
             model = registry.create(method, cfg, shape)
     except Unsupported:
         raise
     except Exception:  # a learner that cannot build on meta: its real build reports for itself
-        return
+        return None
     values = sum(t.numel() for t in (*model.parameters(), *model.buffers()))
     need, have = values * 4 * 4, os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     if need > have / 2:
@@ -127,6 +142,7 @@ def _check_memory(method: str, cfg, shape) -> None:
             f"{method}{dim}: {values / 1e6:,.0f}M parameters need ~{need / 2**30:,.0f} GiB for weights, "
             f"gradients and optimiser state; this machine has {have / 2**30:.0f} GiB: choose a smaller size"
         )
+    return model
 
 
 def run_one(

@@ -188,6 +188,7 @@ def main(setup: Setup, opts: TuneOptions) -> None:
         )
     device = setup.pick_device()
     ds = setup.load(cfg)
+    runner.preflight([trial_spec(cfg, ds, opts.method, {}, cfg.grid.seeds[0])], ds)  # its re-runs' checks
     name = opts.study or f"{opts.method}-{ds.slug}" + ("-pareto" if opts.multi_objective else "")
     store.safe_name(name, "--study")
     study, url = open_study(name, opts.storage, opts.multi_objective, opts.sampler_seed, opts.prune)

@@ -79,6 +79,11 @@ RUN_CASES = [
     (["--set", "methods.pca.latent_dim=0"], "methods.pca.latent_dim=0"),
     (["--methods", "ae,nope"], "unknown method 'nope'"),
     (["--device", "tpu"], "--device 'tpu'"),
+    # what the evaluators cannot measure, or cannot hold in memory: refused before training
+    (["--set", "eval.knn_ks=100000"], "every k is more than the 1293 training images"),
+    (["--set", "eval.knn_ks=50"], "labelled images at label fraction 0.01"),
+    (["--set", "eval.mlp_hidden=100000000"], "the MLP head's 100000000 hidden units"),
+    (["--set", "data.train_limit=1"], "data.train_limit=1 leaves fewer than two classes"),
 ]
 
 
@@ -107,10 +112,21 @@ def test_bad_run_input_is_one_line_exit_2_and_leaves_nothing(args, message, caps
         ({"y_test": np.array([0, 1, 12, 0, 1, 0]), "classes": np.array(["a", "b"])}, "labels go up to 12"),
         ({"x_test": np.zeros((6, 9, 9), np.uint8)}, "train images (1, 8, 8) != test (1, 9, 9)"),
         ({"x_train": np.zeros((20, 8, 8), np.float32)}, "x_train has dtype float32"),
+        ({"y_test": np.array([0, 1, 10**9, 0, 1, 0])}, "labels go up to 1000000000 but there are 26 images"),
+        ({"x_train": np.zeros((20, 1, 1), np.uint8), "x_test": np.zeros((6, 1, 1), np.uint8)}, "SSIM needs"),
+        (
+            {
+                "x_train": np.zeros((20, 512, 512), np.uint8),
+                "x_test": np.zeros((6, 512, 512), np.uint8),
+                "methods": "pixels",
+            },
+            "the probe's 262144x262144 preconditioner",
+        ),  # fmt: skip
     ],
 )
 def test_bad_datasets_are_one_line_exit_2(tmp_path, arrays, message, capsys):
-    err = _one_line_exit_2(["run", *QUICK, "--dataset", _npz(tmp_path, **arrays)], capsys)
+    methods = ["--methods", arrays.pop("methods", "ae")]
+    err = _one_line_exit_2(["run", *QUICK, *methods, "--dataset", _npz(tmp_path, **arrays)], capsys)
     assert message in err
     assert not (store.results_dir() / "runs").exists()
 

@@ -73,6 +73,29 @@ class Context:
     artifacts: dict = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Plan:
+    """What a run will hand its evaluators, known before it trains (so `bench run` refuses what
+    cannot be measured before any run folder exists): images per split, the training split's
+    images per class, the latent width, the image shape (C, H, W), whether the learner
+    reconstructs, and whether only the steering evaluators run (a study's trial)."""
+
+    n: dict[str, int]
+    per_class: tuple[int, ...]
+    dim: int
+    image: tuple[int, int, int]
+    reconstructs: bool = False
+    steer_only: bool = False
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.per_class)
+
+    def latents_bytes(self) -> int:
+        """The float32 latents of every split, raw and standardised: what every evaluator shares."""
+        return 2 * 4 * sum(self.n.values()) * self.dim
+
+
 class Evaluator:
     """The contract: `name` (= file name = metrics entry), `Config` (its `[eval]` fields, with
     ranges, see bench/checks.py), `columns`, and `__call__(ctx) -> dict` of metrics entries.
@@ -100,6 +123,16 @@ class Evaluator:
 
     def __call__(self, ctx: Context) -> dict:
         raise NotImplementedError
+
+    def refuse(self, cfg, plan: Plan) -> str | None:
+        """Before any training: why this `[eval]` config cannot measure a run of `plan` (one
+        line naming the field), or None."""
+        return None
+
+    def memory(self, cfg, plan: Plan) -> tuple[int, str]:
+        """Before any training: the bytes it holds at its peak beyond the shared latents, and
+        what they are (the message when they do not fit)."""
+        return 0, ""
 
     def cells(self, metrics: dict) -> dict:
         """Its values in a run's table row (`bench runs`, the summaries), read from its metrics."""

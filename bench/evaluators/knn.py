@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.checks import at_least
-from bench.evaluators import Column, Context, Evaluator, accuracy, register
+from bench.evaluators import Column, Context, Evaluator, Plan, accuracy, register
 from bench.evaluators.linear import hits
 
 
@@ -22,6 +22,16 @@ class KNN(Evaluator):
     @dataclass
     class Config:
         knn_ks: list[int] = at_least(1, [1, 3, 5, 10, 20, 50], each=True)
+
+    def refuse(self, cfg, plan: Plan) -> str | None:
+        if min(cfg.knn_ks) > plan.n["train"]:
+            return (f"eval.knn_ks={cfg.knn_ks}: every k is more than the {plan.n['train']} training "
+                    "images: add a smaller k")  # fmt: skip
+        return None
+
+    def memory(self, cfg, plan: Plan) -> tuple[int, str]:
+        bank, chunk = plan.n["train"] * plan.dim, 1024 * plan.n["train"]
+        return 4 * (bank + 2 * chunk), f"the kNN bank of {plan.n['train']} training latents"
 
     def __call__(self, ctx: Context) -> dict:
         return {"knn": knn_probe(ctx.z, ctx.y, ctx.num_classes, ctx.cfg.knn_ks)}

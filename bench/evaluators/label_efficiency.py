@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 
 from bench.checks import at_least, within
-from bench.evaluators import Context, Evaluator, register
+from bench.evaluators import Context, Evaluator, Plan, register
 from bench.evaluators.knn import knn_probe
 from bench.evaluators.linear import linear_probe, shared
 
@@ -26,6 +26,14 @@ class LabelEfficiency(Evaluator):
         # (class-balanced), `label_draws` seeded subsets each; 100% is the main result
         label_fractions: list[float] = within(0, 1, [0.01, 0.1], open_lo=True, open_hi=True, each=True)
         label_draws: int = at_least(1, 5)
+
+    def refuse(self, cfg, plan: Plan) -> str | None:
+        for fraction in cfg.label_fractions:
+            labelled = sum(max(1, round(fraction * c)) for c in plan.per_class if c)
+            if min(cfg.knn_ks) > labelled:
+                return (f"eval.knn_ks={cfg.knn_ks}: every k is more than the {labelled} labelled images at "
+                        f"label fraction {fraction:g}: add a smaller k or a larger fraction")  # fmt: skip
+        return None
 
     def __call__(self, ctx: Context) -> dict:
         return {"label_efficiency": label_efficiency(ctx.z, ctx.y, ctx.num_classes, ctx.cfg, shared(ctx))}

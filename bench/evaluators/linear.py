@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.checks import at_least
-from bench.evaluators import Column, Context, Evaluator, accuracy, register
+from bench.evaluators import Column, Context, Evaluator, Plan, accuracy, register
 
 # Recorded with every linear probe (and version 2 below): runs stored before it (plain L-BFGS
 # stopped at 150 steps, short of the optimum) are marked in the tables and chosen by
@@ -37,6 +37,12 @@ class Linear(Evaluator):
         # L2 strengths tried (coefficient on 0.5*||W||^2, loss is a mean)
         probe_weight_decays: list[float] = at_least(0, [1e-6, 1e-4, 1e-3, 1e-2], each=True)
         probe_max_iter: int = at_least(1, 150)  # L-BFGS iterations per fit
+
+    def memory(self, cfg, plan: Plan) -> tuple[int, str]:
+        d, k = plan.dim, plan.num_classes
+        gram = 28 * d * d  # X^T X in fp32, its float64 copy, eigh's vectors and workspace
+        lbfgs = 4 * (2 * 20 + 4) * (d + 1) * k + 3 * 4 * plan.n["train"] * k  # history, logits
+        return gram + lbfgs + 8 * k * k, f"the probe's {d}x{d} preconditioner"
 
     def __call__(self, ctx: Context) -> dict:
         result = linear_probe(

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.checks import above, at_least
-from bench.evaluators import Column, Context, Evaluator, accuracy, register
+from bench.evaluators import Column, Context, Evaluator, Plan, accuracy, register
 from bench.evaluators.linear import hits
 
 
@@ -25,6 +25,12 @@ class MLP(Evaluator):
         mlp_max_epochs: int = at_least(1, 40)
         mlp_patience: int = at_least(1, 5)  # epochs without validation improvement before stopping
         mlp_lr: float = above(0, 1e-3)
+
+    def memory(self, cfg, plan: Plan) -> tuple[int, str]:
+        h = cfg.mlp_hidden
+        weights = 4 * 5 * (plan.dim * h + h * plan.num_classes)  # weights, grads, AdamW, best copy
+        activations = 4 * h * (max(plan.n["val"], plan.n["test"]) + 3 * 512)
+        return weights + activations, f"the MLP head's {h} hidden units (eval.mlp_hidden)"
 
     def __call__(self, ctx: Context) -> dict:
         return {"mlp": mlp_probe(ctx.z, ctx.y, ctx.num_classes, ctx.cfg, ctx.seed)}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from bench.evaluators import Column, Context, Evaluator, register
+from bench.evaluators import Column, Context, Evaluator, Plan, register
 
 
 @register("rankme")
@@ -17,6 +17,12 @@ class RankMe(Evaluator):
         "RankMe (Garrido et al. 2023): effective rank of the raw training latents, exp of the entropy "
         "of their normalised singular values; label-free, at most the latent size."
     )
+
+    def memory(self, cfg, plan: Plan) -> tuple[int, str]:
+        side = min(plan.n["train"], plan.dim)  # the smaller Gram matrix, float64, and eigh's work
+        return 8 * (
+            plan.n["train"] * plan.dim + 3 * side * side
+        ), f"the {side}x{side} Gram matrix of {self.name}"
 
     def __call__(self, ctx: Context) -> dict:
         return {"rankme": rankme(ctx.z_raw["train"])}

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from bench.evaluators import Column, Context, Evaluator, register
+from bench.evaluators import Column, Context, Evaluator, Plan, register
 from bench.nets import ssim
 
 
@@ -24,6 +24,12 @@ class Reconstruction(Evaluator):
         Column("psnr", _recon("psnr"), "PSNR dB", ablation=True, compare="PSNR default / tuned", unit="dB"),
         Column("ssim", _recon("ssim"), "SSIM", digits=3, ablation=True),
     )
+
+    def refuse(self, cfg, plan: Plan) -> str | None:
+        if plan.reconstructs and min(plan.image[1:]) < 2:
+            height, width = plan.image[1:]
+            return f"images of {height}x{width} px: SSIM needs at least 2x2 px; use larger images"
+        return None
 
     def __call__(self, ctx: Context) -> dict:
         if not ctx.model.reconstructs:

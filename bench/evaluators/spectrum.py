@@ -8,7 +8,7 @@ import math
 
 import torch
 
-from bench.evaluators import Column, Context, Evaluator, register
+from bench.evaluators import Column, Context, Evaluator, Plan, register
 
 
 def _entry(name: str):
@@ -23,6 +23,12 @@ class Spectrum(Evaluator):
         Column("nesum", _entry("nesum")),
         Column("stable_rank", _entry("stable_rank")),
     )
+
+    def memory(self, cfg, plan: Plan) -> tuple[int, str]:
+        side = min(plan.n["train"], plan.dim)  # the smaller Gram matrix, float64, and eigh's work
+        return 8 * (
+            plan.n["train"] * plan.dim + 3 * side * side
+        ), f"the {side}x{side} Gram matrix of {self.name}"
 
     def __call__(self, ctx: Context) -> dict:
         z = ctx.z_raw["train"].double()
