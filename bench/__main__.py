@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import signal
 import sys
 from pathlib import Path
 
@@ -180,5 +181,10 @@ def main(argv=None) -> int:
         return 130
 
 
+def _terminated(signum, frame):
+    raise KeyboardInterrupt  # `kill PID`: the tidy exit of Ctrl-C (claims released, finished runs kept)
+
+
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _terminated)
     sys.exit(main())

@@ -17,6 +17,9 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import signal
+import socket
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,8 +82,10 @@ def connect(workers: int | None, address: str | None, cpus_per_run: float, gpus_
     variables = {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")}
     variables["BENCH_GIT_SHA"] = env.git_sha()  # the nodes get the code without its .git
     runtime_env = {"working_dir": str(ROOT), "excludes": EXCLUDES, "env_vars": variables}
+    on_term = signal.getsignal(signal.SIGTERM)  # Ray's own handler aborts: ours exits tidily
     try:
         if address:
+            _answers(address)
             ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
         else:
             ray.init(
@@ -96,6 +101,8 @@ def connect(workers: int | None, address: str | None, cpus_per_run: float, gpus_
         raise BenchError(
             f"cannot start or join {where}: {str(e).splitlines()[0]}{hint * bool(address)}"
         ) from None
+    if on_term is not None and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, on_term)
     have = ray.cluster_resources()
     slots = int(have.get("CPU", 0) // cpus_per_run)
     if gpus_per_run:
@@ -107,6 +114,18 @@ def connect(workers: int | None, address: str | None, cpus_per_run: float, gpus_
             f"run's --cpus-per-run {cpus_per_run:g} --gpus-per-run {gpus_per_run:g}"
         )
     return slots
+
+
+def _answers(address: str, timeout_s: float = 10.0) -> None:
+    """Fail at once, not after Ray's minutes of retries, when nothing listens at a `HOST:PORT`
+    address (`auto` and `ray://` client addresses are left to Ray)."""
+    host, _, port = address.rpartition(":")
+    if address == "auto" or "://" in address or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=timeout_s).close()
+    except OSError as e:
+        raise ConnectionError(f"nothing answers at {address} ({e.strerror or type(e).__name__})") from None
 
 
 def run(specs: list[RunSpec], data, ray_: RaySettings, force: bool, on_result, probe=None) -> None:
@@ -124,13 +143,18 @@ def run(specs: list[RunSpec], data, ray_: RaySettings, force: bool, on_result, p
     data_ref, probe_ref = ray.put(data), ray.put(probe)  # once, not once per task
     print(f"Ray: {slots} run(s) at a time, {cpus:g} CPU(s) and {gpus:g} GPU(s) each")
     start, done, pending = time.perf_counter(), 0, list(specs)
+    # every claim is released when its run is recorded, and all of them on any way out (an error,
+    # Ctrl-C, `kill`; the kernel frees them after `kill -9`), as is the Ray instance
     with contextlib.ExitStack() as claims:
-        running = {}
+        claims.callback(ray.shutdown)
+        running, held = {}, {}
         while pending or running:
             while pending and len(running) < slots:
                 spec = pending.pop(0)
-                if not claims.enter_context(store.claim(spec.key)):
+                held[spec.key] = claims.enter_context(contextlib.ExitStack())
+                if not held[spec.key].enter_context(store.claim(spec.key)):
                     print(f"{what(spec)}: being trained by another process, left to it")
+                    held.pop(spec.key).close()
                     continue
                 running[remote.remote(spec, data_ref, threads, device, cache, force, probe_ref)] = spec
             ready, _ = ray.wait(list(running), num_returns=1)
@@ -145,6 +169,7 @@ def run(specs: list[RunSpec], data, ray_: RaySettings, force: bool, on_result, p
                     "runs are stored, rerun the command to continue"
                 ) from None
             runner.record(spec, GRID, metrics, artifacts)
+            held.pop(spec.key).close()
             metrics = metrics.json()
             done += 1
             elapsed = time.perf_counter() - start
@@ -155,7 +180,6 @@ def run(specs: list[RunSpec], data, ray_: RaySettings, force: bool, on_result, p
                 flush=True,
             )
             on_result(spec, metrics)
-    ray.shutdown()
 
 
 def what(spec: RunSpec) -> str:

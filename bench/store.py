@@ -108,7 +108,7 @@ def is_done(key: str) -> bool:
 def discard_unfinished(key: str) -> None:
     """Remove what a run left without finishing (a pruned trial's config.json): never a finished
     run's files, never another process's claim."""
-    if is_done(key) or (run_dir(key) / "claim.lock").exists():
+    if is_done(key) or claimed(key):
         return
     (run_dir(key) / "config.json").unlink(missing_ok=True)
     with contextlib.suppress(OSError):  # not empty: something else lives there, keep it
@@ -255,6 +255,12 @@ def claim(key: str):
             os.close(fd)
         return
     yield False
+
+
+def claimed(key: str) -> bool:
+    """Whether a live process holds run `key`'s claim (a claim.lock left by a killed one is free)."""
+    with claim(key) as mine:
+        return not mine
 
 
 def _umask() -> int:

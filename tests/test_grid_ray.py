@@ -95,6 +95,7 @@ def test_bad_ray_settings_are_one_line(tmp_path):
         (["--workers", "0"], "--workers"),
         (["--cpus-per-run", "0", "--workers", "1"], "--cpus-per-run"),
         (["--workers", "1", "--gpus-per-run", "1"], "GPUs"),
+        (["--ray-address", "127.0.0.1:1"], "nothing answers at 127.0.0.1:1"),  # at once, not after minutes
     ):
         done = bench(*GRID, "--methods", "pca", "--seeds", "0", *args, store_dir=tmp_path)
         assert done.returncode == 2 and words in done.stderr and "Traceback" not in done.stderr, done.stderr
@@ -146,6 +147,16 @@ def test_killing_a_worker_node_loses_nothing(reference, tmp_path):
             os.killpg(node.pid, signal.SIGKILL)
     same_results(stored(tmp_path), reference)
     assert len(list((tmp_path / "runs").iterdir())) == 6 and not list(tmp_path.rglob("claim.lock"))
+
+
+def test_a_terminated_driver_releases_every_claim_and_keeps_what_finished(tmp_path):
+    args = [*GRID, "--methods", "pca,ae", "--seeds", "0,1,2", "--workers", "1"]
+    driver = bench(*args, store_dir=tmp_path, wait=False)
+    _wait_for(lambda: len(stored(tmp_path)) >= 1 or driver.poll() is not None, what="one run")
+    driver.send_signal(signal.SIGTERM)  # `kill PID`: the tidy exit of Ctrl-C
+    out = driver.communicate(timeout=120)[0].decode()
+    assert driver.returncode == 130 and "finished runs are stored" in out and "Traceback" not in out, out
+    assert stored(tmp_path) and not list(tmp_path.rglob("claim.lock"))  # no claim left, finished kept
 
 
 @needs_cluster
