@@ -40,8 +40,13 @@ def write_all(redraw_runs: bool = False) -> list:
     paths += [p for p in (write_transfer(name, runs) for name in transfer.pages(runs)) if p]
     for db in sorted((store.results_dir() / "studies").glob("*.db")):
         url = f"sqlite:///{db}"
-        for summary in optuna.get_all_study_summaries(url):
-            paths.append(studies.write(optuna.load_study(study_name=summary.study_name, storage=url)))
+        try:
+            for summary in optuna.get_all_study_summaries(url):
+                paths.append(studies.write(optuna.load_study(study_name=summary.study_name, storage=url)))
+        except Exception as e:  # truncated, garbage: the other pages still come
+            store.warn(
+                f"{db} is not a readable study database ({type(e).__name__}): its pages are kept as they are"
+            )
     return paths
 
 

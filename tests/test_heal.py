@@ -91,6 +91,19 @@ def test_a_cache_file_that_loads_but_does_not_fit_its_run_is_redone(case, capsys
     assert store.load_tensor(path, None) is not None and "does not fit" not in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("content", [b"", b"SQLite format 3\x00truncated", b"\x00garbage\xff" * 300])
+def test_a_corrupt_study_database_costs_only_its_own_pages(content, capsys):
+    assert main(GRID) == 0
+    db = store.results_dir() / "studies" / "broken.db"
+    db.parent.mkdir(parents=True, exist_ok=True)
+    db.write_bytes(content)
+    capsys.readouterr()
+    assert main(["report"]) == 0  # the dataset pages are still written
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and (not content or f"{db} is not a readable study database" in err)
+    assert (store.results_dir() / "digits.md").is_file()
+
+
 def test_a_corrupt_reconstruction_grid_only_loses_its_figure(capsys):
     assert main(GRID) == 0
     path = store.run_dir(_ae_run()["key"]) / "recon.npz"
