@@ -6,13 +6,16 @@ provenance; bench/data.py checks them, splits and describes them.
 
 from __future__ import annotations
 
+import contextlib
 import io
+import json
 import pickle
 from pathlib import Path
 
 import numpy as np
 
-from bench import BenchError
+from bench import BenchError, userdata
+from bench.hashing import file_sha256
 
 # name -> (one-line description for `bench list`)
 DATASETS = {
@@ -39,9 +42,9 @@ def read(name: str, root: Path, offline: bool) -> dict:
     if name == "cifar10-jpeg":
         return _cifar10_jpeg(root)
     if name.startswith("npz:"):
-        return _npz(Path(name[4:]))
+        return userdata.npz(Path(name[4:]))
     if name.startswith("folder:"):
-        return _folder(Path(name[7:]))
+        return userdata.folder(Path(name[7:]))
     raise BenchError(f"unknown dataset {name!r}: choose from {', '.join(DATASETS)}")
 
 
@@ -208,12 +211,12 @@ def _cifar10_jpeg(root: Path) -> dict:
         raise BenchError(
             f"{src} not found: point --data-dir or BENCH_DATA_DIR at the folder holding cifar10_jpeg.npz"
         )
-    # keyed by the source's content (~0.2 s to hash), not its size and date: a copied-over
-    # file never reuses another file's decoded arrays
-    cached = cache_dir() / "data" / f"cifar10-jpeg-{_sha256(src)[:16]}.npz"
+    # keyed by the source's content, not its size and date: a copied-over file never reuses
+    # another file's decoded arrays
+    cached = cache_dir() / "data" / f"cifar10-jpeg-{_content_hash(src)[:16]}.npz"
     if cached.is_file():
         try:
-            raw = _npz(cached)
+            raw = userdata.npz(cached)
         except BenchError:  # a truncated or garbage cache file: decode again
             from bench.store import warn
 
@@ -238,7 +241,7 @@ def _cifar10_jpeg(root: Path) -> dict:
                 "write it again with cifar10_npz.py"
             ) from None
         atomic_save_npz(cached, arrays)
-    raw = _npz(cached)
+    raw = userdata.npz(cached)
     raw["title"] = "CIFAR-10 (JPEG q75 copy)"
     raw["provenance"] = (
         "CIFAR-10 (JPEG q75 copy): quality-75 JPEG re-encoding with 4:2:0 chroma, "
@@ -247,63 +250,17 @@ def _cifar10_jpeg(root: Path) -> dict:
     return raw
 
 
-def _sha256(path: Path) -> str:
-    import hashlib
+def _content_hash(src: Path) -> str:
+    """sha256 of `src` (~0.2 s for the CIFAR-10 copy), hashed once: remembered in the cache by the
+    file's path, size and modification time."""
+    from bench.store import cache_dir, try_cache, write_json
 
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _npz(path: Path) -> dict:
-    if not path.is_file():
-        raise BenchError(f"npz file {path} not found: give npz:PATH to an existing .npz file")
-    with open(path, "rb") as f:
-        if f.read(4) != b"PK\x03\x04":  # every .npz is a zip archive
-            raise BenchError(f"{path} is not an .npz file (not a zip archive): write it with numpy.savez")
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            data = {k: f[k] for k in f.files}
-    except Exception as e:
-        raise BenchError(f"{path} is not a readable .npz file ({type(e).__name__}: {e})") from None
-    missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in data]
-    if missing:
-        raise BenchError(f"{path} lacks arrays {missing}: it needs x_train, y_train, x_test, y_test")
-    data["classes"] = data["classes"].tolist() if "classes" in data else []
-    data["provenance"] = str(data["provenance"]) if "provenance" in data else f"npz file {path.name}"
-    return data
-
-
-def _folder(path: Path) -> dict:
-    from PIL import Image
-    from torchvision.datasets import ImageFolder
-
-    out = {}
-    for split in ("train", "test"):
-        if not (path / split).is_dir():
-            raise BenchError(f"{path / split} not found: folder:PATH needs train/ and test/ subfolders")
-        try:
-            ds = ImageFolder(str(path / split), loader=lambda p: Image.open(p).convert("RGB"))
-        except FileNotFoundError as e:  # e.g. a class folder with no image in it
-            raise BenchError(
-                f"{path / split}: {str(e).splitlines()[0]}: every class folder needs images"
-            ) from None
-        images = []
-        for file, _ in ds.samples:
-            try:
-                images.append(np.asarray(ds.loader(file)))
-            except (OSError, ValueError) as e:  # PIL's UnidentifiedImageError is an OSError
-                raise BenchError(
-                    f"{file} cannot be read as an image ({type(e).__name__}): fix or remove it"
-                ) from None
-        sizes = {im.shape for im in images}
-        if len(sizes) != 1:
-            raise BenchError(f"{path / split}: images differ in size {sorted(sizes)[:3]}: resize them")
-        out[f"x_{split}"], out[f"y_{split}"] = np.stack(images), np.asarray(ds.targets)
-        if split == "train":
-            out["classes"] = ds.classes
-        elif ds.classes != out["classes"]:
-            raise BenchError(f"{path}: test/ classes {ds.classes} differ from train/ {out['classes']}")
-    return dict(out, provenance=f"image folder {path.name}")
+    memo, stat, known = cache_dir() / "data" / "hashes.json", src.stat(), {}
+    with contextlib.suppress(OSError, ValueError):  # no memo yet, or a broken one: hash again
+        known = dict(json.loads(memo.read_text()))
+    mark, entry = [stat.st_size, stat.st_mtime_ns], known.get(str(src.resolve()))
+    if isinstance(entry, list) and len(entry) == 3 and entry[:2] == mark:
+        return str(entry[2])
+    sha = file_sha256(src)
+    try_cache(memo, lambda: write_json(memo, {**known, str(src.resolve()): [*mark, sha]}), "file hashes")
+    return sha

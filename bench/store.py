@@ -203,10 +203,14 @@ def load_tensor(path: Path, check=None):
 
 
 def try_save_tensor(path: Path, obj, what: str) -> bool:
-    """Save a cache file; if it cannot be written (a full disk, a read-only cache, any error), warn
-    and go on without it."""
+    return try_cache(path, lambda: save_tensor(path, obj), what)
+
+
+def try_cache(path: Path, save, what: str) -> bool:
+    """`save()` a cache file at `path`; if it cannot be written (a full disk, a read-only cache,
+    any error), warn and go on without it."""
     try:
-        save_tensor(path, obj)
+        save()
         return True
     except Exception as e:  # OSError, and torch.save's RuntimeError on a full disk: never fatal
         why = getattr(e, "strerror", None) or (str(e).splitlines() or [type(e).__name__])[0]

@@ -226,6 +226,20 @@ def test_image_folder_with_an_empty_class_or_a_broken_image(tmp_path, capsys):
     assert not (store.results_dir() / "runs").exists()
 
 
+def test_links_in_an_image_folder_count_each_image_once_in_its_own_class(tmp_path, capsys):
+    from bench import userdata
+
+    root = _folder(tmp_path)
+    (root / "train" / "a" / "loop").symlink_to(root / "train")  # a/loop/a/loop/... and a/loop/b/...
+    (root / "train" / "b" / "again.png").symlink_to(root / "train" / "b" / "0.png")
+    (root / "train" / "b" / "from-a.png").symlink_to(root / "train" / "a" / "1.png")
+    raw = userdata.folder(root)
+    assert len(raw["x_train"]) == 8 and list(raw["y_train"]) == [0] * 4 + [1] * 4  # 8 images, as made
+    (root / "test" / "a" / "leak.png").symlink_to(root / "train" / "a" / "2.png")
+    err = _one_line_exit_2(["run", *QUICK, "--dataset", f"folder:{root}"], capsys)
+    assert "2.png is both a training and a test image" in err
+
+
 FLAG_CASES = [
     (["run", *QUICK, "--seeds", "99999999999999999999"], "every item must be in [0, 2147483647]"),
     (["run", *QUICK, "--cpus-per-run", "nan"], "--cpus-per-run nan: must be a finite number > 0"),

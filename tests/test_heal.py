@@ -223,6 +223,13 @@ def test_a_corrupt_decoded_dataset_cache_is_decoded_again(tmp_path, capsys):
     assert main([*args, "--force"]) == 0
     assert f"cache file {cached} cannot be read" in capsys.readouterr().err
     assert (store.results_dir() / "cifar10-jpeg.md").is_file()
+    memo = json.loads((store.cache_dir() / "data" / "hashes.json").read_text())  # hashed once, remembered
+    assert [v[2][:16] for v in memo.values()] == [cached.name[len("cifar10-jpeg-") : -4]]
+    src = tmp_path / "cifar10_jpeg.npz"
+    np.savez(src, **{**arrays, "y_train": 1 - arrays["y_train"]})  # another file at the same path
+    os.utime(src, ns=(1, 1))
+    assert main(args) == 0
+    assert len(list((store.cache_dir() / "data").glob("cifar10-jpeg-*.npz"))) == 2  # never the old arrays
 
 
 def test_any_failure_to_write_a_cache_file_costs_only_the_cache(monkeypatch, capsys):
