@@ -30,10 +30,11 @@ def main(folder: Path, tolerance: float, psnr_tolerance: float) -> int:
     print(f"comparing the {len(trained)} run(s) trained in {folder} with the committed ones in {here}")
     diffs, over, missing, pairs = [], [], [], []
     for i, run in enumerate(trained, 1):
-        committed = store.read_json(store.run_dir(run["key"]) / "metrics.json")
-        if not isinstance(committed, dict) or committed.get("status") != "ok":
+        found = store.read_run(store.run_dir(run["key"]))  # None: absent, unreadable or failing the schema
+        committed = found[1] if found else None
+        if committed is None or committed.get("status") != "ok":
             missing.append(run)
-            print(f"[{i}/{len(trained)}] {verify.describe(run)}: no committed run of this key")
+            print(f"[{i}/{len(trained)}] {verify.describe(run)}: no readable committed run of this key")
             continue
         d = verify.compare(committed, run["metrics"])
         diffs.append(d)
@@ -55,4 +56,6 @@ def main(folder: Path, tolerance: float, psnr_tolerance: float) -> int:
         f"{len(trained)} run(s): {within} within {tolerance} points (PSNR {psnr_tolerance} dB), "
         f"{len(over)} past it, {len(missing)} with no committed run"
     )
+    if not diffs:
+        raise BenchError(f"compared nothing: no run trained in {folder} has a readable committed run")
     return 1 if over else 0

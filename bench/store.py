@@ -127,13 +127,16 @@ def add_purpose(key: str, purpose: str) -> None:
         write_json(path, cfg)
 
 
-def load_runs() -> list[dict]:
-    """Every finished run as {'key', 'config', 'metrics'}, in key order."""
+def load_runs(skipped: list | None = None) -> list[dict]:
+    """Every finished run as {'key', 'config', 'metrics'}, in key order; the keys of those whose
+    files cannot be read or fail the schema (each warned) are appended to `skipped`."""
     runs = []
     for d in sorted((results_dir() / "runs").glob("*/")):
         stored = read_run(d)  # unfinished, or warned: the next `bench run` of its grid redoes it
         if stored:
             runs.append({"key": d.name, "config": stored[0], "metrics": stored[1]})
+        elif skipped is not None and (d / "metrics.json").exists():
+            skipped.append(d.name)
     return runs
 
 

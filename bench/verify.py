@@ -32,8 +32,11 @@ def select(
     outdated: bool = False,
 ) -> list[dict]:
     """Finished runs chosen by key prefixes, dataset slug, seeds and/or code state; `sample` of
-    them at random (seeded), in key order."""
-    runs = tables.registered([r for r in store.load_runs() if r["metrics"].get("status") == "ok"])
+    them at random (seeded), in key order. Stored runs that cannot be read are counted, not chosen."""
+    skipped: list[str] = []
+    runs = tables.registered([r for r in store.load_runs(skipped) if r["metrics"].get("status") == "ok"])
+    if skipped:
+        print(f"{len(skipped)} stored run(s) cannot be read or fail the schema (warned above): not compared")
     if keys:
         wanted = {store.find(k) for k in keys}
         runs = [r for r in runs if r["key"] in wanted]
@@ -279,6 +282,10 @@ def main(args: VerifyRequest) -> int:
         adopted = {r["config"]["dataset"]["slug"] for r, m in zip(runs, new) if m.get("status") == "ok"}
         for slug in sorted(adopted):
             print(f"adopted the recomputed runs; wrote {report.write(slug, store.load_runs())}")
+    if not any(diffs):
+        print(f"compared nothing: none of the {len(runs)} recomputed run(s) measured what was stored",
+              file=sys.stderr)  # fmt: skip
+        return 1
     if failed:
         print(
             f"{len(failed)} of {len(runs)} run(s) differ by more than {args.tolerance} points "

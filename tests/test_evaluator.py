@@ -271,3 +271,21 @@ def test_verify_trained_in_compares_exactly_the_runs_that_store_holds(tmp_path, 
     out = capsys.readouterr().out
     assert "OVER in linear; the environment differs in cpu_model (Another CPU -> " in out
     assert main(["verify", "--trained-in", str(tmp_path / "empty")]) == 2
+
+
+def test_verify_counts_runs_it_could_not_compare_and_fails_if_it_compared_nothing(capsys, monkeypatch):
+    from bench import verify
+
+    quick = ["run", "--config", str(ROOT / "configs/default.toml"), "--latent-dims", "8", "--seeds", "0"]
+    assert main([*quick, "--methods", "pixels,pca"]) == 0
+    pixels, pca = sorted(store.load_runs(), key=lambda r: r["config"]["method"] != "pixels")
+    path = store.run_dir(pca["key"]) / "metrics.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "linear": "x"}))  # parses, fails the schema
+    capsys.readouterr()
+    assert main(["verify", "--dataset", "digits", "--tolerance", "0"]) == 0  # pixels compared
+    captured = capsys.readouterr()
+    assert "1 stored run(s) cannot be read or fail the schema (warned above): not compared" in captured.out
+    assert f"{store.run_dir(pca['key'])}: " in captured.err and "Traceback" not in captured.err
+    monkeypatch.setattr(verify, "recompute", lambda *a, **k: ({"status": "diverged", "error": "nan"}, False))
+    assert main(["verify", pixels["key"]]) == 1  # recomputed, but nothing to compare: not a pass
+    assert "compared nothing" in capsys.readouterr().err
