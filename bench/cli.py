@@ -9,6 +9,7 @@ import argparse
 import math
 import os
 import sys
+from pathlib import Path
 
 
 class _Parser(argparse.ArgumentParser):
@@ -57,6 +58,25 @@ def _amount(text: str) -> float:
     if not (math.isfinite(value) and value >= 0):
         raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
     return value
+
+
+def _seed(text: str) -> int:
+    """An integer in [0, 2**31 - 1], the range every seeded generator here takes."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 2**31 - 1:
+        raise argparse.ArgumentTypeError(f"expected an integer in [0, 2147483647], got {text!r}")
+    return value
+
+
+def _folder(text: str) -> str:
+    """A folder to write into: one that exists, or a path where one can be made."""
+    path = Path(text)
+    if path.exists() and not path.is_dir() or any(p.exists() and not p.is_dir() for p in path.parents):
+        raise argparse.ArgumentTypeError(f"{text} is not a folder (a file is in the way)")
+    return text
 
 
 def _trial_epochs(text: str) -> int | float:
@@ -114,9 +134,8 @@ def _setup_args(p, *, grid: bool, training: bool = True) -> None:
         )
     _data_args(p)
     if training:
-        p.add_argument(
-            "--tensorboard", metavar="DIR", help="also write each run's per-epoch loss terms there"
-        )
+        tb_help = "also write each run's per-epoch loss terms there"
+        p.add_argument("--tensorboard", type=_folder, metavar="DIR", help=tb_help)
         p.add_argument(
             "--compile",
             action="store_true",
@@ -131,7 +150,7 @@ def _study_args(p) -> None:
         "(default: SQLite under results/studies/)",
     )
     p.add_argument("--no-prune", action="store_true", help="never stop a trial early")
-    p.add_argument("--sampler-seed", type=int, default=0)
+    p.add_argument("--sampler-seed", type=_seed, default=0, help="the study's sampler seed (default 0)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -242,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
         "map, ...); with --adopt, they gain it",
     )
     ver.add_argument("--sample", type=int, help="a seeded random sample of N of the chosen runs")
-    ver.add_argument("--sample-seed", type=int, default=0)
+    ver.add_argument("--sample-seed", type=_seed, default=0)
     ver.add_argument(
         "--tolerance", type=_amount, default=0.5, help="largest accuracy difference, in points (default 0.5)"
     )

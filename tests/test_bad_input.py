@@ -258,6 +258,111 @@ FLAG_CASES = [
 ]
 
 
+CFG = ["--config", str(ROOT / "configs/default.toml")]
+TUNE = ["tune", "--method", "ae", "--trials", "1", *CFG]
+COMPARE = ["compare", "--trials", "1", *CFG]
+NOWHERE = ["--offline", "--data-dir", "/nonexistent"]
+VERB_CASES = [  # every verb, on an empty store: (argv, words the one line must hold)
+    (["tune", "--method", "ae", "--trials", "0", *CFG], "--trials 0: give a positive number"),
+    (["tune", "--method", "ae", "--trials", "-3", *CFG], "--trials -3"),
+    (["tune", "--method", "ae", "--trials", "x", *CFG], "argument --trials: invalid int value: 'x'"),
+    (["tune", "--method", "nope", "--trials", "1", *CFG], "unknown method 'nope'"),
+    (["tune", "--method", "pixels", "--trials", "1", *CFG], "pixels declares no search space"),
+    ([*TUNE, "--study", "../x"], "--study '../x': use letters"),
+    ([*TUNE, "--workers", "0"], "--workers 0: give a positive number"),
+    ([*TUNE, "--storage", "nosuch://x"], "cannot open study storage nosuch://x"),
+    ([*TUNE, "--latent-dim", "0"], "grid.latent_dims=[0]"),
+    ([*TUNE, "--seeds=-1"], "grid.seeds=[-1]"),
+    ([*TUNE, "--sampler-seed=-1"], "--sampler-seed: expected an integer in [0, 2147483647]"),
+    ([*TUNE, "--sampler-seed", "99999999999"], "--sampler-seed"),
+    (
+        ["tune", "--method", "simclr", "--trials", "1", "--multi-objective", *CFG],
+        "simclr does not reconstruct",
+    ),
+    ([*TUNE, "--dataset", "nope"], "unknown dataset 'nope'"),
+    ([*TUNE, "--set", "eval.knn_ks=100000"], "every k is more than the 1293 training images"),
+    ([*TUNE, "--set", "eval.mlp_hidden=100000000"], "the MLP head's 100000000 hidden units"),
+    ([*TUNE, "--device", "tpu"], "--device 'tpu'"),
+    ([*TUNE, "--classes", "0"], "classes [0] must be two or more distinct indices"),
+    ([*TUNE, "--probe-dataset", "mnist"], "unrecognized arguments: --probe-dataset"),
+    ([*TUNE, "--tensorboard", "/dev/null"], "/dev/null is not a folder"),
+    (
+        ["tune", "--method", "ae", "--trials", "1", "--config", "/nonexistent.toml"],
+        "config file /nonexistent.toml",
+    ),
+    (["compare", "--trials", "0", *CFG], "--trials must be positive"),
+    ([*COMPARE, "--methods", "nope"], "unknown method 'nope'"),
+    ([*COMPARE, "--methods", "pixels"], "pixels is a baseline (nothing to tune)"),
+    ([*COMPARE, "--trial-epochs", "0"], "--trial-epochs: expected epochs (5) or a share"),
+    ([*COMPARE, "--trial-epochs", "150%"], "--trial-epochs"),
+    ([*COMPARE, "--latent-dim=-1"], "grid.latent_dims=[-1]"),
+    ([*COMPARE, "--storage", "nosuch://x"], "cannot open study storage"),
+    ([*COMPARE, "--dataset", "npz:/nonexistent.npz"], "npz file /nonexistent.npz not found"),
+    ([*COMPARE, "--methods", "ae", "--set", "eval.knn_ks=100000"], "every k is more than"),
+    ([*COMPARE, "--sampler-seed", "x"], "--sampler-seed: expected an integer"),
+    (["report", "--runs"], "the store is empty"),
+    (["evaluate", "0000"], "no run in"),
+    (["evaluate", ""], "run key '': a key is up to 16 hex digits"),
+    (["evaluate", "../x"], "run key '../x'"),
+    (["diff", "ae", "pca"], "no stored run of dataset 'digits'"),
+    (["diff", "ae", "pca", "--dataset", "../x"], "no stored run of dataset '../x'"),
+    (["export", "0000"], "no run in"),
+    (["export", "../x"], "run key '../x'"),
+    (["export", "0000", "--device", "tpu"], "no run in"),
+    (["runs", "--dataset", "nope"], "no stored run"),
+    (["list", "--methods", "/nonexistent.py"], "learner file /nonexistent.py not found"),
+    (["list", "--methods", "nope"], "unknown method 'nope'"),
+    (["verify"], "choose the runs to verify"),
+    (["verify", "0000"], "no run in"),
+    (["verify", "--dataset", "digits"], "no finished run in the store matches"),
+    (["verify", "--dataset", "digits", "--sample", "0"], "no finished run in the store matches"),
+    (["verify", "--dataset", "digits", "--seeds", "x"], "--seeds 'x': give comma-separated integers"),
+    (["verify", "--dataset", "digits", "--sample-seed=-1"], "--sample-seed: expected an integer"),
+    (["verify", "--trained-in", "/nonexistent"], "no finished run in /nonexistent/runs"),
+    (["verify", "--dataset", "digits", "--device", "tpu"], "no finished run"),
+    (["run", *CFG, "--dataset", "cifar100", *NOWHERE], "CIFAR-100 not found under /nonexistent"),
+    (["run", *CFG, "--dataset", "cifar100-coarse", *NOWHERE], "not found under /nonexistent"),
+    (["run", *CFG, "--dataset", "mnist", *NOWHERE], "MNIST not found under /nonexistent/MNIST/raw"),
+    (["run", *CFG, "--dataset", "fashion-mnist", *NOWHERE], "Fashion-MNIST not found"),
+    (["run", *CFG, "--dataset", "cifar10", *NOWHERE], "CIFAR-10 not found under /nonexistent"),
+    (["run", *CFG, "--dataset", "cifar10-jpeg", *NOWHERE], "/nonexistent/cifar10_jpeg.npz not found"),
+    (["run", *CFG, "--dataset", "folder:/nonexistent"], "/nonexistent/train not found"),
+    (["run", *CFG, "--dataset", "npz:" + str(ROOT / "README.md")], "is not an .npz file"),
+    (["run", *CFG, "--probe-dataset", "nope"], "unknown dataset 'nope'"),
+    (["run", *CFG, "--probe-dataset", "mnist", *NOWHERE], "MNIST not found"),
+    (["run", *CFG, "--classes", "0,0"], "classes [0, 0] must be two or more distinct"),
+    (["run", *CFG, "--classes", "0,99"], "classes [0, 99]"),
+    (["run", *CFG, "--classes", "a-b"], "--classes: expected class indices"),
+    (["run", *CFG, "--probe-classes", "0"], "classes [0]"),
+    (["run", *CFG, "--methods", "torchscript:/nonexistent.pt"], "file /nonexistent.pt not found"),
+    (["run", *CFG, "--methods", "timm:resnet18:/nonexistent.pth"], "give the weights file"),
+    (["run", *CFG, "--methods", "nosuchmodule.learners"], "no module named 'nosuchmodule.learners'"),
+    (["run", *CFG, "--tensorboard", "/dev/null"], "/dev/null is not a folder"),
+    (["run", "--config", "none", "--set", "grid.methods=nope"], "unknown method 'nope'"),
+    (["run", *CFG, "--set", "nosection.x=1"], "unknown config section 'nosection'"),
+    (["run", *CFG, "--set", "noequals"], "--set 'noequals': expected section.key=value"),
+    (["run", *CFG, "--set", "train.epochs=abc"], "train.epochs: expected int, got 'abc'"),
+    (["run", *CFG, "--set", "train.epochs=1.5"], "expected int, got '1.5'"),
+    (["run", *CFG, "--set", "eval.label_fractions=0"], "eval.label_fractions=[0.0]"),
+    (["run", *CFG, "--set", "eval.label_fractions=1"], "eval.label_fractions=[1.0]"),
+    (["run", *CFG, "--set", "eval.label_draws=0"], "eval.label_draws=0: must be >= 1"),
+    (["run", *CFG, "--set", "eval.map_points=-1"], "eval.map_points=-1: must be >= 0"),
+    (["run", *CFG, "--set", "train.compile=maybe"], "train.compile: expected bool"),
+    (["run", *CFG, "--set", "data.classes=5,5"], "classes [5, 5]"),
+    (["run", *CFG, "--latent-dims", "abc"], "--latent-dims: expected comma-separated ints"),
+    (["run", *CFG, "--workers=-1"], "--workers -1: must be >= 1"),
+    (["run", *CFG, "--cpus-per-run=-1"], "--cpus-per-run -1"),
+    (["run", *CFG, "--methods", "pca", "--ray-address", "127.0.0.1:1"], "nothing answers at 127.0.0.1:1"),
+    (["nosuchverb"], "invalid choice: 'nosuchverb'"),
+]
+
+
+@pytest.mark.parametrize("args, message", VERB_CASES, ids=[" ".join(a[:1] + a[-2:]) for a, _ in VERB_CASES])
+def test_every_verb_refuses_bad_input_in_one_line(args, message, capsys):
+    assert message in _one_line_exit_2(args, capsys)
+    assert not list(store.results_dir().glob("runs/*"))  # nothing made, not even a half run folder
+
+
 @pytest.mark.parametrize("args, message", FLAG_CASES, ids=[" ".join(a[-2:]) for a, _ in FLAG_CASES])
 def test_every_flag_has_a_range(args, message, capsys):
     assert message in _one_line_exit_2(args, capsys)
