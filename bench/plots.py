@@ -69,16 +69,9 @@ def run_figures(
 
 
 def _load_grid(run_dir: Path) -> dict | None:
-    """A run's stored reconstruction grid, or None if it has none or it cannot be read (warned)."""
-    path = run_dir / "recon.npz"
-    if not path.is_file():
-        return None
-    try:
-        with np.load(path) as f:
-            return {"input": f["input"], "recon": f["recon"]}
-    except Exception as e:  # truncated or garbage: the figure is skipped, the run's numbers stand
-        store.warn(f"{path} cannot be read ({type(e).__name__}); its reconstruction grid is skipped")
-        return None
+    """A run's stored reconstruction grid, or None if it has none or it cannot be used (warned:
+    the figure is skipped, the run's numbers stand)."""
+    return store.load_artifact(run_dir, "recon")
 
 
 def class_names(spec: dict, n: int) -> list[str]:

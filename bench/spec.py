@@ -180,3 +180,24 @@ def problem(cfg, metrics) -> str | None:
 
 def _number(v) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+# What a run's kept array file must hold to be used: {array: number of dimensions}, all numeric;
+# its arrays share their first dimension, and those of one rank share their shape.
+ARTIFACTS = {
+    "recon": {"input": 4, "recon": 4},  # the grid's test images and their reconstructions
+    "predictions": {"linear": 1, "y": 1},  # the linear probe's test predictions, the labels
+    "latent_map": {"index": 1, "xy": 2, "y": 1},  # the map's test images, 2-D points, labels
+}
+
+
+def artifact_problem(name: str, arrays: dict) -> str | None:
+    """What is wrong with the arrays of a run's `<name>.npz` under ARTIFACTS, or None."""
+    wanted = ARTIFACTS.get(name, {})
+    got = {k: arrays.get(k) for k in wanted}
+    if any(a is None or a.ndim != wanted[k] or a.dtype.kind not in "iuf" for k, a in got.items()):
+        return f"cannot be read as {', '.join(wanted)} arrays"
+    shapes = {a.shape for a in got.values()}
+    if len({s[0] for s in shapes}) > 1 or len(shapes) > len({len(s) for s in shapes}):
+        return f"holds arrays of mismatched shapes {sorted(shapes)}"
+    return None

@@ -287,8 +287,9 @@ def atomic_save_npz(path: Path, arrays: dict, compress: bool = True) -> None:
 
 
 def load_artifact(run_dir: Path, name: str) -> dict | None:
-    """A run's `<name>.npz` as {array name: array}, or None if it has none or it cannot be read
-    (warned: the run's numbers stand, only what the artifact adds is missing)."""
+    """A run's `<name>.npz` as {array name: array}, or None if it has none, it cannot be read or
+    it does not hold what spec.ARTIFACTS says (warned: the run's numbers stand, only what the file adds
+    is missing)."""
     import numpy as np
 
     path = run_dir / f"{name}.npz"
@@ -296,7 +297,11 @@ def load_artifact(run_dir: Path, name: str) -> dict | None:
         return None
     try:
         with np.load(path, allow_pickle=False) as f:
-            return {k: f[k] for k in f.files}
+            arrays = {k: f[k] for k in f.files}
+        why = spec.artifact_problem(name, arrays)
     except Exception as e:  # truncated or garbage
-        warn(f"{path} cannot be read ({type(e).__name__}); what it holds is left out")
-        return None
+        why = f"cannot be read ({type(e).__name__})"
+    if why is None:
+        return arrays
+    warn(f"{path} {why}; what it holds is left out")
+    return None

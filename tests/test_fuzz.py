@@ -1,0 +1,103 @@
+"""The store, fuzzed: every kind of file a run folder and the cache hold (the run's config and
+metrics, its kept arrays, the checkpoint and the latents), truncated, bit-flipped, emptied or
+retyped (valid JSON or a valid file of the wrong shape). Every command that reads it either heals
+(redoes what it needs, with a warning naming the file) or says one line; none ends in a
+traceback, and the next `run` of the grid leaves the run measured as it was."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bench import store
+from bench.__main__ import main
+
+ROOT = Path(__file__).resolve().parent.parent
+GRID = ["run", "--config", str(ROOT / "configs/default.toml"), "--seeds", "0", "--latent-dims", "8"]
+GRID += ["--set", "train.epochs=1", "--methods", "ae,pixels"]
+
+
+def _ae_run() -> dict:
+    (run,) = [r for r in store.load_runs() if r["config"]["method"] == "ae"]
+    return run
+
+
+def _retype_json(b: bytes) -> bytes:
+    obj = json.loads(b)  # the same keys, every value a string: parses, fails the schema
+    return json.dumps({k: "x" for k in obj}).encode()
+
+
+def _retype_npz(b: bytes) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.savez(buf, input=np.array(["x"]), recon=np.zeros(3), pred=np.zeros((2, 2)), xy=np.array([1]))
+    return buf.getvalue()
+
+
+def _retype_pt(b: bytes) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    torch.save({"state": [1, 2], "train": "x", "test": torch.zeros(2)}, buf)
+    return buf.getvalue()
+
+
+MUTATIONS = {
+    "truncated": lambda b, kind: b[: len(b) // 3],
+    "flipped": lambda b, kind: (
+        b[: len(b) // 2] + bytes(x ^ 0xFF for x in b[len(b) // 2 :][:64]) + b[len(b) // 2 + 64 :]
+    ),
+    "emptied": lambda b, kind: b"",
+    "retyped": lambda b, kind: {"json": _retype_json, "npz": _retype_npz, "pt": _retype_pt}[kind](b),
+}
+
+
+def _files(run: dict) -> dict:
+    """{name: (path, kind)} of every file the ae run owns in the store and the cache."""
+    folder, train_key = store.run_dir(run["key"]), store.keys(run["config"])[1]
+    out = {n: (folder / n, n.rsplit(".", 1)[1]) for n in ("config.json", "metrics.json")}
+    out |= {n: (folder / n, "npz") for n in ("predictions.npz", "recon.npz", "latent_map.npz")}
+    out |= {f"cache {k}": (store.cache_dir() / k / f"{train_key}.pt", "pt") for k in ("ckpt", "latents")}
+    return out
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory):
+    """A store and cache with one trained ae run (and pixels), made once for every case."""
+    folder = tmp_path_factory.mktemp("made")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("BENCH_RESULTS_DIR", str(folder / "results"))
+        mp.setenv("BENCH_CACHE_DIR", str(folder / "cache"))
+        assert main(GRID) == 0
+        run = _ae_run()
+        assert all(path.is_file() for path, _ in _files(run).values())
+    return folder, run
+
+
+def _heals_or_one_line(argv, capsys) -> None:
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert "Traceback" not in err, (argv, err)
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert (code, len(errors)) in ((0, 0), (2, 1)), (argv, code, err)
+
+
+@pytest.mark.parametrize("how", sorted(MUTATIONS))
+@pytest.mark.parametrize("name", ["config.json", "metrics.json", "predictions.npz", "recon.npz",
+                                  "latent_map.npz", "cache ckpt", "cache latents"])  # fmt: skip
+def test_every_command_heals_or_says_one_line(made, name, how, tmp_path, capsys):
+    folder, run = made
+    for part in ("results", "cache"):
+        shutil.copytree(folder / part, tmp_path / part)
+    path, kind = _files(run)[name]
+    path.write_bytes(MUTATIONS[how](path.read_bytes(), kind))
+    for argv in (["runs"], ["evaluate", run["key"]], ["export", run["key"], "--out", str(tmp_path / "z.npz")],
+                 ["diff", "ae (train.epochs=1)", "pixels"], ["report"]):  # fmt: skip
+        _heals_or_one_line(argv, capsys)
+    assert main(GRID) == 0  # the grid's next run redoes what it must
+    assert _ae_run()["metrics"]["linear"] == run["metrics"]["linear"]
+    assert main(["export", run["key"], "--out", str(tmp_path / "z.npz")]) == 0  # and it is whole again
