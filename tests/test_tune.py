@@ -44,10 +44,15 @@ def test_a_pruned_trial_leaves_nothing_in_the_store():
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.PRUNED] * 2
     keys = [t.user_attrs["run_key"] for t in study.trials]
     assert not any(store.run_dir(k).exists() for k in keys)
-    store.write_json(store.run_dir(keys[0]) / "config.json", {"method": "ae"})
-    store.write_json(store.run_dir(keys[0]) / "claim.lock", {})  # another process is training it
+    folder = store.run_dir(keys[0])
+    store.write_json(folder / "config.json", {"method": "ae"})
+    with store.claim(keys[0]) as mine:  # a live claim: whoever holds it is training the run
+        assert mine
+        store.discard_unfinished(keys[0])
+        assert (folder / "config.json").exists()
+    store.write_json(folder / "claim.lock", {})  # a claim file nobody holds: a killed process's
     store.discard_unfinished(keys[0])
-    assert (store.run_dir(keys[0]) / "config.json").exists()
+    assert (folder / "config.json").exists() is False
 
 
 def test_objective_never_reads_test_labels(tmp_path, monkeypatch):
