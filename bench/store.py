@@ -169,6 +169,10 @@ def atomic_write(path: Path, write) -> None:
         write(tmp)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600: a shared store must stay readable
         os.replace(tmp, path)
+    except OSError as e:  # a full disk names the user's file, never our temporary one
+        if e.filename not in (None, tmp):
+            raise
+        raise OSError(e.errno, e.strerror or str(e), str(path)) from e
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

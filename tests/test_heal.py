@@ -126,6 +126,51 @@ def test_a_full_disk_costs_the_checkpoint_not_the_run(monkeypatch, capsys):
     assert _ae_run()["metrics"]["status"] == "ok"
 
 
+@pytest.fixture
+def full_disk(tmp_path):
+    """A real file system of a few kilobytes (tmpfs): what a full disk does, not a mock of it.
+    Mounting needs root (CI runs as root); elsewhere the test is skipped."""
+    mounts = []
+
+    def mount(name, kib):
+        folder = tmp_path / name
+        folder.mkdir()
+        cmd = ["mount", "-t", "tmpfs", "-o", f"size={kib}k", "tmpfs", str(folder)]
+        try:
+            done = subprocess.run(cmd, capture_output=True, text=True)
+        except FileNotFoundError:
+            pytest.skip("no mount command here")
+        if done.returncode:
+            pytest.skip(f"cannot mount a small tmpfs here ({done.stderr.strip() or 'not permitted'})")
+        mounts.append(folder)
+        return folder
+
+    yield mount
+    for folder in mounts:
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+
+
+def test_a_real_full_cache_disk_costs_only_the_cache(full_disk, monkeypatch, capsys):
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(full_disk("cache", 16)))  # no checkpoint fits
+    assert main(GRID) == 0
+    err = capsys.readouterr().err
+    assert "could not save the checkpoint" in err and "Traceback" not in err
+    status = {r["config"]["method"]: r["metrics"]["status"] for r in store.load_runs()}
+    assert status == {"ae": "ok", "pixels": "ok"}
+    assert not [p for p in store.cache_dir().rglob("*") if p.name.endswith(".partial")]
+
+
+def test_a_real_full_store_is_one_line_naming_the_file(full_disk, monkeypatch, capsys):
+    monkeypatch.setenv("BENCH_RESULTS_DIR", str(full_disk("results", 12)))
+    assert main(GRID) == 2
+    err = capsys.readouterr().err.strip()
+    (last,) = err.splitlines()  # one line
+    assert last.startswith(f"error: cannot write {store.results_dir()}") and "No space left on device" in last
+    assert ".partial" not in last and "Traceback" not in err
+    assert not store.load_runs()  # nothing half-written counts as a result
+    assert not [p for p in store.results_dir().rglob("*") if p.name.endswith(".partial")]
+
+
 def test_a_stale_claim_of_a_dead_process_is_taken_over():
     key = "0123456789abcdef"
     lock = store.run_dir(key) / "claim.lock"
