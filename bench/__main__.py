@@ -176,7 +176,9 @@ def main(argv=None) -> int:
         return 2
     except KeyboardInterrupt:
         print(
-            "\ninterrupted: finished runs are stored; run the same command again to continue", file=sys.stderr
+            "\ninterrupted: finished runs are stored; run the same command again to continue "
+            "(a run stopped mid-training resumes after its last saved epoch)",
+            file=sys.stderr,
         )
         return 130
 

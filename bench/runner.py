@@ -206,8 +206,9 @@ def compute(
         label = f"{method} {labels.describe(spec.json())}"
         try:
             with _tensorboard(tensorboard, spec) as log:
+                resume = store.cache_dir() / "resume" / f"{spec.train_key}.pt"  # a stopped run goes on
                 train_info = train.fit(
-                    model, data.x_train, cfg, spec.seed, device, on_epoch, label, labels_, log
+                    model, data.x_train, cfg, spec.seed, device, on_epoch, label, labels_, log, resume
                 )
         except train.Diverged as e:
             return Metrics("diverged", error=str(e), **env.record(device, start)), {}

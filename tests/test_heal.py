@@ -315,3 +315,34 @@ def test_a_run_file_that_parses_but_fails_the_schema_is_redone(name, value, caps
     assert main(["evaluate", run["key"]]) == 2
     assert main(GRID) == 0  # redone
     assert _ae_run()["metrics"]["linear"] == run["metrics"]["linear"]
+
+
+def test_a_stopped_run_resumes_from_its_last_epoch(tmp_path, monkeypatch):
+    """Ctrl-C or `kill PID` in epoch 3 of 3: the next run of it trains epoch 3 only, and stores
+    exactly what the uninterrupted run stores."""
+    import torch
+
+    from bench import config, data, runner, train
+
+    monkeypatch.setattr(train, "RESUME_EVERY_S", 0.0)  # a state after every epoch
+    cfg = config.load(None, ["train.epochs=3", "data.train_limit=256"])
+    ds = data.load(cfg.data)
+    spec = runner.spec(cfg, ds, "ae", {"channels": (8, 16), "latent_dim": 8}, seed=0)
+    cpu = torch.device("cpu")
+
+    def stop(epoch, model):
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        runner.run_one(spec, ds, cpu, on_epoch=stop)
+    resume = store.cache_dir() / "resume" / f"{spec.train_key}.pt"
+    assert resume.is_file() and not store.is_done(spec.key)
+    resumed = runner.run_one(spec, ds, cpu)
+    assert resumed["train"]["resumed_after_epoch"] == 2 and not resume.exists()
+    monkeypatch.setenv("BENCH_RESULTS_DIR", str(tmp_path / "whole"))
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "whole-cache"))
+    whole = runner.run_one(spec, ds, cpu)
+    assert resumed["train"]["loss_per_epoch"] == whole["train"]["loss_per_epoch"]
+    for name in ("linear", "mlp", "knn", "recon"):
+        assert resumed[name] == whole[name], name

@@ -278,3 +278,43 @@ def test_an_encoder_that_changes_during_evaluation_fails_the_run(monkeypatch):
     with pytest.raises(BenchError, match="evaluation changed the encoder's weights"):
         runner.run_one(spec, ds, torch.device("cpu"))
     assert not store.is_done(spec.key)
+
+
+@pytest.mark.parametrize("name", [n for n in registry.names() if registry.get(n).trainable])
+def test_a_stopped_training_resumes_bit_for_bit(name, tmp_path):
+    """Stopped after its first epoch and resumed (in what could be a new process: another global
+    RNG state), a training ends with the weights and losses of the uninterrupted one."""
+    from bench import train
+
+    ds = data.load(config.DataConfig())
+    x, y = ds.x_train[:384], ds.y_train[:384]
+    cfg = config.TrainConfig(epochs=3, batch_size=128, warmup_epochs=1)
+    cpu = torch.device("cpu")
+
+    def fit(model, **kw):
+        return train.fit(model, x, cfg, 0, cpu, y_train=y if model.needs_labels else None, **kw)
+
+    def fresh():
+        torch.manual_seed(0)
+        fields = {f.name for f in dataclasses.fields(registry.get(name).Config)}
+        small = {k: v for k, v in {**TINY, "kl_warmup": 1.0}.items() if k in fields}  # a KL weight that moves
+        return registry.create(name, config.method_config(name, small), ds.shape)
+
+    whole = fresh()
+    expected = fit(whole)
+    path = tmp_path / "resume.pt"
+
+    def stop(epoch, model):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(fresh(), on_epoch=stop, resume=path, resume_every_s=0)
+    assert path.is_file()
+    resumed = fresh()
+    torch.manual_seed(12345)  # a new process starts from another RNG state
+    got = fit(resumed, resume=path, resume_every_s=0)
+    assert got["resumed_after_epoch"] == 1 and not path.exists()
+    assert got["loss_per_epoch"] == expected["loss_per_epoch"]
+    assert got["terms_per_epoch"] == expected["terms_per_epoch"]
+    want = whole.state_dict()
+    assert all(torch.equal(t, want[k]) for k, t in resumed.state_dict().items())
