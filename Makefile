@@ -5,7 +5,7 @@ PY := .venv/bin/python
 export MALLOC_MMAP_MAX_ := 0
 export MALLOC_TRIM_THRESHOLD_ := 100000000000
 
-.PHONY: bench bench-digits bench-compare bench-compare-mnist bench-compare-cifar10 bench-speed bench-maps bench-fresh bench-gpu-smoke bench-parallel bench-mnist bench-cifar10 bench-cifar10-gpu test test-fast lint report clean-cache
+.PHONY: bench bench-digits bench-compare bench-compare-mnist bench-compare-cifar10 bench-speed bench-maps bench-fresh bench-gpu-smoke gpu-bundle bench-parallel bench-mnist bench-cifar10 bench-cifar10-gpu test test-fast lint report clean-cache
 
 .venv/installed: requirements.txt
 	test -x $(PY) || python3 -m venv .venv
@@ -82,8 +82,21 @@ bench-maps: .venv/installed  ## t-SNE against openTSNE and UMAP on 2,000 MNIST l
 bench-fresh: .venv/installed  ## time `make bench` from an empty store -> results/speed.md
 	$(PY) -m bench.tools.benchmarks fresh
 
-bench-gpu-smoke: .venv/installed  ## on a CUDA machine: ResNet-18 SimCLR and an AE, a few epochs -> results/speed.md
-	$(PY) -m bench.tools.gpu_smoke
+# On a CUDA machine: the smoke (ResNet-18 SimCLR and an AE, 3 epochs each, timed and probed), then
+# the full-size 200-epoch grid for GPU_GRID_MINUTES, stopped like Ctrl-C: run it again on the same
+# machine and the grid continues (finished runs kept, the stopped run resumes after its last saved
+# epoch) -> results/speed.md, ## GPU. `make gpu-bundle` + bench/tools/gpu_offline.sh: the same on a
+# GPU machine without network access that has PyTorch but not this project's venv.
+GPU_GRID_MINUTES ?= 5
+bench-gpu-smoke: .venv/installed  ## on a CUDA machine: smoke, then the 200-epoch grid for GPU_GRID_MINUTES -> results/speed.md
+	$(PY) -m bench.tools.gpu_smoke --grid-minutes $(GPU_GRID_MINUTES)
+
+GPU_PYTHON ?= 3.12
+gpu-bundle: .venv/installed  ## wheels (lightly, pytorch-msssim) and cifar10_jpeg.npz for bench/tools/gpu_offline.sh -> .gpu/
+	rm -rf .gpu && mkdir -p .gpu
+	$(PY) -m pip download -q --no-deps --only-binary=:all: --python-version $(GPU_PYTHON) --implementation cp \
+	    --platform manylinux2014_x86_64 -d .gpu $$(grep -E '^(lightly|pytorch-msssim)==' requirements.txt)
+	cp "$${BENCH_DATA_DIR:?set BENCH_DATA_DIR to the folder holding cifar10_jpeg.npz}/cifar10_jpeg.npz" .gpu/
 
 bench-parallel: .venv/installed  ## the digits grid in-process vs on Ray (--workers 2) -> results/parallel.md
 	$(PY) -m bench.tools.benchmarks parallel

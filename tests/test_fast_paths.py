@@ -147,4 +147,41 @@ def test_the_gpu_smoke_runs_its_whole_path_on_a_cpu(tmp_path, capsys):
     assert gpu_smoke.main(args) == 0
     out = capsys.readouterr().out
     assert "## GPU" in out and "| simclr " in out and "| ae " in out and "resnet18" in out
+    assert "| 1024 " in out  # the grid's AE: 256x2x2, not the learner's default latent
     assert not (tmp_path / "speed.md").exists()  # a CPU run writes nothing unless asked
+
+
+def test_the_gpu_grid_runs_for_its_minutes_and_a_second_call_resumes_it(tmp_path, capsys, monkeypatch):
+    """--grid-minutes: the 200-epoch grid of configs/cifar10-gpu.toml stopped at its deadline
+    like Ctrl-C (resume state kept, nothing half-stored), and continued by the same command. The
+    deadline's alarm is sent at a known epoch here (the test would otherwise hang on the CPU's
+    speed), through the handler the grid installs."""
+    import os
+    import signal
+
+    from bench import store, train
+    from bench.tools import gpu_smoke
+
+    real, stop_after = train.fit, []
+
+    def fit(*args, **kw):  # runner.compute's call, with an on_epoch that sends the alarm
+        def alarm(epoch, model):
+            if epoch + 1 == stop_after[-1]:
+                os.kill(os.getpid(), signal.SIGALRM)
+
+        return real(*args[:5], alarm, *args[6:], **kw)
+
+    monkeypatch.setattr(train, "fit", fit)
+    monkeypatch.setattr(train, "RESUME_EVERY_S", 0.0)  # a state after every epoch
+    args = ["--device", "cpu", "--batch-size", "16", "--dataset", _tiny_rgb32(tmp_path), "--no-smoke"]
+    args += ["--grid-methods", "ae", "--grid-minutes", "30"]
+    stop_after.append(2)
+    assert gpu_smoke.main(args) == 0
+    out = capsys.readouterr().out
+    assert "0 run(s) finished" in out and "after epoch 2 " in out, out
+    (state,) = store.cache_dir().glob("resume/*.pt")
+    assert torch.load(state, weights_only=True)["epoch"] == 2 and not store.load_runs()
+    stop_after.append(3)
+    assert gpu_smoke.main(args) == 0
+    assert "resumed after epoch 2/200" in capsys.readouterr().err
+    assert torch.load(state, weights_only=True)["epoch"] == 3

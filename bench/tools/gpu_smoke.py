@@ -1,7 +1,9 @@
 """`make bench-gpu-smoke`: a few epochs of ResNet-18 SimCLR and one autoencoder on CIFAR-10 on a
-CUDA machine, timed and evaluated, written to results/speed.md under "## GPU".
+CUDA machine, timed and evaluated, written to results/speed.md under "## GPU"; then, with
+--grid-minutes M, the full-size 200-epoch grid of configs/cifar10-gpu.toml for M minutes.
 
     python -m bench.tools.gpu_smoke [--data-dir DIR] [--epochs 3] [--compile] [--out results/speed.md]
+        [--grid-minutes M] [--grid-methods simclr,ae] [--no-smoke]
     python -m bench.tools.gpu_smoke --device cpu --epochs 1 --limit 64 --batch-size 16 --dataset npz:F
 
 The second form runs the same path on a CPU (bf16 autocast there too, tiny data and batches): the
@@ -14,6 +16,11 @@ autotuning and any compilation), images per second over the later epochs, and pe
 It stores no run: a timing, with the linear probe's validation accuracy and the evaluation's time
 as a check that the frozen encoder is read out. Asked for CUDA on a machine without it, it says so
 in one line and exits 2.
+
+The grid is `bench run --config configs/cifar10-gpu.toml`, stopped after M minutes the way Ctrl-C
+stops it: finished runs are in the store, the run in training keeps its resume state
+(bench/train.py, saved every min(60 s, M/5)), and the same command on the same machine continues
+it. Its paragraph says what finished and how far the stopped run got, at what seconds per epoch.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -29,7 +37,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from bench import BenchError, config, data, env, evaluate, registry, train
+from bench import BenchError, config, data, env, evaluate, registry, runner, store, train
+from bench import __main__ as cli
 from bench.tools import speed
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "cifar10-gpu.toml"
@@ -40,7 +49,8 @@ HEADING = "## GPU"
 def measure(name: str, cfg: config.Config, ds: data.Dataset, device, epochs: int, compile_: bool) -> dict:
     torch.manual_seed(0)
     cuda = device.type == "cuda"
-    method_cfg = config.method_config(name, cfg.method_overrides(name))
+    grid_spec = next(s for s in runner.specs(cfg, ds) if s.method == name)  # the grid's own run
+    method_cfg = config.method_config(name, grid_spec.method_config)
     model = registry.create(name, method_cfg, ds.shape).to(device, memory_format=torch.channels_last)
     budget = {**config.to_dict(cfg.train_for(name)), "epochs": epochs, "compile": compile_, "bf16": True}
     train_cfg = config.TrainConfig(**budget)
@@ -83,7 +93,58 @@ def measure(name: str, cfg: config.Config, ds: data.Dataset, device, epochs: int
     }
 
 
-def section(rows: list[dict], ds: data.Dataset, device, compile_: bool) -> str:
+def grid(minutes: float, args, device) -> list[str]:
+    """The full-size grid for `minutes`, then stopped like Ctrl-C; what it did, as lines."""
+    argv = ["run", "--config", str(CONFIG), "--dataset", args.dataset, "--offline", "--device", device.type]
+    argv += ["--data-dir", args.data_dir] if args.data_dir else []
+    argv += ["--methods", args.grid_methods] if args.grid_methods else []
+    argv += ["--compile"] if args.compile else []
+    argv += [f"--set=data.train_limit={args.limit}"] if args.limit else []
+    argv += [f"--set=train.batch_size={args.batch_size}"] if args.batch_size else []
+    before = {p: p.stat().st_mtime for p in store.cache_dir().glob("resume/*.pt")}
+    done_before = {r["key"] for r in store.load_runs()}
+    seconds = minutes * 60
+    train.RESUME_EVERY_S = min(train.RESUME_EVERY_S, seconds / 5)
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt  # bench run's own tidy exit: finished runs kept, resume state kept
+
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    start = time.perf_counter()
+    try:
+        code = cli.main(argv)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    wall = time.perf_counter() - start
+    if code not in (0, 130):
+        raise BenchError(f"the grid stopped with exit code {code} (its error line is above)")
+    finished = [r for r in store.load_runs() if r["key"] not in done_before]
+    lines = [f"- **Full-size grid** (`python -m bench run --config configs/cifar10-gpu.toml`, "
+             f"{'the whole grid, ' if code == 0 else ''}{wall / 60:.1f} min): {len(finished)} run(s) "
+             f"finished{': ' if finished else '.'}{', '.join(_finished(r) for r in finished)}"]  # fmt: skip
+    for path in sorted(store.cache_dir().glob("resume/*.pt")):
+        if before.get(path) == path.stat().st_mtime:
+            continue  # a state this session did not move
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        per_epoch = state["time_s"] / max(1, state["epoch"])
+        lines.append(
+            f"- Stopped in training: run {path.stem} (train key) after epoch {state['epoch']} "
+            f"({state['time_s']:.0f} s trained, {per_epoch:.1f} s an epoch); the same command on this "
+            "machine resumes it there."
+        )
+    return lines
+
+
+def _finished(run: dict) -> str:
+    m, what = run["metrics"], f"{run['config']['method']} seed {run['config']['seed']}"
+    if m["status"] != "ok":
+        return f"{what} ({m['status']})"
+    return f"{what} (linear {m['linear']['test_acc'] * 100:.2f}%, {m['train']['time_s'] / 60:.1f} min)"
+
+
+def section(rows: list[dict], ds: data.Dataset, device, compile_: bool, grid_lines=()) -> str:
     return "\n".join(
         [
             HEADING,
@@ -93,9 +154,9 @@ def section(rows: list[dict], ds: data.Dataset, device, compile_: bool) -> str:
             f"- **Data:** {ds.title}, {len(ds.x_train):,} training images; models and settings of "
             "configs/cifar10-gpu.toml, epochs cut to the count shown.",
             "- **Reproduce:** `make bench-gpu-smoke` (`python -m bench.tools.gpu_smoke`).",
+            *grid_lines,
             "",
-            pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True),
-            "",
+            *([pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True), ""] if rows else []),
         ]
     )
 
@@ -110,6 +171,9 @@ def main(argv=None) -> int:
     p.add_argument("--limit", type=int, default=0, help="keep only this many training images (0: all)")
     p.add_argument("--batch-size", type=int, help="default: the GPU config's (512)")
     p.add_argument("--out", help="default: results/speed.md on CUDA; on a CPU nothing is written")
+    p.add_argument("--grid-minutes", type=float, default=0, help="then the full-size grid for this long")
+    p.add_argument("--grid-methods", help="the grid's learners (default: the config's, every learner)")
+    p.add_argument("--no-smoke", action="store_true", help="the grid alone (continuing an earlier one)")
     args = p.parse_args(argv)
     try:
         if args.device == "cuda" and not torch.cuda.is_available():
@@ -118,19 +182,22 @@ def main(argv=None) -> int:
             )
         if args.epochs < 1 or args.limit < 0 or (args.batch_size is not None and args.batch_size < 2):
             raise BenchError("--epochs must be at least 1, --limit at least 0 and --batch-size at least 2")
+        if not 0 <= args.grid_minutes < 10**6 or (args.no_smoke and not args.grid_minutes):
+            raise BenchError("--grid-minutes must be a number of minutes >= 0, and > 0 with --no-smoke")
         device = torch.device(args.device)
         torch.backends.cudnn.benchmark = True
         sets = [] if args.batch_size is None else [f"train.batch_size={args.batch_size}"]
         cfg = config.load(CONFIG, sets)
         ds = data.load(config.DataConfig(args.dataset, train_limit=args.limit), args.data_dir, offline=True)
         rows = []
-        for name in MODELS:
+        for name in () if args.no_smoke else MODELS:
             rows.append(measure(name, cfg, ds, device, args.epochs, args.compile))
             print(rows[-1], flush=True)
+        grid_lines = grid(args.grid_minutes, args, device) if args.grid_minutes else []
     except BenchError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    text = section(rows, ds, device, args.compile)
+    text = section(rows, ds, device, args.compile, grid_lines)
     out = args.out or ("results/speed.md" if device.type == "cuda" else None)
     if out:
         speed.replace_section(Path(out), text, HEADING)
