@@ -5,7 +5,7 @@ PY := .venv/bin/python
 export MALLOC_MMAP_MAX_ := 0
 export MALLOC_TRIM_THRESHOLD_ := 100000000000
 
-.PHONY: bench bench-digits bench-compare bench-compare-mnist bench-compare-cifar10 bench-speed bench-maps bench-fresh bench-gpu-smoke gpu-bundle bench-parallel bench-mnist bench-cifar10 bench-cifar10-gpu test test-fast lint report clean-cache
+.PHONY: bench bench-digits bench-compare bench-compare-mnist bench-compare-cifar10 bench-speed bench-maps bench-fresh bench-fresh-test bench-gpu-smoke gpu-bundle bench-parallel bench-mnist bench-cifar10 bench-cifar10-gpu test test-fast lint report clean-cache
 
 .venv/installed: requirements.txt
 	test -x $(PY) || python3 -m venv .venv
@@ -14,17 +14,19 @@ export MALLOC_TRIM_THRESHOLD_ := 100000000000
 	touch $@
 
 # `make bench` trains every registered learner and baseline on the embedded digits data, both
-# latent sizes, seed 0 (25 runs, 3.5 min on 2 cores: results/speed.md) into a scratch store (.cache/bench/: its
+# latent sizes, seed 0 (25 runs, ~4 min on 2 cores: results/speed.md) into a scratch store (.cache/bench/: its
 # tables are .cache/bench/digits.md), then compares exactly those runs with the committed runs of
 # the same keys (nothing retrained; a second `make bench` reuses what it trained). On the machine
-# kind the store was made on they are bit-identical; on other CPUs, BLAS builds or thread counts
-# trained learners drift by up to ~3 points (results/README.md measures it), so past 5 points
-# something is wrong, and its line says which environment fields differ. `make bench-digits`: all
-# three seeds.
+# kind the store was made on they are bit-identical; on another CPU the trained learners drift,
+# and the tolerances are that measured drift with a margin: AMD EPYC with AVX512 kernels (the
+# store's) -> AMD EPYC with AVX2 kernels, these 25 runs: linear up to 3.61 points, kNN 2.22, the
+# MLP head 6.11 (it moves most), PSNR 0.03 dB (results/speed.md, make bench from an empty store);
+# -> Intel Xeon, up to 2.78 points. Past them a line names the metric and the environment fields
+# that differ. `make bench-digits`: all three seeds.
 BENCH_SCRATCH ?= .cache/bench
 bench: .venv/installed
 	BENCH_RESULTS_DIR=$(BENCH_SCRATCH) BENCH_CACHE_DIR=$(BENCH_SCRATCH)/cache $(PY) -m bench run --config configs/default.toml --seeds 0
-	$(PY) -m bench verify --trained-in $(BENCH_SCRATCH) --tolerance 5 --psnr-tolerance 2
+	$(PY) -m bench verify --trained-in $(BENCH_SCRATCH) --tolerance 5 --metric-tolerance mlp=8 --psnr-tolerance 2
 
 bench-digits: .venv/installed  ## the same grid into the committed store -> results/digits.md
 	$(PY) -m bench run --config configs/default.toml
@@ -81,6 +83,9 @@ bench-maps: .venv/installed  ## t-SNE against openTSNE and UMAP on 2,000 MNIST l
 
 bench-fresh: .venv/installed  ## time `make bench` from an empty store -> results/speed.md
 	$(PY) -m bench.tools.benchmarks fresh
+
+bench-fresh-test: .venv/installed  ## CI on a fresh clone of HEAD: install and `bash .ci/run` timed -> results/speed.md
+	$(PY) -m bench.tools.benchmarks fresh-test
 
 # On a CUDA machine: the smoke (ResNet-18 SimCLR and an AE, 3 epochs each, timed and probed), then
 # the full-size 200-epoch grid for GPU_GRID_MINUTES, stopped like Ctrl-C: run it again on the same

@@ -92,7 +92,9 @@ def _verify(args, argv) -> int:
     from bench import crosscheck, verify
 
     if args.trained_in:  # what another store trained, against the committed runs: nothing retrained
-        return crosscheck.main(Path(args.trained_in), args.tolerance, args.psnr_tolerance)
+        return crosscheck.main(
+            Path(args.trained_in), args.tolerance, args.psnr_tolerance, tuple(args.metric_tolerance)
+        )
     request = verify.VerifyRequest(
         keys=tuple(args.keys),
         dataset=args.dataset,
@@ -104,6 +106,7 @@ def _verify(args, argv) -> int:
         sample_seed=args.sample_seed,
         tolerance=args.tolerance,
         psnr_tolerance=args.psnr_tolerance,
+        metric_tolerance=tuple(args.metric_tolerance),
         scratch=args.scratch,
         adopt=args.adopt,
         data_dir=args.data_dir,

@@ -49,6 +49,14 @@ def _classes(text: str) -> tuple[int, ...]:
     return tuple(out)
 
 
+def _metric_amount(text: str) -> tuple[str, float]:
+    """`mlp=8`: a metric's name and its tolerance (a finite number >= 0)."""
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected METRIC=N such as mlp=8, got {text!r}")
+    return name.strip(), _amount(value)
+
+
 def _amount(text: str) -> float:
     """A finite number >= 0 (a tolerance, a number of hours)."""
     try:
@@ -266,6 +274,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--tolerance", type=_amount, default=0.5, help="largest accuracy difference, in points (default 0.5)"
     )
     ver.add_argument("--psnr-tolerance", type=_amount, default=0.5, help="largest PSNR difference in dB")
+    ver.add_argument(
+        "--metric-tolerance",
+        type=_metric_amount,
+        action="append",
+        default=[],
+        metavar="METRIC=N",
+        help="one metric's own tolerance, e.g. mlp=8 (repeatable)",
+    )
     ver.add_argument(
         "--scratch", default=None, help="scratch store (default .cache/verify; kept: a rerun resumes)"
     )

@@ -18,14 +18,14 @@ def _env_differences(committed: dict, trained: dict) -> list[str]:
     return [f"{k} ({a.get(k, '?')} -> {b.get(k, '?')})" for k in verify.ENV_FIELDS if a.get(k) != b.get(k)]
 
 
-def main(folder: Path, tolerance: float, psnr_tolerance: float) -> int:
+def main(folder: Path, tolerance: float, psnr_tolerance: float, per_metric: tuple = ()) -> int:
     """Compare every finished run of the store at `folder` with the committed store's; 1 if
     any differs past the tolerance, 0 otherwise."""
+    limits = verify.limits(psnr_tolerance, per_metric)
     with verify.scratch_store(folder, own_cache=False):
         trained = tables.registered([r for r in store.load_runs() if r["metrics"].get("status") == "ok"])
     if not trained:
         raise BenchError(f"no finished run in {folder / 'runs'}: train the grid there first")
-    limits = verify.limits(psnr_tolerance)
     here = store.results_dir()
     print(f"comparing the {len(trained)} run(s) trained in {folder} with the committed ones in {here}")
     diffs, over, missing, pairs = [], [], [], []
@@ -51,9 +51,9 @@ def main(folder: Path, tolerance: float, psnr_tolerance: float) -> int:
     print("\n".join(verify.summary_lines(diffs)))
     print("environment, committed -> trained:")
     print("\n".join(verify.environments([c for c, _ in pairs], [t for _, t in pairs])))
-    within = len(diffs) - len(over)
+    within, limit = len(diffs) - len(over), verify.tolerance_text(tolerance, psnr_tolerance, per_metric)
     print(
-        f"{len(trained)} run(s): {within} within {tolerance} points (PSNR {psnr_tolerance} dB), "
+        f"{len(trained)} run(s): {within} within {limit}, "
         f"{len(over)} past it, {len(missing)} with no committed run"
     )
     if not diffs:

@@ -172,9 +172,22 @@ def adopt(run: dict, folder: Path) -> bool:
     return same
 
 
-def limits(psnr_tolerance: float) -> dict[str, float]:
-    """Accuracies share --tolerance (points); the measures in dB (PSNR) have their own."""
-    return {c.key: psnr_tolerance for c in evaluators.columns("unit") if c.unit == "dB"}
+def limits(psnr_tolerance: float, per_metric: tuple = ()) -> dict[str, float]:
+    """Accuracies share --tolerance (points); the measures in dB (PSNR) have their own; each
+    `(metric, value)` of --metric-tolerance sets that metric's (e.g. the MLP head's, which moves
+    most across machines)."""
+    out = {c.key: psnr_tolerance for c in evaluators.columns("unit") if c.unit == "dB"}
+    known = sorted({c.key for c in evaluators.columns("unit")})
+    for key, value in per_metric:
+        if key not in known:
+            raise BenchError(f"--metric-tolerance {key}={value:g}: verify compares {', '.join(known)}")
+        out[key] = value
+    return out
+
+
+def tolerance_text(tolerance: float, psnr_tolerance: float, per_metric: tuple = ()) -> str:
+    """`5.0 points (PSNR 2.0 dB, mlp 8)`."""
+    return f"{tolerance} points (PSNR {psnr_tolerance} dB{''.join(f', {k} {v:g}' for k, v in per_metric)})"
 
 
 def describe(run: dict) -> str:
@@ -228,6 +241,7 @@ class VerifyRequest:
     sample_seed: int = 0
     tolerance: float = 0.5  # points of accuracy
     psnr_tolerance: float = 0.5  # dB
+    metric_tolerance: tuple = ()  # ((metric, value), ...): one metric's own tolerance
     scratch: str | None = None  # default: .cache/verify
     adopt: bool = False
     data_dir: str | None = None
@@ -244,6 +258,7 @@ def main(args: VerifyRequest) -> int:
             "choose the runs to verify: run keys, --dataset SLUG, --uncommitted, --stale, --outdated "
             "or --trained-in DIR"
         )
+    limits_ = limits(args.psnr_tolerance, args.metric_tolerance)
     seeds = parse_seeds(args.seeds)
     runs = select(list(args.keys), args.dataset, args.sample, args.uncommitted, args.sample_seed, seeds,
                   args.stale, args.outdated)  # fmt: skip
@@ -251,7 +266,6 @@ def main(args: VerifyRequest) -> int:
     device = env.pick_device(args.device)
     print(f"verifying {len(runs)} run(s) in the scratch store {folder} on {env.device_name(device)}")
     loaded, diffs, new, failed, kept = {}, [], [], [], 0
-    limits_ = limits(args.psnr_tolerance)
     for i, run in enumerate(runs, 1):
         ds = load_dataset(run["config"], args.data_dir, args.offline, loaded)
         probe = transfer.load_for(run["config"], args.data_dir, args.offline, ds)  # a transfer's
@@ -288,10 +302,12 @@ def main(args: VerifyRequest) -> int:
         return 1
     if failed:
         print(
-            f"{len(failed)} of {len(runs)} run(s) differ by more than {args.tolerance} points "
-            f"(PSNR {args.psnr_tolerance} dB) or failed: first {describe(failed[0])}",
+            f"{len(failed)} of {len(runs)} run(s) differ by more than "
+            f"{tolerance_text(args.tolerance, args.psnr_tolerance, args.metric_tolerance)} or failed: "
+            f"first {describe(failed[0])}",
             file=sys.stderr,
         )
         return 1
-    print(f"all {len(runs)} run(s) within {args.tolerance} points (PSNR {args.psnr_tolerance} dB)")
+    limit = tolerance_text(args.tolerance, args.psnr_tolerance, args.metric_tolerance)
+    print(f"all {len(runs)} run(s) within {limit}")
     return 0

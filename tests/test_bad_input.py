@@ -253,6 +253,10 @@ FLAG_CASES = [
     (["verify", "--tolerance", "-1", "--dataset", "digits"], "--tolerance: expected a finite number >= 0"),
     (["verify", "--tolerance", "nan", "--dataset", "digits"], "got 'nan'"),
     (["verify", "--psnr-tolerance", "inf", "--dataset", "digits"], "--psnr-tolerance"),
+    (["verify", "--metric-tolerance", "mlp", "--dataset", "digits"], "expected METRIC=N such as mlp=8"),
+    (["verify", "--metric-tolerance", "mlp=-3", "--dataset", "digits"], "expected a finite number >= 0"),
+    (["verify", "--metric-tolerance", "accuracy=3", "--dataset", "digits"], "verify compares knn, linear"),
+    (["verify", "--trained-in", ".", "--metric-tolerance", "top5=3"], "--metric-tolerance top5=3"),
     (["compare", "--trials", "1", "--max-hours", "nan"], "--max-hours: expected a finite number >= 0"),
     (["compare", "--trials", "1", "--max-hours", "-2"], "--max-hours"),
 ]

@@ -270,6 +270,9 @@ def test_verify_trained_in_compares_exactly_the_runs_that_store_holds(tmp_path, 
     assert main(["verify", "--trained-in", str(scratch), "--tolerance", "5"]) == 1
     out = capsys.readouterr().out
     assert "OVER in linear; the environment differs in cpu_model (Another CPU -> " in out
+    loose = ["--tolerance", "5", "--metric-tolerance", "linear=11"]  # one metric's own tolerance
+    assert main(["verify", "--trained-in", str(scratch), *loose]) == 0
+    assert "2 within 5.0 points (PSNR 0.5 dB, linear 11)" in capsys.readouterr().out
     assert main(["verify", "--trained-in", str(tmp_path / "empty")]) == 2
 
 

@@ -90,8 +90,9 @@ def parallel(out: Path) -> None:
     print(f"wrote {out}")
 
 
-def _make_bench(clone: Path) -> tuple[float, str]:
-    """`make bench` in `clone`, timed: (seconds, its verify verdict line)."""
+def _make_bench(clone: Path) -> tuple[float, str, list[str]]:
+    """`make bench` in `clone`, timed: (seconds, its verify verdict line, its lines of differences
+    and environments)."""
     start = time.perf_counter()
     done = subprocess.run(
         ["make", "--no-print-directory", "bench"], cwd=clone, capture_output=True, text=True
@@ -99,8 +100,13 @@ def _make_bench(clone: Path) -> tuple[float, str]:
     took = time.perf_counter() - start
     if done.returncode != 0:
         sys.exit(f"make bench failed in {clone}:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
-    verdict = [line for line in done.stdout.splitlines() if " run(s): " in line][-1:]
-    return took, (verdict or ["(no verdict line)"])[0]
+    lines = done.stdout.splitlines()
+    verdict = [line for line in lines if " run(s): " in line][-1:]
+    first = next(
+        (i for i, line in enumerate(lines) if line.startswith("difference, trained - committed")), None
+    )
+    drift = [] if first is None else [line for line in lines[first:] if line.startswith("  ")]
+    return took, (verdict or ["(no verdict line)"])[0], drift
 
 
 def fresh(out: Path) -> None:
@@ -118,8 +124,8 @@ def fresh(out: Path) -> None:
         sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=clone, capture_output=True,
                              text=True).stdout.strip()  # fmt: skip
         (clone / ".venv").symlink_to(ROOT / ".venv")
-        cold, verdict = _make_bench(clone)
-        warm, _ = _make_bench(clone)
+        cold, verdict, drift = _make_bench(clone)
+        warm, _, _ = _make_bench(clone)
         runs = len(_metrics(clone / ".cache" / "bench"))
     heading = "## make bench from an empty store"
     lines = [
@@ -137,6 +143,56 @@ def fresh(out: Path) -> None:
         f"everything stored, **{warm:.0f} s** (target: under 1 min). Verify: {verdict}",
         "",
     ]
+    if drift:
+        lines += ["Trained here against committed, and in what the environments differ:", "", "```", *drift]
+        lines += ["```", ""]
+    speed.replace_section(out, "\n".join(lines), heading)
+    print("\n".join(lines))
+
+
+def fresh_test(out: Path) -> None:
+    """CI as a submission gets it: a fresh clone of HEAD (the shared data folder beside it, where
+    this checkout has one), its own virtual environment installed from nothing, then `bash .ci/run`
+    (PostgreSQL, a two-node Ray cluster, `make test`); each part timed."""
+    import re
+    import tempfile
+
+    import torch
+
+    from bench.tools import speed
+
+    with tempfile.TemporaryDirectory(prefix="bench-ci-") as tmp:
+        clone = Path(tmp) / "main"
+        subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True)
+        if (ROOT.parent / "shared").is_dir():
+            (Path(tmp) / "shared").symlink_to(ROOT.parent / "shared")
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=clone, capture_output=True,
+                             text=True).stdout.strip()  # fmt: skip
+        start = time.perf_counter()
+        subprocess.run(["make", "--no-print-directory", ".venv/installed"], cwd=clone, check=True,
+                       capture_output=True)  # fmt: skip
+        install = time.perf_counter() - start
+        start = time.perf_counter()
+        done = subprocess.run(["bash", ".ci/run"], cwd=clone, env={**os.environ, "CI": "true"},
+                              capture_output=True, text=True)  # fmt: skip
+        ci = time.perf_counter() - start
+    summary = [line.strip("= ") for line in done.stdout.splitlines() if re.search(r"\d+ passed", line)]
+    if done.returncode != 0 or not summary:
+        sys.exit(f".ci/run failed (exit {done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-2000:]}")
+    heading = "## make test on a fresh clone"
+    lines = [
+        heading,
+        "",
+        f"- **Hardware:** {env.cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__}; "
+        f"load average {os.getloadavg()[0]:.2f} at the end.",
+        "- **Reproduce:** `make bench-fresh-test` (`python -m bench.tools.benchmarks fresh-test`): a fresh "
+        f"clone of HEAD ({sha}), its own virtual environment, then `bash .ci/run` as CI runs it.",
+        "",
+        f"Install (`make .venv/installed`: a new venv, torch from local wheels): **{install:.0f} s**. "
+        f"`bash .ci/run` (a PostgreSQL server, a two-node Ray cluster, then `make test`): "
+        f"**{ci:.0f} s** ({ci / 60:.1f} min); pytest: {summary[-1]}.",
+        "",
+    ]
     speed.replace_section(out, "\n".join(lines), heading)
     print("\n".join(lines))
 
@@ -147,5 +203,7 @@ if __name__ == "__main__":
         parallel(ROOT / "results" / "parallel.md")
     elif what == "fresh":
         fresh(ROOT / "results" / "speed.md")
+    elif what == "fresh-test":
+        fresh_test(ROOT / "results" / "speed.md")
     else:
-        sys.exit("usage: python -m bench.tools.benchmarks parallel|fresh")
+        sys.exit("usage: python -m bench.tools.benchmarks parallel|fresh|fresh-test")
