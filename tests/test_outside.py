@@ -211,7 +211,7 @@ def test_the_contract_tests_take_an_outside_file(tmp_path):
         capture_output=True, text=True, cwd=ROOT, timeout=600,
     )  # fmt: skip
     assert r.returncode == 0, r.stdout[-2000:]
-    assert "6 passed" in r.stdout, r.stdout[-500:]  # contract x2 shapes, traits, run, space, config
+    assert "7 passed" in r.stdout, r.stdout[-500:]  # contract x2 shapes, traits, run, space, config, resume
 
 
 def test_the_readme_python_example_runs():
