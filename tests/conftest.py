@@ -1,4 +1,6 @@
 import os
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -25,6 +27,11 @@ def pytest_configure(config):
         registry.resolve(entry)
 
 
+ROOT = Path(__file__).resolve().parent.parent
+# One quick ae run and the pixels baseline (tests/quick.toml: the digits protocol cut to a test's
+# budget): the grid that the store's healing and fuzz tests break and mend.
+QUICK_GRID = ["run", "--config", str(ROOT / "tests" / "quick.toml"), "--methods", "ae,pixels"]
+
 GREY8 = InputShape(1, 8, 8, (0.3,), (0.4,), num_classes=10)
 RGB32 = InputShape(3, 32, 32, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), num_classes=10)
 
@@ -44,3 +51,29 @@ def data_dir():
     if not path or not os.path.isdir(os.path.join(path, "MNIST", "raw")):
         pytest.skip("real-data test: set BENCH_DATA_DIR to a folder holding MNIST/raw/")
     return path
+
+
+@pytest.fixture(scope="session")
+def made_store(tmp_path_factory):
+    """A store and cache holding QUICK_GRID's runs, made once per session; `stored` copies it."""
+    from bench.__main__ import main
+
+    folder = tmp_path_factory.mktemp("made")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("BENCH_RESULTS_DIR", str(folder / "results"))
+        mp.setenv("BENCH_CACHE_DIR", str(folder / "cache"))
+        assert main(QUICK_GRID) == 0
+    return folder
+
+
+@pytest.fixture
+def stored(made_store, isolated_store, tmp_path, capsys):
+    """This test's store and cache begin as a copy of `made_store` (what `main(QUICK_GRID)` would
+    leave in them); returns the ae run."""
+    from bench import store
+
+    for part in ("results", "cache"):
+        shutil.copytree(made_store / part, tmp_path / part)
+    capsys.readouterr()
+    (run,) = [r for r in store.load_runs() if r["config"]["method"] == "ae"]
+    return run

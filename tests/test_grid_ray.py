@@ -17,8 +17,15 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-GRID = ["run", "--config", str(ROOT / "configs/default.toml"), "--latent-dims", "8"]
-GRID += ["--set", "train.epochs=2", "--cpus-per-run", "1"]
+GRID = [
+    "run",
+    "--config",
+    str(ROOT / "tests" / "quick.toml"),
+    "--set",
+    "train.epochs=2",
+    "--cpus-per-run",
+    "1",
+]
 COMPARED = ("linear", "mlp", "knn", "recon", "rankme", "label_efficiency", "confusion", "weights_sha256")
 CLUSTER = os.environ.get("RAY_TEST_ADDRESS")
 needs_cluster = pytest.mark.skipif(not CLUSTER, reason="set RAY_TEST_ADDRESS (.ci/ray.sh starts a cluster)")

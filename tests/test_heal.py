@@ -11,10 +11,9 @@ import pytest
 
 from bench import store
 from bench.__main__ import main
+from tests.conftest import QUICK_GRID as GRID
 
 ROOT = Path(__file__).resolve().parent.parent
-GRID = ["run", "--config", str(ROOT / "configs/default.toml"), "--seeds", "0", "--latent-dims", "8"]
-GRID += ["--set", "train.epochs=1", "--methods", "ae,pixels"]
 CORRUPTIONS = {"truncated": lambda b: b[: len(b) // 3], "garbage": lambda b: b"\x00not what it was\xff" * 3}
 
 
@@ -25,9 +24,8 @@ def _ae_run():
 
 @pytest.mark.parametrize("how", sorted(CORRUPTIONS))
 @pytest.mark.parametrize("name", ["metrics.json", "config.json"])
-def test_a_corrupt_run_file_is_reported_and_the_run_redone(name, how, capsys):
-    assert main(GRID) == 0
-    run = _ae_run()
+def test_a_corrupt_run_file_is_reported_and_the_run_redone(name, how, stored, capsys):
+    run = stored
     path = store.run_dir(run["key"]) / name
     path.write_bytes(CORRUPTIONS[how](path.read_bytes()))
     capsys.readouterr()
@@ -39,9 +37,8 @@ def test_a_corrupt_run_file_is_reported_and_the_run_redone(name, how, capsys):
 
 
 @pytest.mark.parametrize("kind", ["ckpt", "latents"])
-def test_a_corrupt_cache_file_is_deleted_and_recomputed(kind, capsys):
-    assert main(GRID) == 0
-    run = _ae_run()
+def test_a_corrupt_cache_file_is_deleted_and_recomputed(kind, stored, capsys):
+    run = stored
     path = store.cache_dir() / kind / f"{store.keys(run['config'])[1]}.pt"
     path.write_bytes(b"garbage")
     (store.run_dir(run["key"]) / "metrics.json").unlink()  # the run must be made again
@@ -74,12 +71,11 @@ WRONG_CACHE = {  # loads, but does not fit its run: (kind, mutate, what the warn
 
 
 @pytest.mark.parametrize("case", sorted(WRONG_CACHE))
-def test_a_cache_file_that_loads_but_does_not_fit_its_run_is_redone(case, capsys):
+def test_a_cache_file_that_loads_but_does_not_fit_its_run_is_redone(case, stored, capsys):
     import torch
 
     kind, mutate, says = WRONG_CACHE[case]
-    assert main(GRID) == 0
-    run = _ae_run()
+    run = stored
     path = store.cache_dir() / kind / f"{store.keys(run['config'])[1]}.pt"
     torch.save(mutate(torch.load(path, weights_only=True)), path)
     (store.run_dir(run["key"]) / "metrics.json").unlink()  # the run must be made again
@@ -92,8 +88,7 @@ def test_a_cache_file_that_loads_but_does_not_fit_its_run_is_redone(case, capsys
 
 
 @pytest.mark.parametrize("content", [b"", b"SQLite format 3\x00truncated", b"\x00garbage\xff" * 300])
-def test_a_corrupt_study_database_costs_only_its_own_pages(content, capsys):
-    assert main(GRID) == 0
+def test_a_corrupt_study_database_costs_only_its_own_pages(content, stored, capsys):
     db = store.results_dir() / "studies" / "broken.db"
     db.parent.mkdir(parents=True, exist_ok=True)
     db.write_bytes(content)
@@ -104,9 +99,8 @@ def test_a_corrupt_study_database_costs_only_its_own_pages(content, capsys):
     assert (store.results_dir() / "digits.md").is_file()
 
 
-def test_a_corrupt_reconstruction_grid_only_loses_its_figure(capsys):
-    assert main(GRID) == 0
-    path = store.run_dir(_ae_run()["key"]) / "recon.npz"
+def test_a_corrupt_reconstruction_grid_only_loses_its_figure(stored, capsys):
+    path = store.run_dir(stored["key"]) / "recon.npz"
     path.write_bytes(b"PK\x03\x04 truncated")
     assert main(["report", "--runs"]) == 0
     assert f"{path} cannot be read" in capsys.readouterr().err
@@ -261,7 +255,7 @@ def test_a_corrupt_decoded_dataset_cache_is_decoded_again(tmp_path, capsys):
         arrays[f"jpeg_{split}_offsets"] = np.cumsum([0, *map(len, blobs)]).astype(np.int64)
         arrays[f"y_{split}"] = (np.arange(n) % 2).astype(np.uint8)
     np.savez(tmp_path / "cifar10_jpeg.npz", **arrays)
-    args = [*GRID[:-1], "pixels", "--dataset", "cifar10-jpeg", "--data-dir", str(tmp_path)]
+    args = [*GRID[:-1], "random", "--dataset", "cifar10-jpeg", "--data-dir", str(tmp_path)]
     assert main(args) == 0
     (cached,) = (store.cache_dir() / "data").glob("cifar10-jpeg-*.npz")
     cached.write_bytes(cached.read_bytes()[:100])
@@ -302,9 +296,8 @@ WRONG_CASES = [(name, value) for name, values in PARSES_BUT_WRONG.items() for va
 
 
 @pytest.mark.parametrize("name, value", WRONG_CASES, ids=[f"{n}={v!r}" for n, v in WRONG_CASES])
-def test_a_run_file_that_parses_but_fails_the_schema_is_redone(name, value, capsys):
-    assert main(GRID) == 0
-    run = _ae_run()
+def test_a_run_file_that_parses_but_fails_the_schema_is_redone(name, value, stored, capsys):
+    run = stored
     path = store.run_dir(run["key"]) / name
     path.write_text(json.dumps(value))
     capsys.readouterr()

@@ -6,7 +6,8 @@ CUDA machine, timed and evaluated, written to results/speed.md under "## GPU"; t
         [--grid-minutes M] [--grid-methods simclr,ae] [--no-smoke]
     python -m bench.tools.gpu_smoke --device cpu --epochs 1 --limit 64 --batch-size 16 --dataset npz:F
 
-The second form runs the same path on a CPU (bf16 autocast there too, tiny data and batches): the
+The second form runs the same path on a CPU (tiny data and batches; bf16 autocast where the CPU has
+bf16 kernels, fp32 where it would be emulated, `env.native_bf16`): the
 only thing it leaves untested is the GPU itself. It writes nothing unless --out is given.
 
 The models and settings are configs/cifar10-gpu.toml's (the full-size GPU grid), trained through
@@ -52,7 +53,8 @@ def measure(name: str, cfg: config.Config, ds: data.Dataset, device, epochs: int
     grid_spec = next(s for s in runner.specs(cfg, ds) if s.method == name)  # the grid's own run
     method_cfg = config.method_config(name, grid_spec.method_config)
     model = registry.create(name, method_cfg, ds.shape).to(device, memory_format=torch.channels_last)
-    budget = {**config.to_dict(cfg.train_for(name)), "epochs": epochs, "compile": compile_, "bf16": True}
+    budget = {**config.to_dict(cfg.train_for(name)), "epochs": epochs, "compile": compile_,
+              "bf16": env.native_bf16(device)}  # fmt: skip
     train_cfg = config.TrainConfig(**budget)
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
@@ -150,7 +152,8 @@ def section(rows: list[dict], ds: data.Dataset, device, compile_: bool, grid_lin
             HEADING,
             "",
             f"- **Hardware:** {env.device_name(device)}; torch {torch.__version__}; "
-            f"{'torch.compile' if compile_ else 'eager'}, bf16 autocast, channels-last.",
+            f"{'torch.compile' if compile_ else 'eager'}, "
+            f"{'bf16 autocast' if env.native_bf16(device) else 'fp32 (no native bf16 here)'}, channels-last.",
             f"- **Data:** {ds.title}, {len(ds.x_train):,} training images; models and settings of "
             "configs/cifar10-gpu.toml, epochs cut to the count shown.",
             "- **Reproduce:** `make bench-gpu-smoke` (`python -m bench.tools.gpu_smoke`).",
