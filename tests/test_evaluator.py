@@ -247,7 +247,7 @@ def test_a_pickle_that_asks_to_run_code_is_refused_and_runs_nothing(tmp_path, ca
 def test_verify_trained_in_compares_exactly_the_runs_that_store_holds(tmp_path, capsys, monkeypatch):
     """What `make bench` does: train a grid into a scratch store, then compare those runs, and
     only those, with the committed runs of the same keys; nothing is retrained."""
-    quick = ["run", "--config", str(ROOT / "configs/default.toml"), "--latent-dims", "8"]
+    quick = ["run", "--config", str(ROOT / "tests" / "quick.toml")]
     assert main([*quick, "--methods", "pixels,pca", "--seeds", "0,1"]) == 0  # the committed store
     committed = os.environ["BENCH_RESULTS_DIR"]
     scratch = tmp_path / "scratch"
@@ -279,7 +279,7 @@ def test_verify_trained_in_compares_exactly_the_runs_that_store_holds(tmp_path, 
 def test_verify_counts_runs_it_could_not_compare_and_fails_if_it_compared_nothing(capsys, monkeypatch):
     from bench import verify
 
-    quick = ["run", "--config", str(ROOT / "configs/default.toml"), "--latent-dims", "8", "--seeds", "0"]
+    quick = ["run", "--config", str(ROOT / "tests" / "quick.toml")]
     assert main([*quick, "--methods", "pixels,pca"]) == 0
     pixels, pca = sorted(store.load_runs(), key=lambda r: r["config"]["method"] != "pixels")
     path = store.run_dir(pca["key"]) / "metrics.json"
