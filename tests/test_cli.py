@@ -426,24 +426,7 @@ def test_a_learner_keeps_its_colour_across_a_pages_figures(monkeypatch, tmp_path
             return _real(self, *args, **kw)
 
         monkeypatch.setattr(matplotlib.axes.Axes, name, record)
-    toml = tmp_path / "one-epoch.toml"  # the budget is the protocol here, not an override
-    toml.write_text((ROOT / "configs/default.toml").read_text().replace("epochs = 30", "epochs = 1"))
-    assert (
-        main(
-            [
-                "run",
-                "--config",
-                str(toml),
-                "--methods",
-                "ae,byol,dae",
-                "--latent-dims",
-                "8,16",
-                "--seeds",
-                "0",
-            ]
-        )
-        == 0
-    )
+    assert main(["run", *QUICK, "--methods", "ae,byol,dae", "--latent-dims", "8,16"]) == 0
     assert {"ae", "byol", "dae"} <= set(seen)
     assert all(len(colours) == 1 for colours in seen.values()), seen
 
