@@ -173,8 +173,8 @@ def fresh_test(out: Path) -> None:
                        capture_output=True)  # fmt: skip
         install = time.perf_counter() - start
         start = time.perf_counter()
-        done = subprocess.run(["bash", ".ci/run"], cwd=clone, env={**os.environ, "CI": "true"},
-                              capture_output=True, text=True)  # fmt: skip
+        slowest = {**os.environ, "CI": "true", "PYTEST_ADDOPTS": "--durations=10"}
+        done = subprocess.run(["bash", ".ci/run"], cwd=clone, env=slowest, capture_output=True, text=True)
         ci = time.perf_counter() - start
     summary = [line.strip("= ") for line in done.stdout.splitlines() if re.search(r"\d+ passed", line)]
     if done.returncode != 0 or not summary:
@@ -191,6 +191,16 @@ def fresh_test(out: Path) -> None:
         f"Install (`make .venv/installed`: a new venv, torch from local wheels): **{install:.0f} s**. "
         f"`bash .ci/run` (a PostgreSQL server, a two-node Ray cluster, then `make test`): "
         f"**{ci:.0f} s** ({ci / 60:.1f} min); pytest: {summary[-1]}.",
+        "",
+        "The ten slowest tests (pytest `--durations=10`):",
+        "",
+        "```",
+        *[
+            line.strip()
+            for line in done.stdout.splitlines()
+            if re.match(r"\s*[\d.]+s (call|setup|teardown) ", line)
+        ],
+        "```",
         "",
     ]
     speed.replace_section(out, "\n".join(lines), heading)
