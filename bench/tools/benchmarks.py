@@ -126,19 +126,23 @@ def fresh(out: Path) -> None:
         (clone / ".venv").symlink_to(ROOT / ".venv")
         cold, verdict, drift = _make_bench(clone)
         warm, _, _ = _make_bench(clone)
-        runs = len(_metrics(clone / ".cache" / "bench"))
+        trained = _metrics(clone / ".cache" / "bench")
+    runs = len(trained)
+    sizes = sorted({m["latent_dim"] for m in trained.values() if m.get("latent_dim")})
+    dims = " and ".join(str(d) for d in sizes)
     heading = "## make bench from an empty store"
     lines = [
         heading,
         "",
-        f"- **Hardware:** {env.cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__}; "
+        f"- **Hardware:** {env.cpu_model()} ({torch.backends.cpu.get_cpu_capability()} kernels), "
+        f"{os.cpu_count()} cores, torch {torch.__version__}; "
         f"load average {os.getloadavg()[0]:.2f} at the end.",
         "- **Reproduce:** `make bench-fresh` (`python -m bench.tools.benchmarks fresh`): a fresh clone of "
-        f"HEAD ({sha}), its virtual environment this checkout's (a fresh machine adds the install: ~1 min "
-        "for torch from local wheels, ~90 s for the rest), then `make bench` twice.",
+        f"HEAD ({sha}), its virtual environment this checkout's (a fresh machine adds the install: "
+        "~2.5 min, measured by `make bench-fresh-test`), then `make bench` twice.",
         "",
         f"`make bench` on the fresh clone: {runs} runs (every registered learner and baseline, digits, "
-        f"d = 16 and 64, seed 0) trained, evaluated, tabled and compared with the committed runs of the "
+        f"d = {dims}, seed 0) trained, evaluated, tabled and compared with the committed runs of the "
         f"same keys in **{cold:.0f} s** ({cold / 60:.1f} min; target: under 4 min); run again, with "
         f"everything stored, **{warm:.0f} s** (target: under 1 min). Verify: {verdict}",
         "",
@@ -183,7 +187,8 @@ def fresh_test(out: Path) -> None:
     lines = [
         heading,
         "",
-        f"- **Hardware:** {env.cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__}; "
+        f"- **Hardware:** {env.cpu_model()} ({torch.backends.cpu.get_cpu_capability()} kernels), "
+        f"{os.cpu_count()} cores, torch {torch.__version__}; "
         f"load average {os.getloadavg()[0]:.2f} at the end.",
         "- **Reproduce:** `make bench-fresh-test` (`python -m bench.tools.benchmarks fresh-test`): a fresh "
         f"clone of HEAD ({sha}), its own virtual environment, then `bash .ci/run` as CI runs it.",
