@@ -77,3 +77,16 @@ def stored(made_store, isolated_store, tmp_path, capsys):
     capsys.readouterr()
     (run,) = [r for r in store.load_runs() if r["config"]["method"] == "ae"]
     return run
+
+
+@pytest.fixture
+def checkout(tmp_path):
+    """A copy of the code a command runs (bench/, methods/, configs/), for tests that drop a file
+    into methods/ or bench/evaluators/ as a user would: they run `python -m bench` there, and the
+    project's own checkout never holds their files, even when a test is killed mid-way."""
+    copy = tmp_path / "checkout"
+    for name in ("bench", "methods", "configs"):
+        shutil.copytree(ROOT / name, copy / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "requirements.txt"):
+        shutil.copy(ROOT / name, copy / name)
+    return copy

@@ -244,29 +244,27 @@ def test_tensorboard_gets_every_loss_term_and_evaluate_plots_them(tmp_path, caps
     assert "train kl" in out and (store.run_dir(run["key"]) / "loss.png").stat().st_size > 1000
 
 
-def test_a_new_learner_is_one_file(tmp_path):
+def test_a_new_learner_is_one_file(tmp_path, checkout):
     """Drop one file into methods/ and nothing else: `list`, the default grid, the row names and
     the table pick it up (in a fresh process, as a user would run it)."""
-    source = (ROOT / "methods" / "vicreg.py").read_text()
-    new = ROOT / "methods" / "zzprobe.py"
-    new.write_text(source.replace('@register("vicreg")', '@register("zzprobe")'))
-    try:
-        env = dict(os.environ, BENCH_RESULTS_DIR=str(tmp_path / "r"), BENCH_CACHE_DIR=str(tmp_path / "c"))
-        run = [sys.executable, "-m", "bench"]
-        listed = subprocess.run(
-            [*run, "list"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
-        )
-        assert "zzprobe" in listed.stdout and "views" in listed.stdout.split("zzprobe")[1].split("\n")[0]
-        args = [*run, "run", *QUICK, "--methods", "pixels,zzprobe"]
-        done = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0, done.stderr[-2000:]
-        table = (tmp_path / "r" / "digits.md").read_text()
-        assert "| zzprobe " in table  # its own name: the [methods.views] tables are its protocol
-        configs = [json.loads(p.read_text()) for p in (tmp_path / "r" / "runs").glob("*/config.json")]
-        (mine,) = [c["method_config"] for c in configs if c["method"] == "zzprobe"]
-        assert mine["crop_scale"] == [0.5, 1.0] and mine["channels"] == [32, 64]  # its neighbours' settings
-    finally:
-        new.unlink()
+    source = (checkout / "methods" / "vicreg.py").read_text()
+    (checkout / "methods" / "zzprobe.py").write_text(
+        source.replace('@register("vicreg")', '@register("zzprobe")')
+    )
+    env = dict(os.environ, BENCH_RESULTS_DIR=str(tmp_path / "r"), BENCH_CACHE_DIR=str(tmp_path / "c"))
+    run = [sys.executable, "-m", "bench"]
+    listed = subprocess.run(
+        [*run, "list"], cwd=checkout, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert "zzprobe" in listed.stdout and "views" in listed.stdout.split("zzprobe")[1].split("\n")[0]
+    args = [*run, "run", *QUICK, "--methods", "pixels,zzprobe"]
+    done = subprocess.run(args, cwd=checkout, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    table = (tmp_path / "r" / "digits.md").read_text()
+    assert "| zzprobe " in table  # its own name: the [methods.views] tables are its protocol
+    configs = [json.loads(p.read_text()) for p in (tmp_path / "r" / "runs").glob("*/config.json")]
+    (mine,) = [c["method_config"] for c in configs if c["method"] == "zzprobe"]
+    assert mine["crop_scale"] == [0.5, 1.0] and mine["channels"] == [32, 64]  # its neighbours' settings
 
 
 NCM = '''"""Nearest class mean: a test latent takes the class of the closest training-class mean."""
@@ -296,7 +294,7 @@ class NearestClassMean(Evaluator):
 '''
 
 
-def test_a_new_evaluator_is_one_file(tmp_path):
+def test_a_new_evaluator_is_one_file(tmp_path, checkout):
     """Drop one file into bench/evaluators/ and nothing else: its config field joins [eval], its
     column joins the main table, `bench runs`, `bench verify` and the progress lines; runs stored
     before it keep their keys (nothing retrains) and show `-` for it (in fresh processes, as a
@@ -304,7 +302,7 @@ def test_a_new_evaluator_is_one_file(tmp_path):
     env = dict(os.environ, BENCH_RESULTS_DIR=str(tmp_path / "r"), BENCH_CACHE_DIR=str(tmp_path / "c"))
 
     def bench(*args):
-        done = subprocess.run([sys.executable, "-m", "bench", *args], cwd=ROOT, env=env,
+        done = subprocess.run([sys.executable, "-m", "bench", *args], cwd=checkout, env=env,
                               capture_output=True, text=True, timeout=300)  # fmt: skip
         assert done.returncode in (0, 1), done.stderr[-2000:]
         return done.stdout
@@ -312,29 +310,22 @@ def test_a_new_evaluator_is_one_file(tmp_path):
     grid = ["run", *QUICK, "--methods", "pixels,pca"]
     bench(*grid)
     before = sorted(p.name for p in (tmp_path / "r" / "runs").iterdir())
-    new = ROOT / "bench" / "evaluators" / "zzncm.py"
-    new.write_text(NCM)
-    try:
-        again = bench(*grid)
-        assert (
-            again.count("stored)") == 2
-            and sorted(p.name for p in (tmp_path / "r" / "runs").iterdir()) == before
-        )
-        row = next(
-            x for x in (tmp_path / "r" / "digits.md").read_text().splitlines() if x.startswith("| pca ")
-        )
-        header = next(x for x in (tmp_path / "r" / "digits.md").read_text().splitlines() if "| learner" in x)
-        cells = dict(zip([h.strip() for h in header.split("|")], [c.strip() for c in row.split("|")]))
-        assert cells["NCM %"] == "-"  # measured before the evaluator existed
-        fresh = bench(*grid[:-1], "pca", "--seeds", "1", "--set", "eval.ncm_shrink=0.5")
-        assert "zzncm " in fresh.splitlines()[-2] or any("zzncm " in x for x in fresh.splitlines())
-        runs = list(csv.DictReader(io.StringIO(bench("runs"))))
-        assert "zzncm" in runs[0] and sorted(bool(r["zzncm"]) for r in runs) == [False, False, True]
-        (key,) = [r["key"] for r in runs if r["zzncm"]]
-        checked = bench("verify", key, "--scratch", str(tmp_path / "v"))
-        assert "zzncm " in checked and "  zzncm " in checked.split("difference")[1]
-    finally:
-        new.unlink()
+    (checkout / "bench" / "evaluators" / "zzncm.py").write_text(NCM)
+    again = bench(*grid)
+    assert (
+        again.count("stored)") == 2 and sorted(p.name for p in (tmp_path / "r" / "runs").iterdir()) == before
+    )
+    row = next(x for x in (tmp_path / "r" / "digits.md").read_text().splitlines() if x.startswith("| pca "))
+    header = next(x for x in (tmp_path / "r" / "digits.md").read_text().splitlines() if "| learner" in x)
+    cells = dict(zip([h.strip() for h in header.split("|")], [c.strip() for c in row.split("|")]))
+    assert cells["NCM %"] == "-"  # measured before the evaluator existed
+    fresh = bench(*grid[:-1], "pca", "--seeds", "1", "--set", "eval.ncm_shrink=0.5")
+    assert "zzncm " in fresh.splitlines()[-2] or any("zzncm " in x for x in fresh.splitlines())
+    runs = list(csv.DictReader(io.StringIO(bench("runs"))))
+    assert "zzncm" in runs[0] and sorted(bool(r["zzncm"]) for r in runs) == [False, False, True]
+    (key,) = [r["key"] for r in runs if r["zzncm"]]
+    checked = bench("verify", key, "--scratch", str(tmp_path / "v"))
+    assert "zzncm " in checked and "  zzncm " in checked.split("difference")[1]
 
 
 def test_steer_only_measures_the_linear_probe_and_stays_out_of_the_tables(capsys):
@@ -390,25 +381,23 @@ def test_the_design_cards_command_reproduces_the_committed_digits_page(tmp_path)
     assert len(runs) == 13 and all(x.endswith("(stored)") for x in runs), runs
 
 
-def test_a_broken_learner_file_is_one_line_and_the_rest_still_work(tmp_path):
+def test_a_broken_learner_file_is_one_line_and_the_rest_still_work(tmp_path, checkout):
     """A user's learner file that fails to import names itself in one warning line; `bench list`
     and a grid of the other learners still run."""
-    broken = ROOT / "methods" / "zzbroken.py"
-    broken.write_text("from bench.method import Method\n\nclass Broken(Method:\n    pass\n")
-    try:
-        env = dict(os.environ, BENCH_RESULTS_DIR=str(tmp_path / "r"), BENCH_CACHE_DIR=str(tmp_path / "c"))
-        run = [sys.executable, "-m", "bench"]
-        listed = subprocess.run(
-            [*run, "list"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
-        )
-        assert listed.returncode == 0 and "| ae " not in listed.stdout and "  ae " in listed.stdout
-        (warning,) = listed.stderr.strip().splitlines()
-        assert "methods/zzbroken.py is skipped: line 3: SyntaxError" in warning
-        grid = [*run, "run", *QUICK, "--methods", "pca"]
-        done = subprocess.run(grid, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0 and "Traceback" not in done.stderr
-    finally:
-        broken.unlink()
+    (checkout / "methods" / "zzbroken.py").write_text(
+        "from bench.method import Method\n\nclass Broken(Method:\n    pass\n"
+    )
+    env = dict(os.environ, BENCH_RESULTS_DIR=str(tmp_path / "r"), BENCH_CACHE_DIR=str(tmp_path / "c"))
+    run = [sys.executable, "-m", "bench"]
+    listed = subprocess.run(
+        [*run, "list"], cwd=checkout, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert listed.returncode == 0 and "| ae " not in listed.stdout and "  ae " in listed.stdout
+    (warning,) = listed.stderr.strip().splitlines()
+    assert "methods/zzbroken.py is skipped: line 3: SyntaxError" in warning
+    grid = [*run, "run", *QUICK, "--methods", "pca"]
+    done = subprocess.run(grid, cwd=checkout, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "Traceback" not in done.stderr
 
 
 def test_a_closed_pipe_ends_the_command_quietly():
@@ -448,19 +437,16 @@ def _readme_block(heading: str) -> str:
     return section.split("```python\n", 1)[1].split("```", 1)[0]
 
 
-def test_the_readme_snippets_run(tmp_path):
+def test_the_readme_snippets_run(tmp_path, checkout):
     """The README's learner snippet imports what it uses (its bodies are `...`: its import lines
     run); its evaluator snippet is whole: dropped in as bench/evaluators/ncm.py, it measures."""
     learner = _readme_block("Adding a learner")
     exec(learner.split("@register")[0], {})  # the imports a user copies
-    evaluator = ROOT / "bench" / "evaluators" / "ncm.py"
+    evaluator = checkout / "bench" / "evaluators" / "ncm.py"
     assert not evaluator.exists()
     evaluator.write_text(_readme_block("Adding an evaluator"))
-    try:
-        env = dict(os.environ, BENCH_RESULTS_DIR=str(tmp_path / "r"), BENCH_CACHE_DIR=str(tmp_path / "c"))
-        cmd = [sys.executable, "-m", "bench", "run", *QUICK, "--methods", "pca"]
-        done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0 and " ncm " in done.stdout, done.stderr[-2000:]
-        assert "| NCM %" in (tmp_path / "r" / "digits.md").read_text()
-    finally:
-        evaluator.unlink()
+    env = dict(os.environ, BENCH_RESULTS_DIR=str(tmp_path / "r"), BENCH_CACHE_DIR=str(tmp_path / "c"))
+    cmd = [sys.executable, "-m", "bench", "run", *QUICK, "--methods", "pca"]
+    done = subprocess.run(cmd, cwd=checkout, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and " ncm " in done.stdout, done.stderr[-2000:]
+    assert "| NCM %" in (tmp_path / "r" / "digits.md").read_text()
