@@ -5,7 +5,7 @@ PY := .venv/bin/python
 export MALLOC_MMAP_MAX_ := 0
 export MALLOC_TRIM_THRESHOLD_ := 100000000000
 
-.PHONY: bench bench-digits bench-compare bench-compare-mnist bench-compare-cifar10 bench-speed bench-maps bench-fresh bench-fresh-test bench-gpu-smoke gpu-bundle bench-parallel bench-mnist bench-cifar10 bench-cifar10-gpu test test-fast lint report clean-cache
+.PHONY: bench bench-digits bench-compare bench-compare-mnist bench-compare-cifar10 bench-speed bench-maps bench-fresh bench-fresh-test bench-gpu-smoke gpu-bundle bench-parallel bench-mnist bench-cifar10 bench-cifar10-gpu bench-transfer test test-fast lint report clean-cache
 
 .venv/installed: requirements.txt
 	test -x $(PY) || python3 -m venv .venv
@@ -59,6 +59,14 @@ bench-cifar10: .venv/installed  ## -> results/cifar10-jpeg.md (CIFAR10_DATASET=c
 
 bench-cifar10-gpu: .venv/installed  ## the full-size grid, on a GPU
 	$(PY) -m bench run --config configs/cifar10-gpu.toml --dataset $(or $(CIFAR10_DATASET),cifar10-jpeg)
+
+# Transfer: trained on one dataset (or some of its classes), probed on another's labels at the main
+# latent size, 3 seeds (results/README.md). Each line resumes: digits -> MNIST ~27 min here, MNIST ->
+# digits ~55 min a seed, the CIFAR-10 class split hours (BENCH_DATA_DIR as for bench-mnist/-cifar10).
+bench-transfer: .venv/installed  ## -> results/digits-to-mnist.md, mnist-to-digits.md, the CIFAR-10 class split
+	$(PY) -m bench run --config configs/default.toml --probe-dataset mnist --latent-dims 64
+	$(MNIST) --probe-dataset digits --latent-dims 64
+	$(CIFAR10) --classes 0-4 --probe-classes 5-9
 
 # Every trainable learner tuned with the same budget (studies compare-<dataset>-<learner>, best
 # configuration re-run over the grid's seeds) -> the "Tuned at equal budget" table of the page.
