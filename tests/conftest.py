@@ -66,17 +66,22 @@ def made_store(tmp_path_factory):
     return folder
 
 
+def ae_run() -> dict:
+    """QUICK_GRID's ae run, as the store reads it now."""
+    from bench import store
+
+    (run,) = [r for r in store.load_runs() if r["config"]["method"] == "ae"]
+    return run
+
+
 @pytest.fixture
 def stored(made_store, isolated_store, tmp_path, capsys):
     """This test's store and cache begin as a copy of `made_store` (what `main(QUICK_GRID)` would
     leave in them); returns the ae run."""
-    from bench import store
-
     for part in ("results", "cache"):
         shutil.copytree(made_store / part, tmp_path / part)
     capsys.readouterr()
-    (run,) = [r for r in store.load_runs() if r["config"]["method"] == "ae"]
-    return run
+    return ae_run()
 
 
 @pytest.fixture

@@ -13,11 +13,7 @@ import torch
 from bench import store
 from bench.__main__ import main
 from tests.conftest import QUICK_GRID as GRID
-
-
-def _ae_run() -> dict:
-    (run,) = [r for r in store.load_runs() if r["config"]["method"] == "ae"]
-    return run
+from tests.conftest import ae_run
 
 
 def _retype_json(b: bytes) -> bytes:
@@ -81,5 +77,5 @@ def test_every_command_heals_or_says_one_line(stored, name, how, tmp_path, capsy
                  ["diff", "ae", "pixels"], ["report"]):  # fmt: skip
         _heals_or_one_line(argv, capsys)
     assert main(GRID) == 0  # the grid's next run redoes what it must
-    assert _ae_run()["metrics"]["linear"] == run["metrics"]["linear"]
+    assert ae_run()["metrics"]["linear"] == run["metrics"]["linear"]
     assert main(["export", run["key"], "--out", str(tmp_path / "z.npz")]) == 0  # and it is whole again

@@ -12,14 +12,10 @@ import pytest
 from bench import store
 from bench.__main__ import main
 from tests.conftest import QUICK_GRID as GRID
+from tests.conftest import ae_run
 
 ROOT = Path(__file__).resolve().parent.parent
 CORRUPTIONS = {"truncated": lambda b: b[: len(b) // 3], "garbage": lambda b: b"\x00not what it was\xff" * 3}
-
-
-def _ae_run():
-    (run,) = [r for r in store.load_runs() if r["config"]["method"] == "ae"]
-    return run
 
 
 @pytest.mark.parametrize("how", sorted(CORRUPTIONS))
@@ -33,7 +29,7 @@ def test_a_corrupt_run_file_is_reported_and_the_run_redone(name, how, stored, ca
     err = capsys.readouterr().err
     assert f"{path} cannot be read" in err and "Traceback" not in err
     assert main(GRID) == 0  # the next run of its grid redoes it
-    assert _ae_run()["metrics"]["linear"] == run["metrics"]["linear"]
+    assert ae_run()["metrics"]["linear"] == run["metrics"]["linear"]
 
 
 @pytest.mark.parametrize("kind", ["ckpt", "latents"])
@@ -45,7 +41,7 @@ def test_a_corrupt_cache_file_is_deleted_and_recomputed(kind, stored, capsys):
     capsys.readouterr()
     assert main(GRID) == 0
     assert f"cache file {path} cannot be loaded" in capsys.readouterr().err
-    assert _ae_run()["metrics"]["linear"] == run["metrics"]["linear"]
+    assert ae_run()["metrics"]["linear"] == run["metrics"]["linear"]
     assert path.stat().st_size > 1000  # written anew
 
 
@@ -83,7 +79,7 @@ def test_a_cache_file_that_loads_but_does_not_fit_its_run_is_redone(case, stored
     assert main(GRID) == 0
     err = capsys.readouterr().err
     assert says in err and "Traceback" not in err
-    assert _ae_run()["metrics"]["linear"] == run["metrics"]["linear"]  # and again on every retry:
+    assert ae_run()["metrics"]["linear"] == run["metrics"]["linear"]  # and again on every retry:
     assert store.load_tensor(path, None) is not None and "does not fit" not in capsys.readouterr().err
 
 
@@ -117,7 +113,7 @@ def test_a_full_disk_costs_the_checkpoint_not_the_run(monkeypatch, capsys):
     monkeypatch.setattr(store, "save_tensor", full)
     assert main(GRID) == 0
     assert "could not save the checkpoint" in capsys.readouterr().err
-    assert _ae_run()["metrics"]["status"] == "ok"
+    assert ae_run()["metrics"]["status"] == "ok"
 
 
 @pytest.fixture
@@ -284,7 +280,7 @@ def test_any_failure_to_write_a_cache_file_costs_only_the_cache(monkeypatch, cap
     assert main(GRID) == 0
     err = capsys.readouterr().err
     assert "could not save the checkpoint" in err and "Traceback" not in err
-    assert _ae_run()["metrics"]["status"] == "ok"
+    assert ae_run()["metrics"]["status"] == "ok"
 
 
 PARSES_BUT_WRONG = {
@@ -307,7 +303,7 @@ def test_a_run_file_that_parses_but_fails_the_schema_is_redone(name, value, stor
         assert f"{store.run_dir(run['key'])}:" in err and "Traceback" not in err
     assert main(["evaluate", run["key"]]) == 2
     assert main(GRID) == 0  # redone
-    assert _ae_run()["metrics"]["linear"] == run["metrics"]["linear"]
+    assert ae_run()["metrics"]["linear"] == run["metrics"]["linear"]
 
 
 def test_a_stopped_run_resumes_from_its_last_epoch(tmp_path, monkeypatch):
