@@ -66,7 +66,9 @@ bench-cifar10-gpu: .venv/installed  ## the full-size grid, on a GPU
 bench-transfer: .venv/installed  ## -> results/digits-to-mnist.md, mnist-to-digits.md, the CIFAR-10 class split
 	$(PY) -m bench run --config configs/default.toml --probe-dataset mnist --latent-dims 64
 	$(MNIST) --probe-dataset digits --latent-dims 64
-	$(CIFAR10) --classes 0-4 --probe-classes 5-9
+	$(CIFAR10) --classes 0-4 --probe-classes 5-9  # the split: trained on classes 0-4, probed on 5-9
+	$(CIFAR10) --classes 5-9  # its in-domain column: trained and probed on 5-9
+	$(CIFAR10) --classes 0-4  # the training side in domain (the split's checkpoints, probed on 0-4)
 
 # Every trainable learner tuned with the same budget (studies compare-<dataset>-<learner>, best
 # configuration re-run over the grid's seeds) -> the "Tuned at equal budget" table of the page.

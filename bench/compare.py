@@ -233,4 +233,4 @@ def main(setup: Setup, opts: CompareOptions) -> None:
         )
     run(cfg, ds, methods, opts.trials, opts.storage, device, opts.trial_epochs, opts.sampler_seed, opts.prune,
         setup.config_name())  # fmt: skip
-    print(f"wrote {report.write(ds.slug, store.load_runs())}")
+    print(f"wrote {report.write(report.home(ds.slug, cfg.data.classes), store.load_runs())}")

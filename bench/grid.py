@@ -231,8 +231,7 @@ def execute(setup: Setup, ray_: RaySettings, force: bool, command: str) -> list[
             m = runner.run_one(spec, ds, device, force=force, tensorboard=setup.tensorboard, probe=probe)
             took = "stored" if stored else f"{time.perf_counter() - start:.0f} s"
             progress.show(f"[{i}/{len(specs)}] {what(spec)}", m, took)
-    page = report.write_transfer(transfer.page_name(specs[0].json()), store.load_runs()) if probe else None
-    print(f"wrote {page or report.write(ds.slug, store.load_runs())}")
+    print(f"wrote {report.write_for(specs[0].json(), store.load_runs())}")
     if progress.elsewhere:
         print(
             f"{progress.elsewhere} run(s) were left to other processes; rerun this command after they finish"

@@ -35,8 +35,8 @@ def write_all(redraw_runs: bool = False) -> list:
                 title = labels.title(r["config"], r["metrics"].get("latent_dim"))
                 m = r["metrics"]
                 plots.run_figures(store.run_dir(r["key"]), r["config"], m["confusion"], title, m.get("train"))
-    slugs = sorted({r["config"]["dataset"]["slug"] for r in runs})
-    paths = [p for p in (write(slug, runs) for slug in slugs) if p]
+    homes = sorted({page_of(r["config"]) for r in runs if not transfer.is_transfer(r)})
+    paths = [p for p in (write(name, runs) for name in homes) if p]
     paths += [p for p in (write_transfer(name, runs) for name in transfer.pages(runs)) if p]
     for db in sorted((store.results_dir() / "studies").glob("*.db")):
         url = f"sqlite:///{db}"
@@ -60,8 +60,26 @@ def write_transfer(name: str, every: list[dict]):
     return path
 
 
+def page_of(cfg: dict) -> str:
+    """The page a run's rows are on: results/<this>.md. An in-domain run's is its dataset's slug,
+    or `<slug>-classes5-9` when it trained on some classes only (their accuracies are over fewer
+    classes: never rows of the whole dataset's page); a transfer's is `<A>-to-<B>`."""
+    return transfer.page_name(cfg) if cfg.get("probe") else transfer.tag(cfg.get("data", {}), cfg["dataset"])
+
+
+def home(slug: str, classes) -> str:
+    """The in-domain page of a dataset's runs on `classes` (empty: every class)."""
+    return transfer.tag({"classes": list(classes)}, {"slug": slug})
+
+
+def write_for(cfg: dict, every: list[dict]):
+    """Write the page of the run with config `cfg` (in-domain or transfer)."""
+    return (write_transfer if cfg.get("probe") else write)(page_of(cfg), every)
+
+
 def write(slug: str, every: list[dict]):
-    """Write results/<slug>.md and its plots from the store's `runs` of that dataset.
+    """Write results/<slug>.md and its plots from the store's in-domain runs whose page it is
+    (`page_of`: a dataset's slug, or its slug and a class subset).
 
     Study trials, and any run measured only by the linear probe (`eval.steer_only`), are left out
     (a study has its own page); tuned re-runs are labelled.
@@ -69,8 +87,8 @@ def write(slug: str, every: list[dict]):
     runs = [
         r
         for r in every
-        if r["config"]["dataset"]["slug"] == slug
-        and not r["config"].get("probe")  # a transfer has its own page
+        if not r["config"].get("probe")  # a transfer has its own page
+        and page_of(r["config"]) == slug
         and not labels.only_trial(r)
         and not r["metrics"].get("steer_only")
     ]
@@ -81,7 +99,8 @@ def write(slug: str, every: list[dict]):
     df = tables.frame(runs)
     ok = df[df["status"] == "ok"]
     summary = tables.summarize(ok)
-    title = runs[0]["config"]["dataset"].get("title", slug)
+    c0 = runs[0]["config"]
+    title = transfer.side(c0["dataset"], c0.get("data", {}))
     figures = plots.dataset_figures(slug, title, runs, df, summary)
     more = {}
     if not summary.empty:

@@ -138,20 +138,23 @@ def page(name: str, every: list[dict]) -> str | None:
     df = tables.frame(ok)
     asked = dict(zip(df["learner"], df["overrides"]))
     summary = tables.summarize(df)
-    home = {side["slug"]: _home(every, side["slug"]) for side in (a, b)}
+    # in-domain: the same dataset and the same classes (a 5-class probe is compared with 5-class rows)
+    home_a = _home(every, a["slug"], c["data"].get("classes") or [])
+    home_b = _home(every, b["slug"], c["probe"]["data"].get("classes") or [])
+    a_side, b_side = side(a, c["data"]), side(b, c["probe"]["data"])
     rows = []
     for s in summary.itertuples():
         key = (s.method, int(s.latent_dim), _like(asked[s.learner]))
-        on_b, on_a = home[b["slug"]].get(key), home[a["slug"]].get(key)
+        on_b, on_a = home_b.get(key), home_a.get(key)
         rows.append({
             "learner": s.learner + (" †" if s.uncommitted else ""),
             "latent dim": int(s.latent_dim),
             f"linear % on {b['title']}": tables.pm(s.linear_mean, s.linear_std, 100),
             "MLP %": tables.pm(s.mlp_mean, s.mlp_std, 100),
             "kNN %": tables.pm(s.knn_mean, s.knn_std, 100),
-            f"in-domain linear % on {b['title']}": "-" if on_b is None else f"{100 * on_b:.2f}",
+            f"in-domain linear % on {b_side}": "-" if on_b is None else f"{100 * on_b:.2f}",
             "transfer - in-domain": "-" if on_b is None else f"{100 * (s.linear_mean - on_b):+.2f}",
-            f"linear % on {a['title']} (trained there)": "-" if on_a is None else f"{100 * on_a:.2f}",
+            f"linear % on {a_side} (trained there)": "-" if on_a is None else f"{100 * on_a:.2f}",
             "n": s.n,
         })  # fmt: skip
     import pandas as pd
@@ -159,7 +162,7 @@ def page(name: str, every: list[dict]) -> str | None:
     table = pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)
     commands = sorted({r["config"].get("command") for r in ok if r["config"].get("command")})
     lines = [
-        f"# {_side(a, c['data'])} -> {_side(b, c['probe']['data'])}: trained on one, probed on the other",
+        f"# {side(a, c['data'])} -> {side(b, c['probe']['data'])}: trained on one, probed on the other",
         "",
         f"- **Trained on:** {a['provenance']}{_subset(c['data'], a)}; each learner trains on its training "
         "images as on its own page (the same runs' checkpoints, where cached).",
@@ -167,9 +170,9 @@ def page(name: str, every: list[dict]) -> str | None:
         f"{c['probe']['adapt']}. The frozen encoder's latents of its train, validation and test images "
         "are probed with its labels by the same evaluator: its seeded validation slice picks every "
         "hyperparameter, its test split is scored once.",
-        f"- **In-domain columns:** the same learner, latent size and settings trained on {b['title']} "
-        f"itself, all its classes (its page's rows), and on {a['title']}, mean over their seeds; `-`: "
-        "no such run in the store.",
+        f"- **In-domain columns:** the same learner, latent size and settings trained on {b_side} "
+        f"itself, {_which(c['probe']['data'])} (its page's rows), and on {a_side}, mean over their "
+        "seeds; `-`: no such run in the store.",
         "- **Reproduce:** " + ("; ".join(f"`{x}`" for x in commands) or "see the runs' config.json"),
         "",
         "## Transfer table",
@@ -178,14 +181,20 @@ def page(name: str, every: list[dict]) -> str | None:
         "",
         table,
         "",
-        *_ranking(summary, asked, home[b["slug"]], b["title"]),
+        *_ranking(summary, asked, home_b, b_side),
     ]
     return "\n".join(lines) + "\n"
 
 
-def _side(dataset: dict, d: dict) -> str:
+def side(dataset: dict, d: dict) -> str:
+    """A dataset's title, and its classes when a subset: `CIFAR-10 (classes 5,6,7,8,9)`."""
     keep = d.get("classes") or []
-    return dataset["title"] + (f" (classes {','.join(map(str, keep))})" if keep else "")
+    return dataset.get("title", dataset["slug"]) + (f" (classes {','.join(map(str, keep))})" if keep else "")
+
+
+def _which(d: dict) -> str:
+    keep = d.get("classes") or []
+    return "all its classes" if not keep else "those classes only"
 
 
 def _subset(d: dict, dataset: dict) -> str:
@@ -203,9 +212,9 @@ def _like(overrides: str) -> str:
     )
 
 
-def _home(every: list[dict], slug: str) -> dict:
-    """{(method, latent dim, settings): mean test linear accuracy} of `slug`'s in-domain rows (every
-    class: a subset is not the dataset's own row)."""
+def _home(every: list[dict], slug: str, classes: list[int]) -> dict:
+    """{(method, latent dim, settings): mean test linear accuracy} of `slug`'s in-domain rows on
+    exactly `classes` (empty: every class; a subset's accuracy is over fewer classes)."""
     from bench import labels, tables
 
     runs = [
@@ -214,7 +223,7 @@ def _home(every: list[dict], slug: str) -> dict:
         if r["config"]["dataset"]["slug"] == slug
         and not is_transfer(r)
         and not labels.only_trial(r)
-        and not r["config"].get("data", {}).get("classes")
+        and (r["config"].get("data", {}).get("classes") or []) == list(classes)
         and r["metrics"].get("status") == "ok"
         and not r["metrics"].get("steer_only")
     ]

@@ -207,7 +207,8 @@ def main(setup: Setup, opts: TuneOptions) -> None:
                 print(f"  tuned re-run: linear {m['linear']['test_acc']:.2%} (test)")
             else:  # e.g. claimed: another worker of the study is re-running the same seed
                 print(f"  tuned re-run: {m['status']} ({m.get('error', '')})")
-        print(f"wrote {report.write(ds.slug, store.load_runs())}")  # the tuned rows
+        page = report.write(report.home(ds.slug, cfg.data.classes), store.load_runs())
+        print(f"wrote {page}")  # the tuned rows
     print(f"wrote {studies.write(study)}")
 
 

@@ -293,9 +293,10 @@ def main(args: VerifyRequest) -> int:
             f"{kept} run(s) reproduced their training exactly: their stored training records (times) are kept"
         )
     if args.adopt:
-        adopted = {r["config"]["dataset"]["slug"] for r, m in zip(runs, new) if m.get("status") == "ok"}
-        for slug in sorted(adopted):
-            print(f"adopted the recomputed runs; wrote {report.write(slug, store.load_runs())}")
+        ok = [r["config"] for r, m in zip(runs, new) if m.get("status") == "ok"]
+        adopted = {report.page_of(c): c for c in ok}
+        for name in sorted(adopted):
+            print(f"adopted the recomputed runs; wrote {report.write_for(adopted[name], store.load_runs())}")
     if not any(diffs):
         print(f"compared nothing: none of the {len(runs)} recomputed run(s) measured what was stored",
               file=sys.stderr)  # fmt: skip

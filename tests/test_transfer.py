@@ -86,3 +86,21 @@ def test_transfer_from_the_cli_gets_its_own_page(capsys):
     assert main(["run", "--methods", "ae", *flags, "--probe-dataset", "nosuchdata"]) == 2
     assert main(["tune", "--method", "ae", "--trials", "1", "--set", "probe.dataset=digits"]) == 2
     assert "studies tune in-domain" in capsys.readouterr().err
+    # one dataset split by class: trained on 0-4, probed on 5-9, beside the runs trained on 5-9
+    assert main(["run", "--methods", "ae,pca", *flags, "--classes", "5-9"]) == 0
+    assert (store.results_dir() / "digits.md").read_text() == home  # 5-class rows: their own page
+    sub = (store.results_dir() / "digits-classes5-9.md").read_text()
+    assert sub.startswith("# digits (scikit-learn, 8x8) (classes 5,6,7,8,9)\n") and "| ae (" in sub
+    assert main(["run", "--methods", "ae,pca", *flags, "--classes", "0-4", "--probe-classes", "5-9"]) == 0
+    split = (store.results_dir() / "digits-classes0-4-to-digits-classes5-9.md").read_text().splitlines()
+    header = next(x for x in split if x.startswith("| learner"))
+    row = next(x for x in split if x.startswith("| ae ("))
+    cells = dict(zip([h.strip() for h in header.split("|")], [c.strip() for c in row.split("|")]))
+    (own,) = [r for r in store.load_runs() if r["config"]["data"]["classes"] == [5, 6, 7, 8, 9]
+              and r["config"]["method"] == "ae" and not r["config"].get("probe")]  # fmt: skip
+    assert cells["in-domain linear % on digits (scikit-learn, 8x8) (classes 5,6,7,8,9)"] == (
+        f"{100 * own['metrics']['linear']['test_acc']:.2f}"
+    )
+    assert (
+        cells["linear % on digits (scikit-learn, 8x8) (classes 0,1,2,3,4) (trained there)"] == "-"
+    )  # not all 10
