@@ -14,15 +14,16 @@ export MALLOC_TRIM_THRESHOLD_ := 100000000000
 	touch $@
 
 # `make bench` trains every registered learner and baseline on the embedded digits data at the
-# page's main latent size, d = 64, seed 0 (13 runs, ~3 min on 2 cores: results/speed.md) into a
+# page's main latent size, d = 64, seed 0 (13 runs, 135 s on 2 AVX2 cores: results/speed.md) into a
 # scratch store (.cache/bench/: its tables are .cache/bench/digits.md), then compares exactly those
 # runs with the committed runs of the same keys (nothing retrained; a second `make bench` reuses
 # what it trained). On the machine kind the store was made on they are bit-identical; on another
 # CPU the trained learners drift, and the tolerances are that measured drift with a margin: AMD
 # EPYC with AVX512 kernels (the store's) -> AMD EPYC with AVX2 kernels, the 25 runs at d = 16 and
-# 64: linear up to 3.61 points, kNN 2.22, the MLP head 6.11 (it moves most), PSNR 0.03 dB
-# (results/speed.md, make bench from an empty store); -> Intel Xeon, up to 2.78 points. Past them a
-# line names the metric and the environment fields that differ. `make bench-digits`: d = 16 as
+# 64 that make bench trained before: linear up to 3.61 points, kNN 2.22, the MLP head 6.11 (it
+# moves most), PSNR 0.03 dB; its 13 runs at d = 64 now: linear 2.78, MLP 1.39, kNN 1.94
+# (results/speed.md, make bench from an empty store); -> Intel Xeon, up to 2.78 points. Past them
+# a line names the metric and the environment fields that differ. `make bench-digits`: d = 16 as
 # well, and all three seeds.
 BENCH_SCRATCH ?= .cache/bench
 bench: .venv/installed
