@@ -192,7 +192,7 @@ def render(title: str, runs: list[dict], df, summary, figures: dict, every: list
             "",
             *([f"![accuracy vs labels used]({figures['labels']})", ""] if "labels" in figures else []),
         ]
-    lines += _compare_section(every, runs, summary, df)
+    lines += sections.tuned_at_equal_budget(every, runs, summary, df)
     ablations = tables.ablation_table(summary)
     if ablations:
         lines += [
@@ -238,34 +238,6 @@ def render(title: str, runs: list[dict], df, summary, figures: dict, every: list
         "</details>",
     ]
     return "\n".join(lines) + "\n"
-
-
-def _compare_section(every, runs, summary, df) -> list[str]:
-    found = tables.tuned_table(every, runs, summary, df)
-    if not found:
-        return []
-    text, moves = found
-    return [
-        "## Tuned at equal budget",
-        "",
-        "Each learner tuned by its own Optuna study with the same number of trials, the same "
-        "objective (validation linear accuracy), per-trial budget, sampler and pruner "
-        "(`python -m bench compare`), whose first trial is the learner's defaults; its best "
-        "configuration re-run over the seeds at the full budget. *Kept*: the configuration with "
-        "the higher mean validation accuracy at the full budget, defaults or best trial (the "
-        "test split chooses nothing); *tuned* columns are the kept configuration's. Trials "
-        "finished: those that ran to the end (the median pruner stopped the others), with their "
-        "epochs, which may be fewer than the re-runs'. "
-        "Compute: the study's trials and re-runs, wall time. Baselines have nothing to tune: "
-        "their rows in the main table are the floors.",
-        "",
-        text,
-        "",
-        "Rank changes by linear accuracy, default -> tuned: "
-        + ("; ".join(moves) if moves else "none: every learner keeps its place")
-        + ".",
-        "",
-    ]
 
 
 def _footnotes(summary) -> list[str]:

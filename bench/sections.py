@@ -208,3 +208,32 @@ def diff_command(a: str, b: str, slug: str, dim: int | None) -> None:
         ci = "-" if np.isnan(iv.lo) else f"[{iv.lo * 100:+.2f}, {iv.hi * 100:+.2f}]"
         print(f"{slug} d={d}: {a} - {b} = {iv.diff * 100:+.2f} points, 95% interval {ci}: "
               f"{significance.verdict(iv)} ({iv.seeds} seed(s); {iv.basis})")  # fmt: skip
+
+
+def tuned_at_equal_budget(every, runs, summary, df) -> list[str]:
+    """'Tuned at equal budget': each learner's `bench compare` study against its defaults."""
+    found = tables.tuned_table(every, runs, summary, df)
+    if not found:
+        return []
+    text, moves = found
+    return [
+        "## Tuned at equal budget",
+        "",
+        "Each learner tuned by its own Optuna study with the same number of trials, the same "
+        "objective (validation linear accuracy), per-trial budget, sampler and pruner "
+        "(`python -m bench compare`), whose first trial is the learner's defaults; its best "
+        "configuration re-run over the seeds at the full budget. *Kept*: the configuration with "
+        "the higher mean validation accuracy at the full budget, defaults or best trial (the "
+        "test split chooses nothing); *tuned* columns are the kept configuration's. Trials "
+        "finished: those that ran to the end (the median pruner stopped the others), with their "
+        "epochs, which may be fewer than the re-runs'. "
+        "Compute: the study's trials and re-runs, wall time. Baselines have nothing to tune: "
+        "their rows in the main table are the floors.",
+        "",
+        text,
+        "",
+        "Rank changes by linear accuracy, default -> tuned: "
+        + ("; ".join(moves) if moves else "none: every learner keeps its place")
+        + ".",
+        "",
+    ]
