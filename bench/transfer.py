@@ -149,7 +149,7 @@ def page(name: str, every: list[dict]) -> str | None:
         rows.append({
             "learner": s.learner + (" †" if s.uncommitted else ""),
             "latent dim": int(s.latent_dim),
-            f"linear % on {b['title']}": tables.pm(s.linear_mean, s.linear_std, 100),
+            f"linear % on {b_side}": tables.pm(s.linear_mean, s.linear_std, 100),
             "MLP %": tables.pm(s.mlp_mean, s.mlp_std, 100),
             "kNN %": tables.pm(s.knn_mean, s.knn_std, 100),
             f"in-domain linear % on {b_side}": "-" if on_b is None else f"{100 * on_b:.2f}",
@@ -177,7 +177,7 @@ def page(name: str, every: list[dict]) -> str | None:
         "",
         "## Transfer table",
         "",
-        f"Test accuracy (%) of probes on {b['title']}'s labels, mean ± std over n seeds.",
+        f"Test accuracy (%) of probes on {b_side}'s labels, mean ± std over n seeds.",
         "",
         table,
         "",
