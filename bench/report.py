@@ -64,7 +64,9 @@ def page_of(cfg: dict) -> str:
     """The page a run's rows are on: results/<this>.md. An in-domain run's is its dataset's slug,
     or `<slug>-classes5-9` when it trained on some classes only (their accuracies are over fewer
     classes: never rows of the whole dataset's page); a transfer's is `<A>-to-<B>`."""
-    return transfer.page_name(cfg) if cfg.get("probe") else transfer.tag(cfg.get("data", {}), cfg["dataset"])
+    if cfg.get("probe"):
+        return transfer.page_name(cfg)
+    return home(cfg["dataset"]["slug"], cfg.get("data", {}).get("classes") or [])
 
 
 def home(slug: str, classes) -> str:
@@ -77,8 +79,8 @@ def write_for(cfg: dict, every: list[dict]):
     return (write_transfer if cfg.get("probe") else write)(page_of(cfg), every)
 
 
-def write(slug: str, every: list[dict]):
-    """Write results/<slug>.md and its plots from the store's in-domain runs whose page it is
+def write(name: str, every: list[dict]):
+    """Write results/<name>.md and its plots from the store's in-domain runs whose page it is
     (`page_of`: a dataset's slug, or its slug and a class subset).
 
     Study trials, and any run measured only by the linear probe (`eval.steer_only`), are left out
@@ -88,7 +90,7 @@ def write(slug: str, every: list[dict]):
         r
         for r in every
         if not r["config"].get("probe")  # a transfer has its own page
-        and page_of(r["config"]) == slug
+        and page_of(r["config"]) == name
         and not labels.only_trial(r)
         and not r["metrics"].get("steer_only")
     ]
@@ -101,18 +103,18 @@ def write(slug: str, every: list[dict]):
     summary = tables.summarize(ok)
     c0 = runs[0]["config"]
     title = transfer.side(c0["dataset"], c0.get("data", {}))
-    figures = plots.dataset_figures(slug, title, runs, df, summary)
+    figures = plots.dataset_figures(name, title, runs, df, summary)
     more = {}
     if not summary.empty:
         right = sections.correct(df)  # each run's test predictions, read once
         summary, intervals = sections.significance_marks(summary, df, right)
         classes = plots.class_names(runs[0]["config"], len(runs[0]["metrics"].get("confusion") or []))
         more = {
-            "real": sections.real_differences(slug, title, summary, df, intervals, right),
-            "maps": sections.latent_maps(slug, title, summary, df, classes),
-            "label_free": sections.label_free(slug, title, summary, df),
+            "real": sections.real_differences(name, title, summary, df, intervals, right),
+            "maps": sections.latent_maps(name, title, summary, df, classes),
+            "label_free": sections.label_free(name, title, summary, df),
         }
-    path = out / f"{slug}.md"
+    path = out / f"{name}.md"
     store.write_text(path, render(title, runs, df, summary, figures, every, more))
     return path
 
