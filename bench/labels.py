@@ -9,10 +9,19 @@ from bench import compat, registry
 from bench.spec import Purpose
 
 
+SUBJECT = ("data.classes",)  # a class subset is its page's subject (bench/report.py `home`), not a row's
+
+
+def asked(cfg: dict) -> dict:
+    """The overrides a run recorded that set its row apart from its page's protocol: all of them
+    but the page's own subject (`SUBJECT`, named in the page's title instead)."""
+    return {k: v for k, v in cfg.get("overrides", {}).items() if k not in SUBJECT}
+
+
 def name(cfg: dict) -> str:
     """The row name of a run from its stored config: learner, then its recorded overrides."""
     method = cfg["method"]
-    parts = [f"{k}={short(v)}" for k, v in cfg.get("overrides", {}).items()]  # in the order asked
+    parts = [f"{k}={short(v)}" for k, v in asked(cfg).items()]  # in the order asked
     if parts and any(purpose(p).kind == "tuned" for p in cfg.get("purposes", [])):
         parts = ["tuned", *parts]  # the study's page explains the settings (none: the defaults won)
     if registry.is_reference(method):
@@ -50,7 +59,7 @@ def _settings(cfg: dict) -> dict:
 def is_variant(cfg: dict) -> bool:
     """A run asked for something beyond its page's protocol (an ablation or a tuned setting); a
     study whose best trial is the defaults re-runs the plain row itself."""
-    return bool(cfg.get("overrides"))
+    return bool(asked(cfg))
 
 
 def describe(spec: dict, latent_dim: int | None = None) -> str:

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
+
 import torch
 import torch.nn.functional as F
 
@@ -139,8 +141,9 @@ def page(name: str, every: list[dict]) -> str | None:
     asked = dict(zip(df["learner"], df["overrides"]))
     summary = tables.summarize(df)
     # in-domain: the same dataset and the same classes (a 5-class probe is compared with 5-class rows)
-    home_a = _home(every, a["slug"], c["data"].get("classes") or [])
-    home_b = _home(every, b["slug"], c["probe"]["data"].get("classes") or [])
+    home_a = _means(_home(every, a["slug"], c["data"].get("classes") or []))
+    rows_b = _home(every, b["slug"], c["probe"]["data"].get("classes") or [])
+    home_b = _means(rows_b)
     a_side, b_side = side(a, c["data"]), side(b, c["probe"]["data"])
     rows = []
     for s in summary.itertuples():
@@ -182,6 +185,7 @@ def page(name: str, every: list[dict]) -> str | None:
         table,
         "",
         *_ranking(summary, asked, home_b, b_side),
+        *_gaps(summary, df, rows_b, a_side, b_side),
     ]
     return "\n".join(lines) + "\n"
 
@@ -212,9 +216,9 @@ def _like(overrides: str) -> str:
     )
 
 
-def _home(every: list[dict], slug: str, classes: list[int]) -> dict:
-    """{(method, latent dim, settings): mean test linear accuracy} of `slug`'s in-domain rows on
-    exactly `classes` (empty: every class; a subset's accuracy is over fewer classes)."""
+def _home(every: list[dict], slug: str, classes: list[int]):
+    """The runs (a `tables.frame`, with each row's `like`) of `slug`'s in-domain rows on exactly
+    `classes` (empty: every class; a subset's accuracy is over fewer classes); None without any."""
     from bench import labels, tables
 
     runs = [
@@ -228,9 +232,15 @@ def _home(every: list[dict], slug: str, classes: list[int]) -> dict:
         and not r["metrics"].get("steer_only")
     ]
     if not runs:
-        return {}
+        return None
     df = tables.frame(tables.registered(runs))
-    df["like"] = df["overrides"].map(_like)
+    return df.assign(like=df["overrides"].map(_like))
+
+
+def _means(df) -> dict:
+    """{(method, latent dim, settings): mean test linear accuracy} of `_home`'s rows."""
+    if df is None:
+        return {}
     means = df.groupby(["method", "latent_dim", "like"])["linear"].mean()
     return {(m, int(d), like): v for (m, d, like), v in means.items()}
 
@@ -251,3 +261,77 @@ def _ranking(summary, asked: dict, on_b: dict, title: str) -> list[str]:
         f"Spearman's rho between the trained learners' transfer accuracy and their in-domain accuracy on "
         f"{title}, over {len(pairs)} (learner, latent size) rows: **{rho:+.2f}** (+1: the same order).",
     ]
+
+
+def _gaps(summary, df, home, a_side: str, b_side: str) -> list[str]:
+    """'Which transfer gaps are real': each row's transfer accuracy on B minus the same learner's
+    trained on B, with the interval of bench/significance.py, paired by seed and by B's test image
+    (both runs probe the same test images; where their kept labels differ, by seed alone)."""
+    from bench import significance
+
+    if home is None:
+        return []
+    df = df[(df["status"] == "ok") & df["linear"].notna()].assign(like=df["overrides"].map(_like))
+    rows = []
+    for learner, dim in zip(summary["learner"], summary["latent_dim"]):
+        t = df[(df["learner"] == learner) & (df["latent_dim"] == dim)]
+        if t.empty:
+            continue
+        h = home[(home["method"] == t["method"].iloc[0]) & (home["latent_dim"] == dim)]
+        h = h[(h["like"] == t["like"].iloc[0]) & h["linear"].notna()]
+        if h.empty:
+            continue
+        there, here = _outcomes(t), _outcomes(h)
+        for s in set(there) & set(here):
+            if not _same(there[s]["y"], here[s]["y"]):
+                there[s]["correct"] = here[s]["correct"] = None
+        iv = significance.between(there, here)
+        verdict = significance.verdict(iv)
+        rows.append({
+            "learner": learner,
+            "latent dim": int(dim),
+            "transfer - in-domain (points)": f"{iv.diff * 100:+.2f}",
+            "95% interval": "-" if np.isnan(iv.lo) else f"[{iv.lo * 100:+.2f}, {iv.hi * 100:+.2f}]",
+            "verdict": {"tied": "kept", "below": "lost", "above": "gained"}.get(verdict, verdict),
+            "seeds": str(iv.seeds),
+            "accounts for": iv.basis,
+        })  # fmt: skip
+    if not rows:
+        return []
+    import pandas as pd
+
+    return [
+        "",
+        "## Which transfer gaps are real",
+        "",
+        f"Each row's test linear accuracy on {b_side} after training on {a_side}, minus the same "
+        f"learner's (same latent size and settings) trained on {b_side} itself, in points, with a 95% "
+        "interval: the two are paired by seed and by test image, both probing the same test images, "
+        "and the interval is that of the crossed seeds x images design of the dataset pages' *Which "
+        "differences are real* (bench/significance.py). *kept*: the interval contains 0, so this data "
+        "shows no loss out of domain; *lost* / *gained*: it excludes 0. With a single shared seed the "
+        "interval counts the test images alone and carries no verdict.",
+        "",
+        pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True),
+    ]
+
+
+def _outcomes(rows) -> dict[int, dict]:
+    """{seed: {"acc", "correct", "y"}} of a row's runs: `correct` (its linear probe right on each
+    test image) and `y` (the labels it was scored on) from its kept predictions, else None."""
+    from bench import store
+
+    out = {}
+    for r in rows.itertuples():
+        p = store.load_artifact(store.run_dir(r.key), "predictions")
+        ok = p is not None and "linear" in p and "y" in p and p["linear"].shape == p["y"].shape
+        out[int(r.seed)] = {
+            "acc": float(r.linear),
+            "correct": (p["linear"] == p["y"]) if ok else None,
+            "y": p["y"] if ok else None,
+        }
+    return out
+
+
+def _same(y1, y2) -> bool:
+    return y1 is not None and y2 is not None and y1.shape == y2.shape and bool((y1 == y2).all())

@@ -125,6 +125,13 @@ def test_row_names_come_from_what_was_asked_not_from_the_store(tmp_path):
     assert labels.name(s) == "supervised (train.lr=0.01, reference: trained with labels)"
     s = runner.spec(plain, ds, "ae", {"latent_dim": 8, "loss": "l1"}, 0).record([spec.tuned("x")])
     assert labels.name(s) == "ae (tuned, loss=l1)"
+    # a class subset is its page's subject (results/<slug>-classes5-9.md), not a setting of the row
+    subset = runner.spec(config.load(path, ["data.classes=5,6,7,8,9", "train.lr=0.01"]), ds, "ae",
+                         {"latent_dim": 8}, 0).json()  # fmt: skip
+    assert subset["overrides"]["data.classes"] == [5, 6, 7, 8, 9]  # still recorded, still in the key
+    assert labels.name(subset) == "ae (train.lr=0.01)" and labels.is_variant(subset)
+    subset["overrides"].pop("train.lr")
+    assert labels.name(subset) == "ae" and not labels.is_variant(subset)
 
 
 def test_the_default_learner_is_never_a_variant_of_itself():

@@ -64,10 +64,10 @@ def test_transfer_from_the_cli_gets_its_own_page(capsys):
                  "--classes", "0-4"]) == 0  # fmt: skip
     page = (store.results_dir() / "digits-classes0-4-to-digits.md").read_text()
     assert "# digits (scikit-learn, 8x8) (classes 0,1,2,3,4) -> digits (scikit-learn, 8x8)" in page
-    assert "| ae (data.train_limit=256, data.classes=0,1,2,3,4)" in page
+    assert "| ae (data.train_limit=256) " in page  # the classes are the page's title, not a setting
     assert "Spearman's rho between" in page  # three trained learners with both rows
     home = (store.results_dir() / "digits.md").read_text()
-    assert "data.classes" not in home  # transfer runs stay off the in-domain page
+    assert "; 4 runs in `results/runs/`" in home  # transfer runs stay off the in-domain page
     before = page
     assert main(["report"]) == 0
     assert (store.results_dir() / "digits-classes0-4-to-digits.md").read_text() == before
@@ -104,3 +104,46 @@ def test_transfer_from_the_cli_gets_its_own_page(capsys):
     assert (
         cells["linear % on digits (scikit-learn, 8x8) (classes 0,1,2,3,4) (trained there)"] == "-"
     )  # not all 10
+    # the gap to the in-domain run, paired image by image on the same five classes' test images
+    gaps = split[split.index("## Which transfer gaps are real") :]
+    header = next(x for x in gaps if x.startswith("| learner"))
+    row = next(x for x in gaps if x.startswith("| ae ("))
+    cells = dict(zip([h.strip() for h in header.split("|")], [c.strip() for c in row.split("|")]))
+    (away,) = [r for r in store.load_runs() if r["config"]["data"]["classes"] == [0, 1, 2, 3, 4]
+               and r["config"]["method"] == "ae" and r["config"].get("probe", {}).get("data", {}).get("classes")]  # fmt: skip
+    gap = away["metrics"]["linear"]["test_acc"] - own["metrics"]["linear"]["test_acc"]
+    assert cells["transfer - in-domain (points)"] == f"{100 * gap:+.2f}"
+    assert (cells["verdict"], cells["accounts for"]) == ("1 seed: no verdict", "test images only (1 seed)")
+
+
+def test_a_transfer_gap_is_paired_by_seed_and_by_test_image():
+    """'Which transfer gaps are real': three seeds a side, each run's kept predictions on the same
+    test images; a learner a tenth worse out of domain is *lost*, one no worse is *kept*, and runs
+    scored on other labels are compared by their accuracies alone."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 5, 2000)
+
+    def run(key, learner, seed, wrong, labels=y):
+        pred = labels.copy()
+        miss = rng.random(len(labels)) < wrong
+        pred[miss] = (pred[miss] + 1) % 5
+        store.run_dir(key).mkdir(parents=True)
+        store.atomic_save_npz(store.run_dir(key) / "predictions.npz", {"linear": pred, "y": labels})
+        return {"key": key, "learner": learner, "method": learner, "latent_dim": 64, "seed": seed,
+                "status": "ok", "linear": float((pred == labels).mean()), "overrides": "{}"}  # fmt: skip
+
+    away = [run(f"a{s}{m}", m, s, w) for s in range(3) for m, w in (("ae", 0.2), ("vae", 0.1))]
+    other = rng.permutation(y)  # ae's home runs scored on other labels: the seeds alone
+    home = [run(f"h{s}{m}", m, s, 0.1, other if m == "ae" else y) for s in range(3) for m in ("ae", "vae")]
+    df, home = pd.DataFrame(away), pd.DataFrame(home)
+    home["like"] = home["overrides"].map(transfer._like)
+    summary = df.groupby(["learner", "latent_dim"], as_index=False)["linear"].mean()
+    lines = "\n".join(transfer._gaps(summary, df, home, "A", "B")).splitlines()
+    rows = {x.split("|")[1].strip(): [c.strip() for c in x.split("|")[2:-1]] for x in lines if x.startswith("| ")}
+    assert rows["ae"][3:] == ["lost", "3", "seeds only (no test predictions kept)"]
+    assert rows["vae"][3:] == ["kept", "3", "seeds + test images"]
+    gap = df.loc[df["learner"] == "vae", "linear"].mean() - home.loc[home["learner"] == "vae", "linear"].mean()
+    assert rows["vae"][1] == f"{100 * gap:+.2f}"
