@@ -8,7 +8,6 @@ from __future__ import annotations
 from bench import compat, registry
 from bench.spec import Purpose
 
-
 SUBJECT = ("data.classes",)  # a class subset is its page's subject (bench/report.py `home`), not a row's
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-
 import torch
 import torch.nn.functional as F
 

@@ -110,7 +110,8 @@ def test_transfer_from_the_cli_gets_its_own_page(capsys):
     row = next(x for x in gaps if x.startswith("| ae ("))
     cells = dict(zip([h.strip() for h in header.split("|")], [c.strip() for c in row.split("|")]))
     (away,) = [r for r in store.load_runs() if r["config"]["data"]["classes"] == [0, 1, 2, 3, 4]
-               and r["config"]["method"] == "ae" and r["config"].get("probe", {}).get("data", {}).get("classes")]  # fmt: skip
+               and r["config"]["method"] == "ae" and r["config"].get("probe")
+               and r["config"]["probe"]["data"]["classes"]]  # fmt: skip
     gap = away["metrics"]["linear"]["test_acc"] - own["metrics"]["linear"]["test_acc"]
     assert cells["transfer - in-domain (points)"] == f"{100 * gap:+.2f}"
     assert (cells["verdict"], cells["accounts for"]) == ("1 seed: no verdict", "test images only (1 seed)")
@@ -142,8 +143,10 @@ def test_a_transfer_gap_is_paired_by_seed_and_by_test_image():
     home["like"] = home["overrides"].map(transfer._like)
     summary = df.groupby(["learner", "latent_dim"], as_index=False)["linear"].mean()
     lines = "\n".join(transfer._gaps(summary, df, home, "A", "B")).splitlines()
-    rows = {x.split("|")[1].strip(): [c.strip() for c in x.split("|")[2:-1]] for x in lines if x.startswith("| ")}
+    cells = [[c.strip() for c in x.split("|")[1:-1]] for x in lines if x.startswith("| ")]
+    rows = {c[0]: c[1:] for c in cells}
     assert rows["ae"][3:] == ["lost", "3", "seeds only (no test predictions kept)"]
     assert rows["vae"][3:] == ["kept", "3", "seeds + test images"]
-    gap = df.loc[df["learner"] == "vae", "linear"].mean() - home.loc[home["learner"] == "vae", "linear"].mean()
+    vae = df["learner"] == "vae"
+    gap = df.loc[vae, "linear"].mean() - home.loc[home["learner"] == "vae", "linear"].mean()
     assert rows["vae"][1] == f"{100 * gap:+.2f}"
