@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -125,7 +124,7 @@ def pages(every: list[dict]) -> list[str]:
 def page(name: str, every: list[dict]) -> str | None:
     """results/<name>.md: every learner's probe accuracies on B's labels after training on A,
     beside the in-domain rows of B (trained on B) and of A, and whether the ranking holds."""
-    from bench import labels, tables
+    from bench import labels, sections, tables
 
     runs = [
         r for r in every if is_transfer(r) and page_name(r["config"]) == name and not labels.only_trial(r)
@@ -184,7 +183,7 @@ def page(name: str, every: list[dict]) -> str | None:
         table,
         "",
         *_ranking(summary, asked, home_b, b_side),
-        *_gaps(summary, df, rows_b, a_side, b_side),
+        *sections.transfer_gaps(summary, df.assign(like=df["overrides"].map(_like)), rows_b, a_side, b_side),
     ]
     return "\n".join(lines) + "\n"
 
@@ -260,77 +259,3 @@ def _ranking(summary, asked: dict, on_b: dict, title: str) -> list[str]:
         f"Spearman's rho between the trained learners' transfer accuracy and their in-domain accuracy on "
         f"{title}, over {len(pairs)} (learner, latent size) rows: **{rho:+.2f}** (+1: the same order).",
     ]
-
-
-def _gaps(summary, df, home, a_side: str, b_side: str) -> list[str]:
-    """'Which transfer gaps are real': each row's transfer accuracy on B minus the same learner's
-    trained on B, with the interval of bench/significance.py, paired by seed and by B's test image
-    (both runs probe the same test images; where their kept labels differ, by seed alone)."""
-    from bench import significance
-
-    if home is None:
-        return []
-    df = df[(df["status"] == "ok") & df["linear"].notna()].assign(like=df["overrides"].map(_like))
-    rows = []
-    for learner, dim in zip(summary["learner"], summary["latent_dim"]):
-        t = df[(df["learner"] == learner) & (df["latent_dim"] == dim)]
-        if t.empty:
-            continue
-        h = home[(home["method"] == t["method"].iloc[0]) & (home["latent_dim"] == dim)]
-        h = h[(h["like"] == t["like"].iloc[0]) & h["linear"].notna()]
-        if h.empty:
-            continue
-        there, here = _outcomes(t), _outcomes(h)
-        for s in set(there) & set(here):
-            if not _same(there[s]["y"], here[s]["y"]):
-                there[s]["correct"] = here[s]["correct"] = None
-        iv = significance.between(there, here)
-        verdict = significance.verdict(iv)
-        rows.append({
-            "learner": learner,
-            "latent dim": int(dim),
-            "transfer - in-domain (points)": f"{iv.diff * 100:+.2f}",
-            "95% interval": "-" if np.isnan(iv.lo) else f"[{iv.lo * 100:+.2f}, {iv.hi * 100:+.2f}]",
-            "verdict": {"tied": "kept", "below": "lost", "above": "gained"}.get(verdict, verdict),
-            "seeds": str(iv.seeds),
-            "accounts for": iv.basis,
-        })  # fmt: skip
-    if not rows:
-        return []
-    import pandas as pd
-
-    return [
-        "",
-        "## Which transfer gaps are real",
-        "",
-        f"Each row's test linear accuracy on {b_side} after training on {a_side}, minus the same "
-        f"learner's (same latent size and settings) trained on {b_side} itself, in points, with a 95% "
-        "interval: the two are paired by seed and by test image, both probing the same test images, "
-        "and the interval is that of the crossed seeds x images design of the dataset pages' *Which "
-        "differences are real* (bench/significance.py). *kept*: the interval contains 0, so this data "
-        "shows no loss out of domain; *lost* / *gained*: it excludes 0. With a single shared seed the "
-        "interval counts the test images alone and carries no verdict.",
-        "",
-        pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True),
-    ]
-
-
-def _outcomes(rows) -> dict[int, dict]:
-    """{seed: {"acc", "correct", "y"}} of a row's runs: `correct` (its linear probe right on each
-    test image) and `y` (the labels it was scored on) from its kept predictions, else None."""
-    from bench import store
-
-    out = {}
-    for r in rows.itertuples():
-        p = store.load_artifact(store.run_dir(r.key), "predictions")
-        ok = p is not None and "linear" in p and "y" in p and p["linear"].shape == p["y"].shape
-        out[int(r.seed)] = {
-            "acc": float(r.linear),
-            "correct": (p["linear"] == p["y"]) if ok else None,
-            "y": p["y"] if ok else None,
-        }
-    return out
-
-
-def _same(y1, y2) -> bool:
-    return y1 is not None and y2 is not None and y1.shape == y2.shape and bool((y1 == y2).all())

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench import BenchError, config, data, runner, store, transfer
+from bench import BenchError, config, data, runner, sections, store, transfer
 from bench.__main__ import main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -140,9 +140,10 @@ def test_a_transfer_gap_is_paired_by_seed_and_by_test_image():
     other = rng.permutation(y)  # ae's home runs scored on other labels: the seeds alone
     home = [run(f"h{s}{m}", m, s, 0.1, other if m == "ae" else y) for s in range(3) for m in ("ae", "vae")]
     df, home = pd.DataFrame(away), pd.DataFrame(home)
+    df["like"] = df["overrides"].map(transfer._like)
     home["like"] = home["overrides"].map(transfer._like)
     summary = df.groupby(["learner", "latent_dim"], as_index=False)["linear"].mean()
-    lines = "\n".join(transfer._gaps(summary, df, home, "A", "B")).splitlines()
+    lines = "\n".join(sections.transfer_gaps(summary, df, home, "A", "B")).splitlines()
     cells = [[c.strip() for c in x.split("|")[1:-1]] for x in lines if x.startswith("| ")]
     rows = {c[0]: c[1:] for c in cells}
     assert rows["ae"][3:] == ["lost", "3", "seeds only (no test predictions kept)"]
