@@ -24,12 +24,15 @@ def main_dim(summary) -> int:
 def correct(df) -> dict[str, np.ndarray | None]:
     """{run key: whether its linear probe got each test image right}, None where the run kept no
     predictions (stored before they were kept) or they cannot be read."""
-    out = {}
-    for key in df.loc[df["status"] == "ok", "key"]:
-        p = store.load_artifact(store.run_dir(key), "predictions")
-        ok = p is not None and "linear" in p and "y" in p and p["linear"].shape == p["y"].shape
-        out[key] = (p["linear"] == p["y"]) if ok else None
-    return out
+    return {key: _kept(key)[0] for key in df.loc[df["status"] == "ok", "key"]}
+
+
+def _kept(key: str) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(whether run `key`'s linear probe got each test image right, the labels it was scored on)
+    from its kept predictions; (None, None) where it kept none or they cannot be read."""
+    p = store.load_artifact(store.run_dir(key), "predictions")
+    ok = p is not None and "linear" in p and "y" in p and p["linear"].shape == p["y"].shape
+    return ((p["linear"] == p["y"]), p["y"]) if ok else (None, None)
 
 
 def significance_marks(summary, df, right: dict) -> tuple[pd.DataFrame, dict]:
@@ -295,13 +298,8 @@ def _outcomes(rows) -> dict[int, dict]:
     test image) and `y` (the labels it was scored on) from its kept predictions, else None."""
     out = {}
     for r in rows.itertuples():
-        p = store.load_artifact(store.run_dir(r.key), "predictions")
-        ok = p is not None and "linear" in p and "y" in p and p["linear"].shape == p["y"].shape
-        out[int(r.seed)] = {
-            "acc": float(r.linear),
-            "correct": (p["linear"] == p["y"]) if ok else None,
-            "y": p["y"] if ok else None,
-        }
+        right, y = _kept(r.key)
+        out[int(r.seed)] = {"acc": float(r.linear), "correct": right, "y": y}
     return out
 
 
