@@ -11,7 +11,8 @@ valid lives here, and nowhere else.
 - **Versions.** Each evaluator has a version, recorded with every run under `evaluators`; runs
   stored before the record existed are read by what their metrics hold (`measured`).
 - **Stale.** A finished run measured by an evaluator version below that evaluator's
-  `stale_below` (0: never measured) is stale: marked ‡ in the tables, chosen by `verify --stale`.
+  `stale_below` (0: never measured), or by its own rule (`Evaluator.stale`: the MLP head's version
+  1 only where it was starved), is stale: marked ‡ in the tables, chosen by `verify --stale`.
 - **Outdated.** A finished run measured by any evaluator below its current version (e.g. before
   the linear probe kept its test predictions, or before the latent map existed) lacks something
   today's evaluators would add, without its numbers being wrong: chosen by `verify --outdated`.
@@ -33,14 +34,25 @@ KEYED = {
 }  # fmt: skip
 
 
-def later_defaults(section: str) -> dict:
-    """The fields of `section` ("train", "eval") added after keys were defined, at their defaults."""
-    from bench import config
+# The fields added since, each with the default it had when it was added, frozen here: a run at
+# that value hashes as if the field did not exist (so the runs stored before it keep their keys),
+# and any other value is hashed, a later default included (so changing a default makes new keys
+# rather than handing new runs the stored results of the old one). A field added from now on
+# joins here with its default; tests/test_store.py holds every field to KEYED or here.
+LATER = {
+    "data": {"classes": []},
+    "train": {"compile": False, "bf16": False},
+    "eval": {
+        "label_fractions": [0.01, 0.1], "label_draws": 5, "map_points": 2000, "steer_only": False,
+        "mlp_min_steps": 2000, "mlp_lr_factors": [1.0, 3.0], "mlp_weight_decays": [1e-4, 1e-2],
+    },
+}  # fmt: skip
 
-    cls = {"eval": config.EvalConfig, "train": config.TrainConfig, "data": config.DataConfig}.get(section)
-    if cls is None:
-        return {}
-    return {k: v for k, v in config.to_dict(cls()).items() if k not in KEYED[section]}
+
+def later_defaults(section: str) -> dict:
+    """The fields of `section` ("data", "train", "eval") added after keys were defined, at the
+    defaults they had when they were added (not today's: see LATER)."""
+    return {k: list(v) if isinstance(v, list) else v for k, v in LATER.get(section, {}).items()}
 
 
 def _keyed(values: dict | None, section: str) -> dict | None:
@@ -66,8 +78,8 @@ def keys(spec: dict) -> tuple[str, str]:
 
 
 def settings(section: str, values: dict | None) -> dict:
-    """A stored section with the fields added later filled in at their defaults: what the run
-    ran with, comparable across runs stored before and after a field existed."""
+    """A stored section with the fields added later filled in at the defaults they were added
+    with: what the run ran with, comparable across runs stored before and after a field existed."""
     return {**later_defaults(section), **(values or {})}
 
 
@@ -97,12 +109,18 @@ def measured(metrics: dict) -> dict[str, int]:
 
 
 def stale(metrics: dict) -> bool:
-    """A finished run measured by an evaluator older than that evaluator accepts (`stale_below`).
-    A study's trial is measured only by what steers its study (`steer_only`): never stale."""
+    """A finished run measured by an evaluator older than that evaluator accepts (`stale_below`,
+    or the evaluator's own `stale` rule). A study's trial is measured only by what steers its
+    study (`steer_only`): never stale."""
+    return bool(stale_by(metrics))
+
+
+def stale_by(metrics: dict) -> list[str]:
+    """The evaluators whose numbers for this finished run are stale (see `stale`), in order."""
     if metrics.get("status") != "ok" or metrics.get("steer_only"):
-        return False
+        return []
     versions = measured(metrics)
-    return any(versions[e.name] < e.stale_below for e in evaluators.all())
+    return [e.name for e in evaluators.all() if e.stale(versions[e.name], metrics)]
 
 
 def outdated(metrics: dict) -> bool:

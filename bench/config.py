@@ -65,7 +65,7 @@ EvalConfig = dataclasses.make_dataclass(
 @dataclass
 class GridConfig:
     methods: list[str] | None = names(None)  # None: every registered learner
-    latent_dims: list[int] = at_least(1, [16, 64], each=True)
+    latent_dims: list[int] = within(1, 2**31 - 1, [16, 64], each=True)  # a torch size; memory: per run
     seeds: list[int] = within(0, 2**31 - 1, [0, 1, 2], each=True)  # what every RNG here takes
 
 

@@ -7,15 +7,17 @@ report can be rebuilt at any time with `python -m bench report`.
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter
 
-from bench import evaluators, labels, plots, sections, store, studies, tables, transfer
+from bench import compat, evaluators, labels, plots, sections, store, studies, tables, transfer
+from bench.evaluators.mlp import MLP
 from bench.tables import pm
 
 PROTOCOL = (
     "Learners train on training images only (no labels), then are frozen. Latents are extracted "
     "once in eval mode and standardised with training statistics. A fixed, seeded validation slice "
-    "of the training split picks every evaluator hyperparameter (probe weight decay, MLP epochs, "
+    "of the training split picks every evaluator hyperparameter (probe weight decay, {mlp}, "
     "kNN k); the test split is scored once per run. Linear = multinomial logistic regression "
     "(L-BFGS), MLP = one hidden layer, kNN = cosine majority vote. Reconstruction metrics are on "
     "the test split, pixels in [0, 1] (PSNR capped at 100 dB: lossless). The encoder's weights "
@@ -119,6 +121,18 @@ def write(name: str, every: list[dict]):
     return path
 
 
+def protocol(runs: list[dict]) -> str:
+    """The page's protocol. What chose the MLP head's settings depends on the version that
+    measured it (bench/evaluators/mlp.py); a page that mixes versions says so."""
+    versions = {compat.measured(r["metrics"])["mlp"] for r in runs if r["metrics"].get("status") == "ok"}
+    cfg = MLP.Config()
+    rounds = math.ceil(cfg.mlp_min_steps / cfg.mlp_max_epochs)
+    mlp = f"MLP learning rate, weight decay and epochs in rounds of at least {rounds} AdamW steps"
+    if 1 in versions:
+        mlp = f"{mlp}; rows measured before: MLP epochs only" if 2 in versions else "MLP epochs"
+    return PROTOCOL.format(mlp=mlp)
+
+
 def render(title: str, runs: list[dict], df, summary, figures: dict, every: list[dict], more=None) -> str:
     """The page; `more`: the sections of bench/sections.py ("real", "maps", "label_free")."""
     more = more or {}
@@ -131,7 +145,7 @@ def render(title: str, runs: list[dict], df, summary, figures: dict, every: list
         "",
         f"- **Data:** {c0['dataset']['provenance']}; train {n.get('train')}, validation "
         f"{n.get('val')}, test {n.get('test')} images.",
-        f"- **Protocol:** {PROTOCOL}",
+        f"- **Protocol:** {protocol(runs)}",
         f"- **Budget (trained learners):** {_budgets(runs)}; baselines are not trained. A learner "
         "whose name lists a setting was asked for it beyond this protocol (`--set`, its own config "
         "table or a study), and differs from the plain row in that setting only.",
@@ -263,10 +277,10 @@ def _footnotes(summary) -> list[str]:
             "`python -m bench verify --uncommitted --adopt` retrains them from this commit and replaces them."
         )
     if summary["stale"].any():
+        names = {n for cell in summary["stale_by"] for n in cell.split(",") if n}
+        wrong = "; ".join(e.stale_note for e in evaluators.all() if e.name in names)
         notes.append(
-            "‡: some of the row's runs were measured by an older evaluator: a linear probe stopped at "
-            "150 plain L-BFGS steps, short of its optimum (results/README.md measures by how much), "
-            "and no label efficiency or RankMe. `python -m bench "
+            f"‡: some of the row's runs were measured by an older evaluator: {wrong}. `python -m bench "
             "verify --stale --adopt` re-measures them (from cached checkpoints where there are any)."
         )
     notes += [e.note for e in evaluators.all() if e.note]

@@ -62,7 +62,8 @@ def frame(runs: list[dict]) -> pd.DataFrame:
                 "wall_time": m.get("wall_time_s"),
                 "git_sha": env.get("git_sha"),
                 "uncommitted": not env.get("git_sha") or env["git_sha"].endswith("-dirty"),
-                "stale": compat.stale(m),
+                "stale": bool(stale := compat.stale_by(m)),
+                "stale_by": ",".join(stale),
                 "device": env.get("device"),
                 "threads": env.get("threads"),
                 "torch": env.get("torch"),
@@ -86,6 +87,7 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
         n=("seed", "nunique"),
         uncommitted=("uncommitted", "any"),
         stale=("stale", "any"),
+        stale_by=("stale_by", lambda cells: ",".join(sorted({n for c in cells for n in c.split(",") if n}))),
     )
     for col in metrics():
         values = pd.to_numeric(df[col], errors="coerce") if col in df else pd.Series(np.nan, df.index)

@@ -1,11 +1,12 @@
 """The evaluator must be right before any table can be trusted."""
 
+import pytest
 import torch
 import torch.nn.functional as F
 
-from bench import config, evaluate
+from bench import config, evaluate, evaluators
 from bench.config import EvalConfig
-from bench.evaluators import knn, linear, recon
+from bench.evaluators import knn, linear, mlp, recon
 
 
 def _splits(make):
@@ -35,6 +36,45 @@ def test_shuffled_labels_score_near_chance():
     result = evaluate.on_latents(z, y, 5, EvalConfig(), seed=0)
     for probe in ("linear", "mlp", "knn"):
         assert result[probe]["test_acc"] < 0.35, probe  # chance is 0.2
+
+
+def test_mlp_budget_is_steps_not_passes():
+    """Validation is read every round: a pass where a pass is long enough (MNIST), stretched to
+    mlp_min_steps / mlp_max_epochs steps where it is not (digits: 3 steps a pass)."""
+    cfg = EvalConfig()
+    assert mlp.round_steps(1293, cfg) == 50 and mlp.round_steps(54000, cfg) == 106
+    z, y = _splits(lambda n: _separable(n // 4))  # 150 training latents: one step a pass
+    out = mlp.mlp_probe(z, y, 5, EvalConfig(mlp_hidden=32, mlp_max_epochs=10, mlp_min_steps=100), 0)
+    assert out["steps"] == 10 * out["epochs"] and out["test_acc"] > 0.95
+
+
+def test_mlp_pairs_train_apart_and_validation_chooses():
+    """Each (learning rate, weight decay) pair is its own head: the same weights and numbers as
+    when trained alone; a pair that cannot learn (lr 1e-6) loses on validation."""
+    z, y = _splits(_separable)
+    small = dict(mlp_hidden=32, mlp_max_epochs=6, mlp_min_steps=60)
+    alone = mlp.mlp_probe(z, y, 5, EvalConfig(**small, mlp_lr_factors=[1.0], mlp_weight_decays=[0.0]), 0)
+    both = mlp.mlp_probe(z, y, 5, EvalConfig(**small, mlp_lr_factors=[1e-3, 1.0], mlp_weight_decays=[0.0]), 0)
+    assert both["lr"] == 1e-3 and both["weight_decay"] == 0.0
+    for k in ("test_acc", "val_acc", "epochs"):
+        assert both[k] == pytest.approx(alone[k]), k
+
+
+def test_mlp_version_1_is_stale_where_it_was_starved():
+    """The old head's numbers are wrong where a pass was shorter than today's round (digits),
+    merely different where it was not (MNIST): stale there, outdated here."""
+    from bench import compat
+
+    def stored(n_train):
+        entries = {e.name: {"test_acc": 0.9} for e in evaluators.all()}
+        versions = {e.name: e.version for e in evaluators.all()} | {"mlp": 1}
+        return {"status": "ok", "n": {"train": n_train}, **entries, "evaluators": versions}
+
+    assert compat.stale_by(stored(1293)) == ["mlp"] and compat.stale(stored(1293))
+    assert not compat.stale(stored(54000)) and compat.outdated(stored(54000))
+    today = stored(1293)
+    today["evaluators"]["mlp"] = mlp.MLP.version
+    assert not compat.stale(today) and not compat.outdated(today)
 
 
 def test_linear_probe_matches_autograd_gradient():

@@ -2,6 +2,7 @@
 report's flags (undertrained against PCA, uncommitted code)."""
 
 import csv
+import dataclasses
 import io
 import json
 import os
@@ -69,6 +70,34 @@ def test_old_runs_keep_their_keys_and_names():
     changed["eval"]["label_draws"] = 2
     assert store.keys(changed)[0] != store.keys(spec)[0]
     assert store.keys(changed)[1] == store.keys(spec)[1]  # the same trained weights
+
+
+def test_later_fields_are_frozen_at_the_default_they_were_added_with(monkeypatch):
+    """Changing a later field's default gives new runs new keys; stored runs keep theirs."""
+    ds = data.load(config.DataConfig())
+    spec = runner.spec(config.Config(), ds, "ae", {"latent_dim": 8}, 0).json()
+    for section in ("data", "train", "eval"):  # every field is keyed in full or frozen in LATER
+        fields = set(config.to_dict({"data": config.DataConfig, "train": config.TrainConfig,
+                                     "eval": config.EvalConfig}[section]()))  # fmt: skip
+        assert fields - set(compat.KEYED[section]) == set(compat.LATER[section]), section
+    stored = store.keys(spec)
+
+    @dataclasses.dataclass
+    class Eval(config.EvalConfig):  # a later default changed: 2 label draws where runs had 5
+        label_draws: int = 2
+
+    @dataclasses.dataclass
+    class Train(config.TrainConfig):
+        bf16: bool = True
+
+    monkeypatch.setattr(config, "EvalConfig", Eval)
+    monkeypatch.setattr(config, "TrainConfig", Train)
+    cfg = config.Config(train=Train(), eval=Eval())
+    new = runner.spec(cfg, ds, "ae", {"latent_dim": 8}, 0).json()
+    assert new["eval"]["label_draws"] == 2 and new["train"]["bf16"] is True
+    assert store.keys(new)[0] != stored[0] and store.keys(new)[1] != stored[1]
+    assert store.keys(spec) == stored  # the stored run's spec still hashes to its key
+    assert compat.settings("eval", {})["label_draws"] == 5  # what a run stored without it ran with
 
 
 def test_report_runs_export_and_verify(capsys, tmp_path, monkeypatch):

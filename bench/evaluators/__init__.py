@@ -105,7 +105,9 @@ class Evaluator:
     the frozen model (reconstruction) rather than only reading latents. `version` is recorded
     with every run; runs measured by a version below `stale_below` (0 = never measured) are
     marked stale in the tables and chosen by `bench verify --stale`: raise it when a change makes
-    the old numbers wrong, not merely different. `note`: a footnote under the main table.
+    the old numbers wrong, not merely different (or override `stale` where that depends on the
+    run); `stale_note` says what was wrong, in the tables' ‡ footnote. `note`: a footnote under
+    the main table.
     """
 
     name: str = ""
@@ -115,6 +117,7 @@ class Evaluator:
     steers: bool = False
     needs_model: bool = False
     note: str | None = None
+    stale_note: str = ""
     columns: tuple[Column, ...] = ()
 
     @dataclass
@@ -123,6 +126,11 @@ class Evaluator:
 
     def __call__(self, ctx: Context) -> dict:
         raise NotImplementedError
+
+    def stale(self, version: int, metrics: dict) -> bool:
+        """Whether the numbers this evaluator gave a finished run, measured by `version` (0: not
+        measured), are wrong by today's standard."""
+        return version < self.stale_below
 
     def refuse(self, cfg, plan: Plan) -> str | None:
         """Before any training: why this `[eval]` config cannot measure a run of `plan` (one

@@ -26,6 +26,10 @@ class Linear(Evaluator):
     order = 10
     version = 3  # 1: plain L-BFGS, stopped short of the optimum (results/speed.md); 2: no predictions kept
     stale_below = 2
+    stale_note = (
+        "a linear probe stopped at 150 plain L-BFGS steps, short of its optimum (results/README.md measures "
+        "by how much), and no label efficiency or RankMe"
+    )
     steers = True
     columns = (
         Column("linear", accuracy("linear"), "linear %", 100, ablation=True, unit="points", progress=True),
