@@ -44,7 +44,7 @@ LATER = {
     "train": {"compile": False, "bf16": False},
     "eval": {
         "label_fractions": [0.01, 0.1], "label_draws": 5, "map_points": 2000, "steer_only": False,
-        "mlp_min_steps": 2000, "mlp_lr_factors": [1.0, 3.0], "mlp_weight_decays": [1e-4, 1e-2],
+        "mlp_min_steps": 1500, "mlp_lr_factors": [1.0, 3.0], "mlp_weight_decays": [1e-4, 1e-2],
     },
 }  # fmt: skip
 

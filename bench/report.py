@@ -10,6 +10,8 @@ import json
 import math
 from collections import Counter
 
+import pandas as pd
+
 from bench import compat, evaluators, labels, plots, sections, store, studies, tables, transfer
 from bench.evaluators.mlp import MLP
 from bench.tables import pm
@@ -183,6 +185,7 @@ def render(title: str, runs: list[dict], df, summary, figures: dict, every: list
             else []
         ),
         *_footnotes(summary),
+        *_mlp_trails(summary, df),
         *more.get("real", []),
         "## Linear probe accuracy by latent size",
         "",
@@ -256,6 +259,34 @@ def render(title: str, runs: list[dict], df, summary, figures: dict, every: list
     return "\n".join(lines) + "\n"
 
 
+def _mlp_trails(summary, df) -> list[str]:
+    """Rows whose MLP head trails the linear probe by more than both seed spreads: a defect to
+    explain (DESIGN.md, protocol rule 7), named with both probes' validation accuracy, which says
+    whether the choice on validation or the head itself falls short."""
+    s = summary[summary["n"] >= 2]  # one seed has no spread to exceed
+    trails = s[s["mlp_mean"] + s["mlp_std"] < s["linear_mean"] - s["linear_std"]]
+    if trails.empty:
+        return []
+    rows = []
+    for _, r in trails.iterrows():
+        runs = df[(df["learner"] == r["learner"]) & (df["latent_dim"] == r["latent_dim"])]
+        val = {p: pd.to_numeric(runs[f"{p}_val"], errors="coerce").mean() for p in ("mlp", "linear")}
+        rows.append(
+            f"{r['learner']} at d={r['latent_dim']}, MLP {pm(r['mlp_mean'], r['mlp_std'], 100)} against "
+            f"linear {pm(r['linear_mean'], r['linear_std'], 100)} (validation {pm(val['mlp'], None, 100)} "
+            f"against {pm(val['linear'], None, 100)})"
+        )
+    return [
+        "The MLP head trails the linear probe it can represent by more than both seed spreads: "
+        + "; ".join(rows)
+        + ". Where it trails on validation too, the head generalises worse than the probe from these "
+        "training latents, with its steps, learning rate and weight decay chosen on validation (each "
+        "run's metrics.json, its `mlp` entry); where it does not, the validation slice "
+        "chose a setting that does not carry to test.",
+        "",
+    ]
+
+
 def _footnotes(summary) -> list[str]:
     notes = []
     if "mark" in summary and summary["mark"].str.contains("=").any():
@@ -278,7 +309,7 @@ def _footnotes(summary) -> list[str]:
         )
     if summary["stale"].any():
         names = {n for cell in summary["stale_by"] for n in cell.split(",") if n}
-        wrong = "; ".join(e.stale_note for e in evaluators.all() if e.name in names)
+        wrong = "; ".join(e.stale_note for e in evaluators.all() if e.name in names and e.stale_note)
         notes.append(
             f"‡: some of the row's runs were measured by an older evaluator: {wrong}. `python -m bench "
             "verify --stale --adopt` re-measures them (from cached checkpoints where there are any)."

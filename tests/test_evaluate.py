@@ -42,7 +42,7 @@ def test_mlp_budget_is_steps_not_passes():
     """Validation is read every round: a pass where a pass is long enough (MNIST), stretched to
     mlp_min_steps / mlp_max_epochs steps where it is not (digits: 3 steps a pass)."""
     cfg = EvalConfig()
-    assert mlp.round_steps(1293, cfg) == 50 and mlp.round_steps(54000, cfg) == 106
+    assert mlp.round_steps(1293, cfg) == 38 and mlp.round_steps(54000, cfg) == 106
     z, y = _splits(lambda n: _separable(n // 4))  # 150 training latents: one step a pass
     out = mlp.mlp_probe(z, y, 5, EvalConfig(mlp_hidden=32, mlp_max_epochs=10, mlp_min_steps=100), 0)
     assert out["steps"] == 10 * out["epochs"] and out["test_acc"] > 0.95
