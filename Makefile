@@ -21,8 +21,8 @@ export MALLOC_TRIM_THRESHOLD_ := 100000000000
 # CPU the trained learners drift, and the tolerances are that measured drift with a margin: AMD
 # EPYC with AVX512 kernels (the store's) -> AMD EPYC with AVX2 kernels, the 25 runs at d = 16 and
 # 64 that make bench trained before: linear up to 3.61 points, kNN 2.22, the MLP head 6.11 (it
-# moves most), PSNR 0.03 dB; its 13 runs at d = 64 now: linear 2.78, MLP 1.39, kNN 1.94
-# (results/speed.md, make bench from an empty store); -> Intel Xeon, up to 2.78 points. Past them
+# moves most), PSNR 0.03 dB; its 13 runs at d = 64 (MLP head version 1): linear 2.78, MLP 1.39, kNN 1.94
+# (results/speed.md at 2b6bd78); -> Intel Xeon, up to 2.78 points; AVX512 (the store's): identical. Past them
 # a line names the metric and the environment fields that differ. `make bench-digits`: d = 16 as
 # well, and all three seeds.
 BENCH_SCRATCH ?= .cache/bench
