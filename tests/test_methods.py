@@ -11,6 +11,7 @@ import torch
 
 from bench import BenchError, config, data, registry, runner, store, tune
 from bench.config import Config
+from bench.method import Unsupported
 from tests.conftest import GREY8, RGB32
 
 TINY = {"channels": (8, 16), "latent_dim": 12}
@@ -217,6 +218,26 @@ def test_pca_reconstructs_exactly_at_full_rank():
     model.prepare((x * 255).round().to(torch.uint8))
     x = (x * 255).round() / 255
     assert torch.allclose(model.reconstruct(x), x, atol=1e-4)
+
+
+def test_patches_are_seeded_normalised_and_brightness_free():
+    """Random-patch features (Coates & Ng 2011): the run's seed draws the filters, each patch is
+    normalised before it is compared (so adding a constant to an image changes nothing), and a
+    latent size that K filters x pool^2 cells cannot make is refused as unsupported."""
+    torch.manual_seed(0)
+    a = build("patches", RGB32)
+    torch.manual_seed(0)
+    b = build("patches", RGB32)
+    torch.manual_seed(1)
+    c = build("patches", RGB32)
+    assert torch.equal(a.filters, b.filters) and not torch.equal(a.filters, c.filters)
+    assert a.filters.shape == (3, 75) and torch.allclose(a.filters.norm(dim=1), torch.ones(3))
+    x = torch.rand(4, 3, 32, 32) * 0.5
+    z = a.encode(x)
+    assert z.shape == (4, 12) and (z >= 0).all() and z.abs().sum() > 0
+    assert torch.allclose(a.encode(x + 0.3), z, atol=1e-4)
+    with pytest.raises(Unsupported, match="pool"):
+        registry.create("patches", config.method_config("patches", {"latent_dim": 10}), RGB32)
 
 
 def test_dae_corruption_is_batched_and_bounded():
