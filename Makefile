@@ -14,7 +14,7 @@ export MALLOC_TRIM_THRESHOLD_ := 100000000000
 	touch $@
 
 # `make bench` trains every registered learner and baseline on the embedded digits data at the
-# page's main latent size, d = 64, seed 0 (13 runs, ~2 min on 2 cores: results/speed.md) into a
+# page's main latent size, d = 64, seed 0 (14 runs, ~2 min on 2 cores: results/speed.md) into a
 # scratch store (.cache/bench/: its tables are .cache/bench/digits.md), then compares exactly those
 # runs with the committed runs of the same keys (nothing retrained; a second `make bench` reuses
 # what it trained). On the machine kind the store was made on they are bit-identical; on another
