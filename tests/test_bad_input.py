@@ -403,6 +403,40 @@ def test_a_write_never_replaces_a_device_or_folder(tmp_path):
     assert Path("/dev/null").is_char_device() and tmp_path.is_dir()
 
 
+def test_an_output_through_a_link_writes_where_it_points_and_keeps_the_link(tmp_path):
+    """`--out`, `--csv`, `--encoder`: a link is followed to a regular file (the link stays), and a
+    link to a device or folder, or a loop of links, is refused as the device or folder would be."""
+    real = tmp_path / "real.csv"
+    real.write_text("old")
+    link = tmp_path / "link.csv"
+    link.symlink_to(real)
+    store.output(link, lambda tmp: Path(tmp).write_text("new"))
+    assert link.is_symlink() and real.read_text() == "new"
+    fresh = tmp_path / "dangling.csv"
+    fresh.symlink_to(tmp_path / "made.csv")
+    store.output(fresh, lambda tmp: Path(tmp).write_text("made"))
+    assert fresh.is_symlink() and (tmp_path / "made.csv").read_text() == "made"
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    for name, to in (("null", Path("/dev/null")), ("dir", tmp_path), ("stdout", Path("/dev/stdout"))):
+        bad = tmp_path / f"to-{name}"
+        bad.symlink_to(to)
+        with pytest.raises(BenchError, match="refusing"):
+            store.output(bad, lambda tmp: Path(tmp).write_text("x"))
+        assert bad.is_symlink() and os.readlink(bad) == str(to)
+    with pytest.raises(BenchError, match="refusing to write through it"):
+        store.output(tmp_path / "a", lambda tmp: Path(tmp).write_text("x"))
+    assert Path("/dev/null").is_char_device() and Path("/dev/stdout").is_symlink()
+
+
+def test_runs_csv_through_a_link_to_a_device_is_one_line(tmp_path, capsys):
+    assert main(["run", *QUICK[:-2], "--methods", "pixels"]) == 0
+    link = tmp_path / "out.csv"
+    link.symlink_to("/dev/null")
+    assert "is not a regular file" in _one_line_exit_2(["runs", "--csv", str(link)], capsys)
+    assert link.is_symlink() and Path("/dev/null").is_char_device()
+
+
 def test_a_run_folder_that_is_a_link_is_replaced_never_followed(tmp_path):
     outside = tmp_path / "outside"
     outside.mkdir()
