@@ -51,8 +51,16 @@ LATER = {
 
 def later_defaults(section: str) -> dict:
     """The fields of `section` ("data", "train", "eval") added after keys were defined, at the
-    defaults they had when they were added (not today's: see LATER)."""
-    return {k: list(v) if isinstance(v, list) else v for k, v in LATER.get(section, {}).items()}
+    defaults they had when they were added (LATER, not today's). A field of an evaluator file
+    dropped in from outside, which LATER cannot know, is taken at today's default."""
+    from bench import config
+
+    cls = {"eval": config.EvalConfig, "train": config.TrainConfig, "data": config.DataConfig}.get(section)
+    if cls is None:
+        return {}
+    today = config.to_dict(cls())
+    frozen = {k: v for k, v in LATER.get(section, {}).items()}
+    return {k: frozen.get(k, v) for k, v in today.items() if k not in KEYED[section]}
 
 
 def _keyed(values: dict | None, section: str) -> dict | None:

@@ -18,7 +18,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench import BenchError, config, evaluate, evaluators, registry, runner, store, tables, transfer, verify
+from bench import (
+    BenchError,
+    config,
+    evaluate,
+    evaluators,
+    output,
+    registry,
+    runner,
+    store,
+    tables,
+    transfer,
+    verify,
+)
 from bench.spec import EXPORT, RunSpec
 
 SPLITS = ("train", "val", "test")
@@ -127,7 +139,7 @@ def write_encoder(path: Path, run: dict, ds, model) -> None:
         )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
-        store.output(path, lambda tmp: torch.jit.save(traced, tmp))
+        output.write(path, lambda tmp: torch.jit.save(traced, tmp))
 
 
 def arrays(run: dict, ds, z: dict) -> dict[str, np.ndarray]:
@@ -163,7 +175,7 @@ def runs_command(csv: str | None, dataset: str | None) -> None:
         raise BenchError("no stored run" + (f" of dataset {dataset!r}" if dataset else ""))
     df = runs_table(runs)
     if csv:
-        store.output(Path(csv), lambda tmp: df.to_csv(tmp, index=False))
+        output.write(Path(csv), lambda tmp: df.to_csv(tmp, index=False))
         print(f"wrote {csv} ({len(df)} runs, {len(df.columns)} columns)")
     else:
         df.to_csv(sys.stdout, index=False)
@@ -193,6 +205,7 @@ def export_command(
     probe = transfer.load_for(run["config"], data_dir, offline, ds)  # a transfer: its probe data
     z = latents(run, ds, env.pick_device(device), retrain, probe)
     path = Path(out or f"{key}.npz")
-    store.atomic_save_npz(path, arrays(run, probe or ds, z), compress=False, follow=True)  # barely compress
+    # a file the user named: through a link, never over a device (bench/output.py)
+    store.atomic_save_npz(output.target(path), arrays(run, probe or ds, z), compress=False)
     sizes = ", ".join(f"{s} {tuple(z[s].shape)}" for s in SPLITS)
     print(f"wrote {path}: latents {sizes}, labels, classes, provenance, run key, config")

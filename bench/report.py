@@ -7,10 +7,7 @@ report can be rebuilt at any time with `python -m bench report`.
 from __future__ import annotations
 
 import json
-import math
 from collections import Counter
-
-import pandas as pd
 
 from bench import compat, evaluators, labels, plots, sections, store, studies, tables, transfer
 from bench.evaluators.mlp import MLP
@@ -124,15 +121,9 @@ def write(name: str, every: list[dict]):
 
 
 def protocol(runs: list[dict]) -> str:
-    """The page's protocol. What chose the MLP head's settings depends on the version that
-    measured it (bench/evaluators/mlp.py); a page that mixes versions says so."""
+    """The page's protocol; what chose the MLP head's settings depends on its versions here."""
     versions = {compat.measured(r["metrics"])["mlp"] for r in runs if r["metrics"].get("status") == "ok"}
-    cfg = MLP.Config()
-    rounds = math.ceil(cfg.mlp_min_steps / cfg.mlp_max_epochs)
-    mlp = f"MLP learning rate, weight decay and epochs in rounds of at least {rounds} AdamW steps"
-    if 1 in versions:
-        mlp = f"{mlp}; rows measured before: MLP epochs only" if 2 in versions else "MLP epochs"
-    return PROTOCOL.format(mlp=mlp)
+    return PROTOCOL.format(mlp=MLP.chosen(versions))
 
 
 def render(title: str, runs: list[dict], df, summary, figures: dict, every: list[dict], more=None) -> str:
@@ -184,8 +175,8 @@ def render(title: str, runs: list[dict], df, summary, figures: dict, every: list
             if (summary["kind"] == "reference").any()
             else []
         ),
-        *_footnotes(summary),
-        *_mlp_trails(summary, df),
+        *_footnotes(summary, df),
+        *(line for e in evaluators.all() if (n := e.page_note(summary, df)) for line in (n, "")),
         *more.get("real", []),
         "## Linear probe accuracy by latent size",
         "",
@@ -259,35 +250,7 @@ def render(title: str, runs: list[dict], df, summary, figures: dict, every: list
     return "\n".join(lines) + "\n"
 
 
-def _mlp_trails(summary, df) -> list[str]:
-    """Rows whose MLP head trails the linear probe by more than both seed spreads: a defect to
-    explain (DESIGN.md, protocol rule 7), named with both probes' validation accuracy, which says
-    whether the choice on validation or the head itself falls short."""
-    s = summary[summary["n"] >= 2]  # one seed has no spread to exceed
-    trails = s[s["mlp_mean"] + s["mlp_std"] < s["linear_mean"] - s["linear_std"]]
-    if trails.empty:
-        return []
-    rows = []
-    for _, r in trails.iterrows():
-        runs = df[(df["learner"] == r["learner"]) & (df["latent_dim"] == r["latent_dim"])]
-        val = {p: pd.to_numeric(runs[f"{p}_val"], errors="coerce").mean() for p in ("mlp", "linear")}
-        rows.append(
-            f"{r['learner']} at d={r['latent_dim']}, MLP {pm(r['mlp_mean'], r['mlp_std'], 100)} against "
-            f"linear {pm(r['linear_mean'], r['linear_std'], 100)} (validation {pm(val['mlp'], None, 100)} "
-            f"against {pm(val['linear'], None, 100)})"
-        )
-    return [
-        "The MLP head trails the linear probe it can represent by more than both seed spreads: "
-        + "; ".join(rows)
-        + ". Where it trails on validation too, the head generalises worse than the probe from these "
-        "training latents, with its steps, learning rate and weight decay chosen on validation (each "
-        "run's metrics.json, its `mlp` entry); where it does not, the validation slice "
-        "chose a setting that does not carry to test.",
-        "",
-    ]
-
-
-def _footnotes(summary) -> list[str]:
+def _footnotes(summary, df) -> list[str]:
     notes = []
     if "mark" in summary and summary["mark"].str.contains("=").any():
         notes.append(
@@ -308,7 +271,7 @@ def _footnotes(summary) -> list[str]:
             "`python -m bench verify --uncommitted --adopt` retrains them from this commit and replaces them."
         )
     if summary["stale"].any():
-        names = {n for cell in summary["stale_by"] for n in cell.split(",") if n}
+        names = {n for cell in df.loc[df["stale"], "stale_by"] for n in cell.split(",") if n}
         wrong = "; ".join(e.stale_note for e in evaluators.all() if e.name in names and e.stale_note)
         notes.append(
             f"‡: some of the row's runs were measured by an older evaluator: {wrong}. `python -m bench "

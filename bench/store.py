@@ -20,7 +20,6 @@ import json
 import os
 import re
 import socket
-import stat
 import sys
 import tempfile
 from pathlib import Path
@@ -155,15 +154,12 @@ def find(prefix: str) -> str:
     return hits[0]
 
 
-def atomic_write(path: Path, write, follow: bool = False) -> None:
+def atomic_write(path: Path, write) -> None:
     """Call write(tmp_path), then rename over `path`: readers see the old file or the new one.
     Only a regular file is ever replaced: a device, folder or socket at `path` is refused in one
-    line that names it. A link at `path` is replaced by the file (in the store, a planted link
-    never takes a write elsewhere), or with `follow` (a file the user named: `output`) the file
-    it points to is, and the link stays a link; a link to a device or folder is refused too."""
+    line that names it. A link at `path` is replaced by the file, never followed (a link planted
+    in the store takes no write elsewhere); files the user names go through bench/output.py."""
     path = Path(path)
-    if follow:
-        path = _link_target(path)
     if os.path.lexists(path) and not path.is_symlink() and not path.is_file():
         kind = "a folder" if path.is_dir() else "not a regular file (a device, socket or pipe)"
         raise BenchError(f"{path} is {kind}: refusing to replace it; choose a file path")
@@ -181,35 +177,6 @@ def atomic_write(path: Path, write, follow: bool = False) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-
-
-def output(path: Path, write) -> None:
-    """Write a file the user named outside the store (`--out`, `--csv`, `--encoder`): atomically,
-    through a link to where it points, never over a device or folder (see `atomic_write`)."""
-    atomic_write(path, write, follow=True)
-
-
-def _link_target(path: Path) -> Path:
-    """Where a write to `path` lands: `path` itself, or the file at the end of its links. What
-    is there is checked by what it is, links followed (os.stat): /dev/stdout is a device."""
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        st = None  # nothing there yet, or a link to a file not yet made
-    except OSError as e:  # a loop of links, a link through a file
-        raise BenchError(f"{path}: {e.strerror or e}: refusing to write through it; choose a file") from None
-    if st is not None and not stat.S_ISREG(st.st_mode):
-        kind = "a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file (a device, socket or pipe)"
-        through = f" (a link to {os.path.realpath(path)})" if path.is_symlink() else ""
-        raise BenchError(f"{path}{through} is {kind}: refusing to replace it; choose a file path")
-    if not path.is_symlink():
-        return path
-    hop = path
-    while hop.is_symlink():  # a loop was refused above by os.stat
-        hop = hop.parent / os.readlink(hop)
-        if Path(os.path.abspath(hop)).parts[1:2] in (("proc",), ("dev",)):  # /dev/stdout, /proc/self/fd/1
-            raise BenchError(f"{path} (a link to {hop}) is a device or a stream: refusing to replace it")
-    return Path(os.path.realpath(path))
 
 
 def write_json(path: Path, obj) -> None:
@@ -314,14 +281,14 @@ def _umask() -> int:
     return mask
 
 
-def atomic_save_npz(path: Path, arrays: dict, compress: bool = True, follow: bool = False) -> None:
+def atomic_save_npz(path: Path, arrays: dict, compress: bool = True) -> None:
     import numpy as np
 
     def write(tmp):
         with open(tmp, "wb") as f:
             (np.savez_compressed if compress else np.savez)(f, **arrays)
 
-    atomic_write(path, write, follow)
+    atomic_write(path, write)
 
 
 def load_artifact(run_dir: Path, name: str) -> dict | None:

@@ -87,7 +87,6 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
         n=("seed", "nunique"),
         uncommitted=("uncommitted", "any"),
         stale=("stale", "any"),
-        stale_by=("stale_by", lambda cells: ",".join(sorted({n for c in cells for n in c.split(",") if n}))),
     )
     for col in metrics():
         values = pd.to_numeric(df[col], errors="coerce") if col in df else pd.Series(np.nan, df.index)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench import BenchError, store
+from bench import BenchError, output, store
 from bench.__main__ import main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,7 +32,7 @@ RUN_CASES = [
     # (extra args for `bench run`, words the one line must hold)
     (["--set", "train.epochs=-1"], "train.epochs=-1: must be >= 1"),
     (["--set", "train.epochs=0"], "train.epochs=0: must be >= 1"),
-    (["--latent-dims", "0"], "grid.latent_dims=[0]: every item must be >= 1"),
+    (["--latent-dims", "0"], "grid.latent_dims=[0]: every item must be in [1,"),
     (["--latent-dims=-5"], "grid.latent_dims=[-5]"),
     (["--latent-dims", "1000000000"], "GiB for weights"),
     (["--latent-dims", "99999999999999999999"], "latent_dims=[99999999999999999999]: every item must be in"),
@@ -410,11 +410,11 @@ def test_an_output_through_a_link_writes_where_it_points_and_keeps_the_link(tmp_
     real.write_text("old")
     link = tmp_path / "link.csv"
     link.symlink_to(real)
-    store.output(link, lambda tmp: Path(tmp).write_text("new"))
+    output.write(link, lambda tmp: Path(tmp).write_text("new"))
     assert link.is_symlink() and real.read_text() == "new"
     fresh = tmp_path / "dangling.csv"
     fresh.symlink_to(tmp_path / "made.csv")
-    store.output(fresh, lambda tmp: Path(tmp).write_text("made"))
+    output.write(fresh, lambda tmp: Path(tmp).write_text("made"))
     assert fresh.is_symlink() and (tmp_path / "made.csv").read_text() == "made"
     (tmp_path / "a").symlink_to(tmp_path / "b")
     (tmp_path / "b").symlink_to(tmp_path / "a")
@@ -422,10 +422,10 @@ def test_an_output_through_a_link_writes_where_it_points_and_keeps_the_link(tmp_
         bad = tmp_path / f"to-{name}"
         bad.symlink_to(to)
         with pytest.raises(BenchError, match="refusing"):
-            store.output(bad, lambda tmp: Path(tmp).write_text("x"))
+            output.write(bad, lambda tmp: Path(tmp).write_text("x"))
         assert bad.is_symlink() and os.readlink(bad) == str(to)
     with pytest.raises(BenchError, match="refusing to write through it"):
-        store.output(tmp_path / "a", lambda tmp: Path(tmp).write_text("x"))
+        output.write(tmp_path / "a", lambda tmp: Path(tmp).write_text("x"))
     assert Path("/dev/null").is_char_device() and Path("/dev/stdout").is_symlink()
 
 

@@ -132,6 +132,11 @@ class Evaluator:
         measured), are wrong by today's standard."""
         return version < self.stale_below
 
+    def page_note(self, summary, runs) -> str | None:
+        """A footnote under a page's main table that depends on its rows (`summary`: one row per
+        learner and latent size; `runs`: one per run, tables.frame), or None."""
+        return None
+
     def refuse(self, cfg, plan: Plan) -> str | None:
         """Before any training: why this `[eval]` config cannot measure a run of `plan` (one
         line naming the field), or None."""
