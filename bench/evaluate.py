@@ -39,7 +39,13 @@ def extract(model, x: torch.Tensor, device: torch.device, batch: int = 1024) -> 
     for i in range(0, len(x), batch):
         xb = x[i : i + batch].to(device).float().div_(255).contiguous(memory_format=torch.channels_last)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            out.append(model.encode(xb).float().cpu())
+            z = model.encode(xb)
+        if not (torch.is_tensor(z) and z.is_floating_point()):  # .float() would hide it (complex: silently)
+            what = z.dtype if torch.is_tensor(z) else type(z).__name__
+            raise BenchError(
+                f"the encoder returns {what}, not float latents: an encoder returns (B, D) floats"
+            )
+        out.append(z.float().cpu())
     return torch.cat(out)
 
 
@@ -56,6 +62,9 @@ def latents(model, data, device, cache: Path) -> dict[str, torch.Tensor]:
     z = store.load_tensor(cache, fits(data))
     if z is None:
         z = {s: extract(model, getattr(data, f"x_{s}"), device) for s in SPLITS}
+        if (why := fits(data)(z)) and "not finite" not in why:  # checked once, where they enter
+            raise BenchError(f"the encoder {why.replace('holds', 'gives', 1)}: an encoder returns one "
+                             "float row of D values per image, (B, D)")  # fmt: skip
         if not all(torch.isfinite(t).all() for t in z.values()):
             raise Diverged("the encoder's latents are not finite (NaN or inf)")
         store.try_save_tensor(cache, z, "latents")

@@ -403,6 +403,12 @@ def test_a_write_never_replaces_a_device_or_folder(tmp_path):
     assert Path("/dev/null").is_char_device() and tmp_path.is_dir()
 
 
+def test_a_one_wide_latent_is_measured_not_a_traceback():
+    assert main(["run", *QUICK[:-2], "--methods", "pca", "--latent-dims", "1"]) == 0
+    (run,) = store.load_runs()
+    assert run["metrics"]["status"] == "ok" and run["metrics"]["latent_map"]["points"] > 0
+
+
 def test_an_output_through_a_link_writes_where_it_points_and_keeps_the_link(tmp_path):
     """`--out`, `--csv`, `--encoder`: a link is followed to a regular file (the link stays), and a
     link to a device or folder, or a loop of links, is refused as the device or folder would be."""

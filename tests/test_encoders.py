@@ -65,6 +65,36 @@ def test_a_torchscript_file_is_a_baseline_keyed_by_its_bytes(tmp_path, digits):
     assert spec3.source["sha256"] != spec.source["sha256"]
 
 
+def test_degenerate_latents_are_measured_or_refused_in_one_line(tmp_path, digits):
+    """Where an encoder's output enters the evaluator it is checked once: a constant latent is
+    measured (its map is a point: t-SNE crashed on it), integers or a wrong batch size are refused
+    with one line naming what the encoder returned."""
+    (tmp_path / "odd.py").write_text(
+        "import torch\n"
+        "from torch import nn\n"
+        "class Out(nn.Module):\n"
+        "    def __init__(self, f):\n"
+        "        super().__init__()\n"
+        "        self.f, self.w = f, nn.Parameter(torch.zeros(1))\n"
+        "    def forward(self, x):\n"
+        "        return self.f(x)\n"
+        "def zeros():\n"
+        "    return Out(lambda x: torch.zeros(len(x), 4))\n"
+        "def ints():\n"
+        "    return Out(lambda x: (x.flatten(1) * 255).long())\n"
+        "def short():\n"
+        "    return Out(lambda x: x.flatten(1)[:-1])\n"
+    )
+    _, m = run(f"factory:{tmp_path / 'odd.py'}:zeros", digits)
+    assert m["status"] == "ok" and m["latent_map"]["points"] > 0
+    with pytest.raises(BenchError, match=r"the encoder returns torch.int64, not float latents"):
+        run(f"factory:{tmp_path / 'odd.py'}:ints", digits)
+    with pytest.raises(
+        BenchError, match=r"the encoder gives train latents of shape \(\d+, 64\) for \d+ train"
+    ):
+        run(f"factory:{tmp_path / 'odd.py'}:short", digits)
+
+
 def test_a_timm_model_with_a_local_weights_file(tmp_path, digits):
     net = timm.create_model("resnet18", pretrained=False, in_chans=1, num_classes=10)
     torch.save({"state_dict": net.state_dict()}, tmp_path / "r18.pth")  # a training checkpoint

@@ -164,6 +164,17 @@ def test_the_latent_map_sample_is_class_balanced_fixed_and_oriented():
     assert (xy[y[idx] == 0].mean(0) <= 0).all()  # class 0 towards the lower left
 
 
+def test_the_latent_map_of_a_degenerate_latent_is_a_point_not_a_crash():
+    """A constant latent (or two distinct points) maps to a point: Barnes-Hut t-SNE divided by
+    zero distances there and took the process down; a 1-wide latent has no PCA init to take."""
+    y = np.repeat(np.arange(4), 20)
+    assert not latent_map.embed(np.zeros((80, 16), np.float32), y).any()
+    two = np.repeat(np.eye(2, dtype=np.float32), 40, axis=0)
+    assert latent_map.embed(two, y).shape == (80, 2) and not latent_map.embed(two, y).any()
+    wide1 = latent_map.embed(np.random.default_rng(0).normal(size=(80, 1)), y)
+    assert wide1.shape == (80, 2) and np.isfinite(wide1).all() and wide1.any()
+
+
 def test_outdated_runs_are_those_todays_evaluators_would_measure_more_of():
     from bench import compat, evaluators
 

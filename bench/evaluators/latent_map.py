@@ -56,13 +56,14 @@ def embed(z: np.ndarray, y: np.ndarray, seed: int = 0) -> np.ndarray:
     from sklearn.manifold import TSNE
 
     n = len(z)
-    if n < 3:
-        return np.zeros((n, 2), np.float32)
-    z = z.astype(np.float32)
+    z = z.astype(np.float32).reshape(n, -1)
+    if n < 3 or len(np.unique(z, axis=0)) < 3:  # a constant latent (or nearly) maps to a point:
+        return np.zeros((n, 2), np.float32)  # Barnes-Hut t-SNE divides by zero distances, and crashed
     perplexity = min(30.0, (n - 1) / 3)
+    init = "pca" if z.shape[1] >= 2 else "random"  # a 1-wide latent has no second principal axis
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # sklearn's FutureWarnings about its own defaults
-        xy = TSNE(2, perplexity=perplexity, init="pca", random_state=seed,
+        xy = TSNE(2, perplexity=perplexity, init=init, random_state=seed,
                   n_jobs=torch.get_num_threads()).fit_transform(z)  # fmt: skip
     return orient(xy, y)
 
