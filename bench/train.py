@@ -15,6 +15,7 @@ stopped (Ctrl-C, `kill PID`, or a killed process that never gets to remove it).
 
 from __future__ import annotations
 
+import copy
 import math
 import sys
 import time
@@ -25,10 +26,12 @@ from tqdm import tqdm
 
 from bench import BenchError, store
 from bench.config import TrainConfig
+from bench.hashing import digest
 
 LOG_EVERY_S = 60.0
 RESUME_EVERY_S = 60.0
-RESUME_FIELDS = {"epoch", "total", "losses", "terms", "time_s", "model", "opt", "sched", "gen", "rng"}
+PROGRESS = ("owner", "seed", "epoch", "total", "losses", "terms", "time_s")  # what the digest covers
+RESUME_FIELDS = {*PROGRESS, "model", "opt", "sched", "gen", "rng", "digest"}
 
 
 class Diverged(BenchError):
@@ -78,7 +81,7 @@ def fit(
     model.train()
     losses, terms, start = [], {}, time.perf_counter()
     first, before = 0, 0.0  # the epoch to start from, and the seconds trained before a resume
-    saved = _resumed(resume, model, opt, sched, gen, device, total) if resume else None
+    saved = _resumed(resume, model, opt, sched, gen, device, (seed, cfg.epochs, total)) if resume else None
     if saved is not None:
         first, losses, terms, before = saved["epoch"], saved["losses"], saved["terms"], saved["time_s"]
         print(
@@ -129,8 +132,8 @@ def fit(
                     flush=True,
                 )
             if resume is not None and epoch + 1 < cfg.epochs and now - last_save >= every:
-                state = {"epoch": epoch + 1, "total": total, "losses": losses, "terms": terms,
-                         "time_s": before + now - start}  # fmt: skip
+                state = {"owner": resume.stem, "seed": seed, "epoch": epoch + 1, "total": total,
+                         "losses": losses, "terms": terms, "time_s": before + now - start}  # fmt: skip
                 store.try_save_tensor(resume, _state(state, model, opt, sched, gen, device), "resume state")
                 last_save = time.perf_counter()
             if on_epoch is not None:
@@ -170,6 +173,7 @@ def _numbers(model) -> dict:
 def _state(progress: dict, model, opt, sched, gen, device) -> dict:
     return {
         **progress,
+        "digest": digest({k: progress[k] for k in PROGRESS}),
         "model": model.state_dict(),
         "numbers": _numbers(model),
         "opt": opt.state_dict(),
@@ -180,17 +184,26 @@ def _state(progress: dict, model, opt, sched, gen, device) -> dict:
     }
 
 
-def _resumed(path: Path, model, opt, sched, gen, device, total: int) -> dict | None:
+def _resumed(path: Path, model, opt, sched, gen, device, run: tuple[int, int, int]) -> dict | None:
     """Load a resume state into the training's objects, or None (nothing there, or a file that
-    does not fit this training: warned, deleted, and the training starts from its first epoch)."""
+    is not this training's: saved for another run key or seed, an epoch outside the run, a digest
+    that does not match, another network, or entries that do not load; warned, deleted, and the
+    training starts from its first epoch, as an uninterrupted one would)."""
+    seed, epochs, total = run
     own = model.state_dict()
     modules = dict(model.named_modules())
 
     def problem(state):
         if not isinstance(state, dict) or not RESUME_FIELDS <= set(state):
             return "is not a training's resume state"
-        if state["total"] != total:
-            return f"was saved by a training of {state['total']} steps, not {total}"
+        if state["owner"] != path.stem or state["seed"] != seed:
+            return f"was saved by another run ({state['owner']}, seed {state['seed']})"
+        if state["total"] != total or not (isinstance(state["epoch"], int) and 0 < state["epoch"] < epochs):
+            return (
+                f"was saved after epoch {state['epoch']} of {state['total']} steps: not within this training"
+            )
+        if state["digest"] != digest({k: state[k] for k in PROGRESS}):
+            return "does not match its digest"
         weights = state["model"]
         if set(weights) != set(own) or any(weights[k].shape != own[k].shape for k in own):
             return "holds another network's weights"
@@ -204,6 +217,23 @@ def _resumed(path: Path, model, opt, sched, gen, device, total: int) -> dict | N
     state = store.load_tensor(path, problem)
     if state is None:
         return None
+    weights, optimiser, schedule = copy.deepcopy(own), opt.state_dict(), sched.state_dict()
+    shuffle, rng = gen.get_state(), torch.get_rng_state()
+    try:
+        _apply(state, model, opt, sched, gen, device, modules)
+    except Exception as e:  # a generator or schedule entry that parses but does not load
+        model.load_state_dict(weights)
+        opt.load_state_dict(optimiser)
+        sched.load_state_dict(schedule)
+        gen.set_state(shuffle)
+        torch.set_rng_state(rng)
+        store.warn(f"{path} does not load ({type(e).__name__}: {e}): deleted; training from the first epoch")
+        path.unlink(missing_ok=True)
+        return None
+    return state
+
+
+def _apply(state: dict, model, opt, sched, gen, device, modules: dict) -> None:
     model.load_state_dict(state["model"])
     opt.load_state_dict(state["opt"])
     sched.load_state_dict(state["sched"])
@@ -214,7 +244,6 @@ def _resumed(path: Path, model, opt, sched, gen, device, total: int) -> dict | N
     for name, values in state.get("numbers", {}).items():
         for key, value in values.items():
             setattr(modules[name], key, value)
-    return state
 
 
 def _batch(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:

@@ -335,3 +335,54 @@ def test_a_stopped_run_resumes_from_its_last_epoch(tmp_path, monkeypatch):
     assert resumed["train"]["loss_per_epoch"] == whole["train"]["loss_per_epoch"]
     for name in ("linear", "mlp", "knn", "recon"):
         assert resumed[name] == whole[name], name
+
+
+def test_a_resume_state_that_is_not_this_runs_is_ignored(tmp_path, monkeypatch, capsys):
+    """A state saved by another seed's run and copied under this run's key, one whose epoch or
+    digest was edited, and one whose generator entry does not load: each is warned about, deleted
+    and trained from scratch, and the stored run is the uninterrupted one."""
+    import torch
+
+    from bench import config, data, runner, train
+
+    monkeypatch.setattr(train, "RESUME_EVERY_S", 0.0)
+    cfg = config.load(None, ["train.epochs=3", "data.train_limit=256"])
+    ds = data.load(cfg.data)
+    seed0, seed1 = (
+        runner.spec(cfg, ds, "ae", {"channels": (8, 16), "latent_dim": 8}, seed=s) for s in (0, 1)
+    )
+    cpu = torch.device("cpu")
+
+    def stop(epoch, model):
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        runner.run_one(seed1, ds, cpu, on_epoch=stop)
+    folder = store.cache_dir() / "resume"
+    state = torch.load(folder / f"{seed1.train_key}.pt", weights_only=True)
+    monkeypatch.setenv("BENCH_RESULTS_DIR", str(tmp_path / "whole"))
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "whole-cache"))
+    whole = runner.run_one(seed0, ds, cpu)
+    lying = {
+        "another run's": state,
+        "an edited epoch": {**state, "owner": seed0.train_key, "seed": 0, "epoch": 1_000_000},
+        "an edited digest": {**state, "owner": seed0.train_key, "seed": 0},
+        "a broken generator": {**state, "gen": torch.zeros(3, dtype=torch.uint8)},
+    }
+    lying["a broken generator"]["owner"], lying["a broken generator"]["seed"] = seed0.train_key, 0
+    lying["a broken generator"]["digest"] = train.digest(
+        {k: lying["a broken generator"][k] for k in train.PROGRESS}
+    )
+    for i, (what, bad) in enumerate(lying.items()):
+        monkeypatch.setenv("BENCH_RESULTS_DIR", str(tmp_path / f"r{i}"))
+        monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / f"c{i}"))
+        path = store.cache_dir() / "resume" / f"{seed0.train_key}.pt"
+        path.parent.mkdir(parents=True)
+        torch.save(bad, path)
+        capsys.readouterr()
+        got = runner.run_one(seed0, ds, cpu)
+        assert "resumed_after_epoch" not in got["train"] and not path.exists(), what
+        assert "warning:" in capsys.readouterr().err, what
+        assert got["train"]["loss_per_epoch"] == whole["train"]["loss_per_epoch"], what
+        assert got["linear"] == whole["linear"] and got["weights_sha256"] == whole["weights_sha256"], what
