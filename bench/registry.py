@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import importlib.util
+import re
 import sys
 
 from bench import BenchError, outside
@@ -24,11 +25,21 @@ _ADDING: list[list[str]] = []  # the names registered by the outside import in p
 _LOADED = False
 
 
+# A learner's name: what a file name and a Python identifier both allow (and a Markdown cell, a
+# path and a shell word take as they are): a letter, then letters, digits, _ or -.
+NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
+
+
 def register(name: str):
     """Class decorator that adds a learner under `name`, which must be its file name in methods/;
-    a duplicate name is a programming error."""
+    a duplicate name, or one outside NAME's grammar, is a programming error."""
 
     def wrap(cls):
+        if not isinstance(name, str) or not NAME.fullmatch(name):
+            raise ValueError(
+                f"learner name {name!r}: use a letter, then up to 63 letters, digits, _ or - (a file name "
+                "and a Python identifier both allow it)"
+            )
         if name in _METHODS:
             raise ValueError(f"method {name!r} is already registered by {_METHODS[name].__module__}")
         module = cls.__module__.rsplit(".", 1)[-1]
@@ -73,8 +84,11 @@ def resolve(entry: str) -> list[str]:
         from bench import encoders
 
         name, cls, source = encoders.make(entry)
-        with _collecting() as names:
-            register(name)(cls)
+        try:
+            with _collecting() as names:
+                register(name)(cls)
+        except ValueError as e:  # a name taken by a built-in, or outside the grammar
+            raise BenchError(f"{entry}: {e}; name it NAME={entry.split('=', 1)[-1]}") from None
     else:
         names, source = outside.load_code(entry, _collecting)
     if not names:

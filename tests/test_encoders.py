@@ -65,6 +65,13 @@ def test_a_torchscript_file_is_a_baseline_keyed_by_its_bytes(tmp_path, digits):
     assert spec3.source["sha256"] != spec.source["sha256"]
 
 
+def test_an_encoder_named_after_a_builtin_is_one_line(tmp_path):
+    (tmp_path / "enc.py").write_text("from torch import nn\ndef make():\n    return nn.Flatten()\n")
+    with pytest.raises(BenchError, match="'ae' is already registered") as e:
+        registry.resolve(f"ae=factory:{tmp_path / 'enc.py'}:make")
+    assert "\n" not in str(e.value) and "name it NAME=" in str(e.value)
+
+
 def test_degenerate_latents_are_measured_or_refused_in_one_line(tmp_path, digits):
     """Where an encoder's output enters the evaluator it is checked once: a constant latent is
     measured (its map is a point: t-SNE crashed on it), integers or a wrong batch size are refused

@@ -145,8 +145,11 @@ def test_pages_keep_an_outside_learners_runs_without_its_code(tmp_path):
         (LEARNER.format(name="ae", comment=""), "already registered by methods.ae: rename"),
         ("from bench.registry import register\n@register('notamethod')\nclass X:\n    pass\n",
          "must subclass bench.method.Method"),
+        (LEARNER.format(name="../../../../x", comment=""), "learner name '../../../../x': use a letter"),
+        (LEARNER.format(name="a|b", comment=""), r"learner name 'a\|b'"),
+        (LEARNER.format(name="two\\nlines", comment=""), "learner name 'two\\\\nlines'"),
     ],
-    ids=["syntax", "no-register", "raises", "name-clash", "not-a-method"],
+    ids=["syntax", "no-register", "raises", "name-clash", "not-a-method", "path", "pipe", "newline"],
 )  # fmt: skip
 def test_a_broken_file_is_one_clear_error(tmp_path, text, message):
     path = write(tmp_path / "bad.py", text)
