@@ -306,25 +306,36 @@ def test_a_run_file_that_parses_but_fails_the_schema_is_redone(name, value, stor
     assert ae_run()["metrics"]["linear"] == run["metrics"]["linear"]
 
 
-def test_a_stopped_run_resumes_from_its_last_epoch(tmp_path, monkeypatch):
-    """Ctrl-C or `kill PID` in epoch 3 of 3: the next run of it trains epoch 3 only, and stores
-    exactly what the uninterrupted run stores."""
+def _stopped_in_epoch_3(monkeypatch, seeds):
+    """Specs of a 3-epoch ae run for each seed (a resume state after every epoch); the last seed's
+    run is stopped in its third epoch, as Ctrl-C would, leaving its resume state."""
     import torch
 
     from bench import config, data, runner, train
 
-    monkeypatch.setattr(train, "RESUME_EVERY_S", 0.0)  # a state after every epoch
+    monkeypatch.setattr(train, "RESUME_EVERY_S", 0.0)
     cfg = config.load(None, ["train.epochs=3", "data.train_limit=256"])
     ds = data.load(cfg.data)
-    spec = runner.spec(cfg, ds, "ae", {"channels": (8, 16), "latent_dim": 8}, seed=0)
-    cpu = torch.device("cpu")
+    specs = [runner.spec(cfg, ds, "ae", {"channels": (8, 16), "latent_dim": 8}, seed=s) for s in seeds]
 
     def stop(epoch, model):
         if epoch == 1:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        runner.run_one(spec, ds, cpu, on_epoch=stop)
+        runner.run_one(specs[-1], ds, torch.device("cpu"), on_epoch=stop)
+    return specs, ds
+
+
+def test_a_stopped_run_resumes_from_its_last_epoch(tmp_path, monkeypatch):
+    """Ctrl-C or `kill PID` in epoch 3 of 3: the next run of it trains epoch 3 only, and stores
+    exactly what the uninterrupted run stores."""
+    import torch
+
+    from bench import runner
+
+    (spec,), ds = _stopped_in_epoch_3(monkeypatch, seeds=(0,))
+    cpu = torch.device("cpu")
     resume = store.cache_dir() / "resume" / f"{spec.train_key}.pt"
     assert resume.is_file() and not store.is_done(spec.key)
     resumed = runner.run_one(spec, ds, cpu)
@@ -343,22 +354,10 @@ def test_a_resume_state_that_is_not_this_runs_is_ignored(tmp_path, monkeypatch, 
     and trained from scratch, and the stored run is the uninterrupted one."""
     import torch
 
-    from bench import config, data, runner, train
+    from bench import runner, train
 
-    monkeypatch.setattr(train, "RESUME_EVERY_S", 0.0)
-    cfg = config.load(None, ["train.epochs=3", "data.train_limit=256"])
-    ds = data.load(cfg.data)
-    seed0, seed1 = (
-        runner.spec(cfg, ds, "ae", {"channels": (8, 16), "latent_dim": 8}, seed=s) for s in (0, 1)
-    )
+    (seed0, seed1), ds = _stopped_in_epoch_3(monkeypatch, seeds=(0, 1))  # seed 1's run stopped
     cpu = torch.device("cpu")
-
-    def stop(epoch, model):
-        if epoch == 1:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        runner.run_one(seed1, ds, cpu, on_epoch=stop)
     folder = store.cache_dir() / "resume"
     state = torch.load(folder / f"{seed1.train_key}.pt", weights_only=True)
     monkeypatch.setenv("BENCH_RESULTS_DIR", str(tmp_path / "whole"))
