@@ -38,7 +38,7 @@ KEYED = {
 # that value hashes as if the field did not exist (so the runs stored before it keep their keys),
 # and any other value is hashed, a later default included (so changing a default makes new keys
 # rather than handing new runs the stored results of the old one). A field added from now on
-# joins here with its default; tests/test_store.py holds every field to KEYED or here.
+# joins here with its default; tests/test_evaluator.py holds every field to KEYED or here.
 LATER = {
     "data": {"classes": []},
     "train": {"compile": False, "bf16": False},
@@ -58,9 +58,8 @@ def later_defaults(section: str) -> dict:
     cls = {"eval": config.EvalConfig, "train": config.TrainConfig, "data": config.DataConfig}.get(section)
     if cls is None:
         return {}
-    today = config.to_dict(cls())
-    frozen = {k: v for k, v in LATER.get(section, {}).items()}
-    return {k: frozen.get(k, v) for k, v in today.items() if k not in KEYED[section]}
+    frozen = {k: LATER.get(section, {}).get(k, v) for k, v in config.to_dict(cls()).items()}
+    return {k: list(v) if isinstance(v, list) else v for k, v in frozen.items() if k not in KEYED[section]}
 
 
 def _keyed(values: dict | None, section: str) -> dict | None:
