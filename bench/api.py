@@ -37,7 +37,18 @@ def run(
 ):
     """`bench run`: train and evaluate the grid (registered names, learner files, modules or
     encoders, as `--methods` takes them), write the dataset's page, and return the grid's runs as
-    a DataFrame (the columns of `bench runs`). Runs already stored are read, not redone."""
+    a DataFrame (the columns of `bench runs`). Runs already stored are read, not redone.
+    `methods` as `--methods` takes it: a list, or one comma-separated string."""
+    if isinstance(methods, str):
+        methods = methods.split(",")
+    _check("methods", methods, str)
+    _check("latent_dims", latent_dims, int)
+    _check("seeds", seeds, int)
+    _check("sets", sets, str)
+    for name, value in (("dataset", dataset), ("config", config), ("data_dir", data_dir), ("device", device)):
+        _check(name, value, str, one=True)
+    _check("workers", workers, int, one=True)
+    _check("cpus_per_run", cpus_per_run, (int, float), one=True)
     setup = Setup(
         config=config,
         sets=tuple(sets),
@@ -56,8 +67,31 @@ def run(
     return export.runs_table([r for r in store.load_runs() if r["key"] in chosen])
 
 
+def _check(name: str, value, kind: type | tuple, one: bool = False) -> None:
+    """An argument of the wrong type is the API's own error (BenchError), named, not a TypeError
+    from deep inside; None means the default."""
+
+    def ok(v) -> bool:
+        return isinstance(v, kind) and not isinstance(v, bool)
+
+    if value is None:
+        return
+    if (
+        one
+        and ok(value)
+        or not one
+        and isinstance(value, Sequence)
+        and not isinstance(value, str)
+        and all(map(ok, value))
+    ):
+        return
+    kinds = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+    raise BenchError(f"{name}: expected {'' if one else 'a list of '}{kinds} (or None), got {value!r:.80}")
+
+
 def runs(dataset: str | None = None):
     """Every stored run (of `dataset`, its slug) as a DataFrame: the columns of `bench runs`."""
+    _check("dataset", dataset, str, one=True)
     stored = [r for r in store.load_runs() if not dataset or r["config"]["dataset"]["slug"] == dataset]
     if not stored:
         raise BenchError("no stored run" + (f" of dataset {dataset!r}" if dataset else ""))
@@ -71,6 +105,9 @@ def latents(
     `z_train`/`z_val`/`z_test` (N, D) float32, `y_*`, `classes`, `provenance`, `run_key`, `config`."""
     from bench import env, transfer, verify
 
+    if not isinstance(key, str):
+        raise BenchError(f"key: expected a run's key (a str, see api.runs().key), got {key!r:.80}")
+    _check("data_dir", data_dir, str, one=True)
     run_ = export.finished(key)
     ds = verify.load_dataset(run_["config"], data_dir, offline, {})
     probe = transfer.load_for(run_["config"], data_dir, offline, ds)  # a transfer: its probe data

@@ -176,7 +176,12 @@ def make(entry: str) -> tuple[str, type, outside.Source]:
     )
     cls.build()  # a missing, corrupt or mismatched file fails now, as one line
     what = {"torchscript": "", "timm": target, "factory": target.rsplit(":", 1)[-1]}[kind]  # not paths
-    return name, cls, outside.Source(kind, entry, outside.digest_files(files, f"{kind}:{what}".encode()), {})
+    extra = f"{kind}:{what}".encode()
+    return (
+        name,
+        cls,
+        outside.Source(kind, entry, outside.digest_files(files, extra), {}, files=tuple(files), extra=extra),
+    )
 
 
 def read_weights(path: Path) -> dict[str, torch.Tensor]:

@@ -43,9 +43,19 @@ class Source:
     sha256: str
     traits: dict
     package: str = ""  # an entry point's distribution
+    files: tuple[Path, ...] = ()  # what `sha256` was taken of (not recorded: `changed` reads it)
+    extra: bytes = b""
 
     def json(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if v != ""}
+        return {k: v for k, v in asdict(self).items() if v != "" and k not in ("files", "extra")}
+
+    def changed(self) -> bool:
+        """Whether its files no longer hold what it was loaded from (edited, or gone): in one
+        process (`bench.api`, a notebook) the changed code is loaded again, as a new command would."""
+        try:
+            return digest_files(list(self.files), self.extra) != self.sha256
+        except OSError:
+            return True
 
     def describe(self) -> str:
         if self.kind == "entry point":
@@ -104,7 +114,8 @@ def import_file(path: Path):
     if not path.is_file():
         raise BenchError(f"learner file {path} not found")
     stem = re.sub(r"\W", "_", path.stem)
-    name = f"latentbench_outside.{stem}_{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:8]}"
+    where = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:8]
+    name = f"latentbench_outside.{stem}_{where}_{digest_files([path])[:8]}"  # an edited file: a new module
     if name in sys.modules:
         return sys.modules[name]
     spec = importlib.util.spec_from_file_location(name, path)
@@ -158,7 +169,13 @@ def load_code(entry: str, register_hook) -> tuple[list[str], Source]:
     with register_hook() as added:
         module = import_file(Path(entry)) if is_file else import_module(entry)
     files = [Path(entry)] if is_file else module_files(module)
-    return added, Source("file" if is_file else "module", entry, digest_files(files), {})
+    return added, Source("file" if is_file else "module", entry, digest_files(files), {}, files=tuple(files))
+
+
+def forget_module(name: str) -> None:
+    """Drop an imported module and its submodules, so that the next import reads them again."""
+    for loaded in [m for m in sys.modules if m == name or m.startswith(name + ".")]:
+        del sys.modules[loaded]
 
 
 def entry_points() -> list[importlib.metadata.EntryPoint]:
@@ -176,4 +193,4 @@ def load_entry_point(ep, register_hook) -> tuple[list[str], Source]:
             raise BenchError(f"entry point {ep.name} = {ep.value}: {failure(e)}") from None
     files = module_files(sys.modules[module_name])
     package = ep.dist.name if ep.dist is not None else ep.name
-    return added, Source("entry point", module_name, digest_files(files), {}, package)
+    return added, Source("entry point", module_name, digest_files(files), {}, package, tuple(files))

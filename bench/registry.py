@@ -76,7 +76,7 @@ def resolve(entry: str) -> list[str]:
     entry = entry.strip()
     if entry in _METHODS:
         return [entry]
-    if entry in _RESOLVED:
+    if entry in _RESOLVED and not _changed(entry):
         return list(_RESOLVED[entry])
     if not outside.looks_outside(entry) and not _importable(entry):
         get(entry)  # an unknown name: the error lists the known ones
@@ -104,6 +104,24 @@ def resolve(entry: str) -> list[str]:
         _SOURCES[name] = dataclasses.replace(source, traits=outside.traits(cls))
     _RESOLVED[entry] = list(names)
     return list(names)
+
+
+def _changed(entry: str) -> bool:
+    """An item loaded earlier in this process whose code or weights changed since: its learners
+    are forgotten (and a module's import), so that `resolve` loads what the files hold now."""
+    names = _RESOLVED[entry]
+    src = _SOURCES.get(names[0]) if names else None
+    if src is None or not src.changed():
+        return False
+    for name in names:
+        _METHODS.pop(name, None)
+        _SOURCES.pop(name, None)
+    del _RESOLVED[entry]
+    if src.kind == "module":
+        outside.forget_module(entry)
+    elif src.kind == "factory" and not (m := src.entry.split(":")[1]).endswith(".py") and "/" not in m:
+        outside.forget_module(m)
+    return True
 
 
 def resolve_all(entries) -> list[str]:

@@ -121,6 +121,44 @@ def test_a_file_learner_is_trained_evaluated_and_keyed_by_its_content(tmp_path):
         registry.ensure("mine", {**spec.source, "sha256": "0" * 64})
 
 
+def test_an_edited_file_or_module_is_loaded_again_in_the_same_process(tmp_path, monkeypatch):
+    """`bench.api` in a notebook: edit the learner, run again, and the new code is what runs (a new
+    key), as a new CLI command would; an unchanged file is not imported twice."""
+    path = write(tmp_path / "mine.py", LEARNER.format(name="mine_edit", comment="v1"))
+    assert registry.resolve(str(path)) == ["mine_edit"]
+    first, sha = registry.get("mine_edit"), registry.source("mine_edit")["sha256"]
+    assert registry.resolve(str(path)) == ["mine_edit"] and registry.get("mine_edit") is first
+    write(path, LEARNER.format(name="mine_edit", comment="v2"))
+    assert registry.resolve(str(path)) == ["mine_edit"]
+    assert registry.get("mine_edit") is not first and registry.source("mine_edit")["sha256"] != sha
+    write(path, LEARNER.format(name="renamed", comment="v3"))  # its old name leaves with its old code
+    assert registry.resolve(str(path)) == ["renamed"] and "mine_edit" not in registry.names()
+    write(tmp_path / "editpkg" / "__init__.py", "")
+    module = write(tmp_path / "editpkg" / "learners.py", LEARNER.format(name="mod_edit", comment="v1"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry.resolve("editpkg.learners")
+    old = registry.get("mod_edit")
+    write(module, LEARNER.format(name="mod_edit", comment="v2 edited"))
+    assert registry.resolve("editpkg.learners") == ["mod_edit"] and registry.get("mod_edit") is not old
+    assert "v2 edited" in Path(sys.modules["editpkg.learners"].__file__).read_text()
+
+
+def test_the_python_api_names_a_bad_argument_in_its_own_error():
+    from bench import api
+
+    for call, message in [
+        (lambda: api.run([5], dataset="digits"), r"methods: expected a list of str .*got \[5\]"),
+        (lambda: api.run(["pca"], latent_dims=["8"]), "latent_dims: expected a list of int"),
+        (lambda: api.run(["pca"], seeds=[True]), "seeds: expected a list of int"),
+        (lambda: api.run(["pca"], sets="a=b"), "sets: expected a list of str"),
+        (lambda: api.run(["pca"], workers="2"), "workers: expected int"),
+        (lambda: api.latents(None), "key: expected a run's key"),
+        (lambda: api.runs(dataset=3), "dataset: expected str"),
+    ]:
+        with pytest.raises(BenchError, match=message):
+            call()
+
+
 def test_pages_keep_an_outside_learners_runs_without_its_code(tmp_path):
     path = write(tmp_path / "mine.py", LEARNER.format(name="mine2", comment=""))
     registry.resolve(str(path))
