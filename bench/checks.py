@@ -1,16 +1,22 @@
-"""Valid ranges of config fields, declared next to their defaults and checked when a config is
-resolved (before any run folder exists). A field is written `epochs: int = at_least(1, 30)`:
-the default and the rule in one place; `python -m bench` errors name the field, the value and
-what is allowed. A test holds every field of every section and learner to having a rule.
+"""Typed config values: `coerce` turns a TOML value or a `--set` string into a field's type, and
+`replace` sets fields that way. Valid ranges of config fields are declared next to their defaults
+and checked when a config is resolved (before any run folder exists). A field is written
+`epochs: int = at_least(1, 30)`: the default and the rule in one place; `python -m bench` errors
+name the field, the value and what is allowed. A test holds every field of every section and
+learner to having a rule.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import types
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from bench import BenchError
 
 
 @dataclass(frozen=True)
@@ -90,8 +96,6 @@ def _show(v) -> str:
 
 def validate(obj, where: str) -> None:
     """Check every field of dataclass `obj` that declares a rule; BenchError on the first bad one."""
-    from bench import BenchError
-
     for f in dataclasses.fields(obj):
         rule = f.metadata.get("rule")
         value = getattr(obj, f.name)
@@ -101,3 +105,46 @@ def validate(obj, where: str) -> None:
         if msg:
             shown = list(value) if isinstance(value, tuple) else value
             raise BenchError(f"{where}.{f.name}={shown!r}: {msg}")
+
+
+def replace(obj, values: dict, where: str):
+    """A copy of dataclass `obj` with `values` coerced to its field types; unknown keys are errors."""
+    hints = typing.get_type_hints(type(obj))
+    unknown = sorted(set(values) - set(hints))
+    if unknown:
+        raise BenchError(f"unknown key {where}.{unknown[0]}: valid keys are {sorted(hints)}")
+    out = dataclasses.replace(obj, **{k: coerce(v, hints[k], f"{where}.{k}") for k, v in values.items()})
+    validate(out, where)
+    return out
+
+
+def coerce(value, tp, where: str):
+    """Convert a TOML value or a --set string to type `tp` (int, float, bool, str, list/tuple of those)."""
+    origin = typing.get_origin(tp)
+    if origin in (list, tuple):
+        (item_tp, *_) = typing.get_args(tp)
+        if isinstance(value, str):
+            text = value.strip().removeprefix("[").removesuffix("]")
+            value = [v.strip().strip("'\"") for v in text.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise BenchError(f"{where}: expected a list, got {value!r}")
+        return origin(coerce(v, item_tp, where) for v in value)
+    if origin in (typing.Union, types.UnionType):  # Optional[X]: coerce to X (a list too)
+        (tp,) = [a for a in typing.get_args(tp) if a is not type(None)]
+        return coerce(value, tp, where)
+    try:
+        if tp is bool:
+            if isinstance(value, str):
+                if value.lower() not in ("true", "false", "1", "0"):
+                    raise ValueError
+                return value.lower() in ("true", "1")
+            if not isinstance(value, bool):
+                raise ValueError
+            return value
+        if tp is int and (isinstance(value, float) or isinstance(value, bool)):
+            raise ValueError
+        if tp is str and not isinstance(value, str):
+            raise ValueError
+        return tp(value)
+    except (TypeError, ValueError):
+        raise BenchError(f"{where}: expected {tp.__name__}, got {value!r}") from None

@@ -18,13 +18,12 @@ import copy
 import dataclasses
 import json
 import tomllib
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import BenchError, evaluators
-from bench.checks import above, any_value, at_least, flag, names, validate, within
+from bench.checks import above, any_value, at_least, coerce, flag, names, replace, within
 
 
 @dataclass
@@ -100,15 +99,14 @@ class Config:
 
     def method_overrides(self, method: str) -> dict:
         """[methods.all] < [methods.<family>] < [methods.<method>], shared keys kept only where
-        the learner's Config has them."""
+        the learner's Config has them with a type the value fits (`channels = [32, 64]` is every
+        network's stages, not an encoder's input channels)."""
         from bench import registry
 
         cls = registry.get(method)
-        own = _fields(cls.Config)
-        out = {k: v for k, v in self.methods.get("all", {}).items() if k in own}
-        out.update(
-            {k: v for k, v in self.methods.get(cls.family, {}).items() if k in own} if cls.family else {}
-        )
+        out = {k: v for k, v in self.methods.get("all", {}).items() if _takes(method, k, v)}
+        if cls.family:
+            out.update({k: v for k, v in self.methods.get(cls.family, {}).items() if _takes(method, k, v)})
         out.update(self.methods.get(method, {}))
         return out
 
@@ -203,49 +201,6 @@ def _build(raw: dict, overrides) -> Config:
     return cfg
 
 
-def replace(obj, values: dict, where: str):
-    """A copy of dataclass `obj` with `values` coerced to its field types; unknown keys are errors."""
-    hints = typing.get_type_hints(type(obj))
-    unknown = sorted(set(values) - set(hints))
-    if unknown:
-        raise BenchError(f"unknown key {where}.{unknown[0]}: valid keys are {sorted(hints)}")
-    out = dataclasses.replace(obj, **{k: coerce(v, hints[k], f"{where}.{k}") for k, v in values.items()})
-    validate(out, where)
-    return out
-
-
-def coerce(value, tp, where: str):
-    """Convert a TOML value or a --set string to type `tp` (int, float, bool, str, list/tuple of those)."""
-    origin = typing.get_origin(tp)
-    if origin in (list, tuple):
-        (item_tp, *_) = typing.get_args(tp)
-        if isinstance(value, str):
-            text = value.strip().removeprefix("[").removesuffix("]")
-            value = [v.strip().strip("'\"") for v in text.split(",") if v.strip()]
-        if not isinstance(value, (list, tuple)):
-            raise BenchError(f"{where}: expected a list, got {value!r}")
-        return origin(coerce(v, item_tp, where) for v in value)
-    if origin in (typing.Union, types.UnionType):  # Optional[X]: coerce to X (a list too)
-        (tp,) = [a for a in typing.get_args(tp) if a is not type(None)]
-        return coerce(value, tp, where)
-    try:
-        if tp is bool:
-            if isinstance(value, str):
-                if value.lower() not in ("true", "false", "1", "0"):
-                    raise ValueError
-                return value.lower() in ("true", "1")
-            if not isinstance(value, bool):
-                raise ValueError
-            return value
-        if tp is int and (isinstance(value, float) or isinstance(value, bool)):
-            raise ValueError
-        if tp is str and not isinstance(value, str):
-            raise ValueError
-        return tp(value)
-    except (TypeError, ValueError):
-        raise BenchError(f"{where}: expected {tp.__name__}, got {value!r}") from None
-
-
 def method_config(name: str, overrides: dict):
     """The resolved `Config` of method `name` with `overrides` applied (typed and checked)."""
     from bench import registry
@@ -278,12 +233,28 @@ def _method_overrides(values) -> dict[str, dict]:
                 raise BenchError(
                     f"unknown key methods.{name}.{key}: no learner there has it; valid keys are {valid}"
                 )
-            for m in having:  # typed and checked against each learner that will take it
+            taking = [m for m in having if _takes(m, key, value)]
+            for m in taking or having[:1]:  # checked against each learner that will take it
                 try:
                     method_config(m, {key: value})
                 except BenchError as e:
                     raise BenchError(str(e).replace(f"methods.{m}.", f"methods.{name}.", 1)) from None
     return values
+
+
+def _takes(method: str, key: str, value) -> bool:
+    """Whether a shared table's `key = value` reaches learner `method`: its Config has the field,
+    and the value has the field's type (its range is checked where it is taken)."""
+    from bench import registry
+
+    hints = typing.get_type_hints(registry.get(method).Config)
+    if key not in hints:
+        return False
+    try:
+        coerce(value, hints[key], key)
+    except BenchError:
+        return False
+    return True
 
 
 def _selected(name: str) -> list[str] | None:

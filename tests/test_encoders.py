@@ -65,6 +65,29 @@ def test_a_torchscript_file_is_a_baseline_keyed_by_its_bytes(tmp_path, digits):
     assert spec3.source["sha256"] != spec.source["sha256"]
 
 
+@pytest.mark.parametrize("shipped", sorted(p.name for p in (ROOT / "configs").glob("*.toml")))
+def test_the_readme_encoder_example_runs_under_every_shipped_config(tmp_path, digits, shipped):
+    """`--methods torchscript:encoder.pt,pca` under each configs/*.toml: `[methods.all] channels =
+    [32, 64]` (the networks' stages) does not reach the encoder's `channels: int` (its input)."""
+    path = tmp_path / "encoder.pt"
+    torch.jit.save(torch.jit.script(conv_net()), path)
+    cfg = config.load(ROOT / "configs" / shipped, TINY)
+    (name,) = registry.resolve(f"torchscript:{path}")
+    shared = cfg.methods.get("all", {})
+    assert "channels" not in cfg.method_overrides(name)
+    assert cfg.method_overrides("ae").get("channels") == shared.get("channels")
+    spec = runner.spec(cfg, digits[1], name, {}, seed=0)
+    assert spec.method_config["channels"] == 0
+    assert runner.run_one(spec, digits[1], torch.device("cpu"))["status"] == "ok"
+
+
+def test_a_shared_value_no_learner_can_take_is_still_an_error():
+    with pytest.raises(BenchError, match="methods.all.channels: expected"):
+        config.load(None, ["methods.all.channels=[[1]]"])
+    with pytest.raises(BenchError, match=r"methods.all.channels=\[32, -1\]: every item must be >= 1"):
+        config.load(None, ["methods.all.channels=[32, -1]"])
+
+
 def test_an_encoder_named_after_a_builtin_is_one_line(tmp_path):
     (tmp_path / "enc.py").write_text("from torch import nn\ndef make():\n    return nn.Flatten()\n")
     with pytest.raises(BenchError, match="'ae' is already registered") as e:
