@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 import types
 import typing
 from collections.abc import Callable
@@ -32,12 +33,29 @@ def _field(default, rule: Rule):
     return dataclasses.field(default=default, metadata={"rule": rule})
 
 
-def at_least(lo, default, *, each: bool = False):
-    return _field(default, Rule(f">= {lo}", lambda v: v >= lo, each))
+# The largest value a field takes unless its rule says less: an int fits int32 (every torch size,
+# numpy seed and loop count here takes it; past int64 nothing does) and a float is at most 1e6 (a
+# rate, weight, scale or std past it is a typo in these units, and its square is still finite).
+INT_MAX = 2**31 - 1
+FLOAT_MAX = 1e6
+MAX_CLASS = 2**16 - 1  # a class index (ImageNet-21k has 21,841 classes)
 
 
-def above(lo, default, *, each: bool = False):
-    return _field(default, Rule(f"> {lo}", lambda v: v > lo, each))
+def _ceiling(default, hi):
+    if hi is not None:
+        return hi
+    sample = default[0] if isinstance(default, list | tuple) and default else default
+    return FLOAT_MAX if isinstance(sample, float) else INT_MAX
+
+
+def at_least(lo, default, *, hi=None, each: bool = False):
+    hi = _ceiling(default, hi)
+    return _field(default, Rule(f">= {lo} and <= {hi}", lambda v: lo <= v <= hi, each))
+
+
+def above(lo, default, *, hi=None, each: bool = False):
+    hi = _ceiling(default, hi)
+    return _field(default, Rule(f"> {lo} and <= {hi}", lambda v: lo < v <= hi, each))
 
 
 def within(lo, hi, default, *, each: bool = False, open_lo: bool = False, open_hi: bool = False):
@@ -45,6 +63,15 @@ def within(lo, hi, default, *, each: bool = False, open_lo: bool = False, open_h
     ok_lo = (lambda v: v > lo) if open_lo else (lambda v: v >= lo)
     ok_hi = (lambda v: v < hi) if open_hi else (lambda v: v <= hi)
     return _field(default, Rule(f"in {text}", lambda v: ok_lo(v) and ok_hi(v), each))
+
+
+def values_within(lo, hi, default, why: str, *, open_lo: bool = False):
+    """A list that may be empty (`why` says what empty means), each item in [lo, hi] or (lo, hi]."""
+
+    def test(v) -> bool:
+        return all(_plain(x) and (x > lo if open_lo else x >= lo) and x <= hi for x in v)
+
+    return _field(default, Rule(f"each in {'(' if open_lo else '['}{lo}, {hi}] ({why})", test))
 
 
 def one_of(options, default):
@@ -81,8 +108,13 @@ def problem(value, rule: Rule) -> str | None:
     return None if _ok(value, rule) else f"must be {rule.text}"
 
 
+def _plain(v) -> bool:
+    """Not inf, nan or a subnormal float (1e-320: no rate, scale or std here means that)."""
+    return not isinstance(v, float) or math.isfinite(v) and not 0 < abs(v) < sys.float_info.min
+
+
 def _ok(v, rule: Rule) -> bool:
-    if isinstance(v, float) and not math.isfinite(v):
+    if not _plain(v):
         return False
     try:
         return bool(rule.test(v))

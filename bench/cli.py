@@ -11,6 +11,8 @@ import os
 import sys
 from pathlib import Path
 
+from bench.checks import MAX_CLASS
+
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line and exit 2, like every other bad input
@@ -34,16 +36,21 @@ def _csv(kind):
 
 
 def _classes(text: str) -> tuple[int, ...]:
-    """`0-4`, `0,2,5` or `0-2,7`: class indices."""
+    """`0-4`, `0,2,5` or `0-2,7`: class indices, each range checked before it is expanded."""
     out = []
-    try:
-        for part in (p.strip() for p in text.split(",") if p.strip()):
-            lo, _, hi = part.partition("-")
-            out += range(int(lo), int(hi) + 1) if hi else [int(lo)]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected class indices such as 0-4 or 0,2,5, got {text!r}"
-        ) from None
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        lo, dash, hi = part.partition("-")
+        try:
+            lo, hi = int(lo), int(hi) if dash else int(lo)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected class indices such as 0-4 or 0,2,5, got {text!r}"
+            ) from None
+        if not 0 <= lo <= hi <= MAX_CLASS:
+            raise argparse.ArgumentTypeError(
+                f"class range {part!r}: expected 0 <= first <= last <= {MAX_CLASS:,}, e.g. 0-4"
+            )
+        out += range(lo, hi + 1)
     if not out:
         raise argparse.ArgumentTypeError(f"expected at least one class index, got {text!r}")
     return tuple(out)

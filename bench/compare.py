@@ -198,8 +198,8 @@ class CompareOptions:
     sampler_seed: int = 0
 
     def __post_init__(self):
-        if self.trials < 1:
-            raise BenchError("--trials must be positive")
+        if not 1 <= self.trials <= tune.MAX_TRIALS:
+            raise BenchError(f"--trials {self.trials}: give 1 to {tune.MAX_TRIALS:,} trials per learner")
 
 
 def main(setup: Setup, opts: CompareOptions) -> None:

@@ -23,7 +23,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import BenchError, evaluators
-from bench.checks import above, any_value, at_least, coerce, flag, names, replace, within
+from bench.checks import (
+    MAX_CLASS,
+    above,
+    any_value,
+    at_least,
+    coerce,
+    flag,
+    names,
+    replace,
+    values_within,
+    within,
+)
 
 
 @dataclass
@@ -35,7 +46,7 @@ class DataConfig:
     train_limit: int = at_least(0, 0)  # keep only this many training images (0 = all): quick runs and tests
     # keep only these classes (indices into the dataset's classes; empty = all), in train and test,
     # relabelled 0..k-1 in this order: e.g. train on CIFAR-10's 0-4, probe on its 5-9 (--classes)
-    classes: list[int] = any_value([], "class indices, each once (empty: every class)")
+    classes: list[int] = values_within(0, MAX_CLASS, [], "class indices, each once; empty: every class")
 
 
 @dataclass
@@ -74,7 +85,7 @@ class ProbeConfig:
     latents of this dataset's images (adapted to the training geometry) with this dataset's labels."""
 
     dataset: str = any_value("", "a dataset name, empty: probe on the training dataset")
-    classes: list[int] = any_value([], "class indices of the probe dataset (empty: every class)")
+    classes: list[int] = values_within(0, MAX_CLASS, [], "of the probe dataset; empty: every class")
 
 
 @dataclass

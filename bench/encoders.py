@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench import BenchError, outside
-from bench.checks import any_value, at_least, one_of
+from bench.checks import any_value, at_least, one_of, values_within
 from bench.method import InputShape, Method
 
 LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601: colour -> grey for an encoder that takes one channel
@@ -46,8 +46,8 @@ LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601: colour -> grey for an encoder that
 class EncoderConfig:
     size: int = at_least(0, 0)  # resize to size x size; 0: the data's own size
     channels: int = one_of((0, 1, 3), 0)  # 0: what the encoder takes
-    mean: list[float] = any_value([], "per-channel values (empty: the encoder's default)")
-    std: list[float] = any_value([], "per-channel values > 0 (empty: the encoder's default)")
+    mean: list[float] = values_within(-1e3, 1e3, [], "per channel; empty: the encoder's")
+    std: list[float] = values_within(0, 1e3, [], "per channel; empty: the encoder's", open_lo=True)
     layer: str = any_value("", "a submodule's name from named_modules() (empty: the output)")
 
 

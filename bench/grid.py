@@ -41,8 +41,8 @@ class RaySettings:
 
     def __post_init__(self):
         cpus, gpus, on_ray = self.cpus_per_run, self.gpus_per_run, bool(self.workers or self.address)
-        if self.workers is not None and self.workers < 1:
-            raise BenchError(f"--workers {self.workers}: must be >= 1")
+        if self.workers is not None and not 1 <= self.workers <= MAX_WORKERS:
+            raise BenchError(f"--workers {self.workers}: must be >= 1 and <= {MAX_WORKERS}")
         if cpus is not None and not (math.isfinite(cpus) and cpus > 0):
             raise BenchError(f"--cpus-per-run {cpus:g}: must be a finite number > 0")
         if cpus is not None and not self.address and cpus > (os.cpu_count() or 1):
@@ -57,6 +57,7 @@ class RaySettings:
 
 
 MAX_RETRIES = 3  # attempts after a worker process or node died
+MAX_WORKERS = 4096  # concurrent Ray tasks; a local instance takes no more than it has cores anyway
 ROOT = Path(__file__).resolve().parent.parent
 # the code travels to every node as Ray's working_dir; the store, caches and venv do not
 EXCLUDES = [".git", ".venv", ".cache", "results", "*.pt", "*.npz", "__pycache__"]

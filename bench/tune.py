@@ -26,6 +26,8 @@ from bench.session import Setup
 from bench.spec import RunSpec
 from bench.studydb import HEARTBEAT_S, Heartbeat, cap_counts, cap_lock, open_study
 
+MAX_TRIALS = 100_000  # trials in one study: TPE's cost grows with the trials it has seen
+
 
 def optimize(
     study, url: str, cfg, data, method: str, trials: int, device, prune: bool, tensorboard=None
@@ -134,7 +136,7 @@ class TuneOptions:
     """`bench tune`'s own flags, checked when made."""
 
     method: str
-    trials: int
+    trials: int  # at most MAX_TRIALS
     study: str | None = None  # None: <method>-<dataset>[-pareto]
     storage: str | None = None  # a database URL; None: SQLite under results/studies/
     multi_objective: bool = False
@@ -144,10 +146,14 @@ class TuneOptions:
     rerun: bool = True  # re-run the best configuration over the seeds when the study is done
 
     def __post_init__(self):
-        if self.trials < 1:
-            raise BenchError(f"--trials {self.trials}: give a positive number of trials")
-        if self.workers is not None and self.workers < 1:
-            raise BenchError(f"--workers {self.workers}: give a positive number of worker processes")
+        if not 1 <= self.trials <= MAX_TRIALS:
+            raise BenchError(f"--trials {self.trials}: give 1 to {MAX_TRIALS:,} trials")
+        cores = os.cpu_count() or 1
+        if self.workers is not None and not 1 <= self.workers <= cores:
+            raise BenchError(
+                f"--workers {self.workers}: give 1 to {cores} worker processes (this machine's cores; "
+                "more machines join with --storage)"
+            )
 
     def argv(self) -> list[str]:
         """The flags of a helper worker of the same study (no --workers, no re-runs)."""

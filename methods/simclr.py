@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from bench.checks import above, at_least
+from bench.checks import at_least, within
 from bench.method import InputShape
 from bench.registry import register
 from bench.views import ViewConfig, ViewLearner
@@ -24,7 +24,7 @@ class SimCLR(ViewLearner):
     class Config(ViewConfig):
         proj_hidden: int = at_least(1, 512)
         proj_dim: int = at_least(1, 128)  # SimCLR's projection output size
-        temperature: float = above(0, 0.5)
+        temperature: float = within(1e-8, 1e3, 0.5)  # lightly's NTXentLoss refuses < 1e-8
 
     def __init__(self, cfg: Config, shape: InputShape):
         super().__init__(cfg, shape)

@@ -135,6 +135,34 @@ def test_every_field_of_every_section_and_learner_declares_its_range():
             )
 
 
+def test_every_number_field_has_an_upper_bound_that_its_consumers_take():
+    """Past int64 nothing here takes an int; a float of 1e300 or a subnormal 1e-320 (which passes
+    `> 0`) is no rate, scale or std: every numeric field of every section, learner and encoder
+    refuses them as one line, before any run folder exists."""
+    import dataclasses
+    import typing
+
+    from bench import checks, encoders, registry
+    from bench.augment import Views
+
+    classes = [config.DataConfig, config.ProbeConfig, config.TrainConfig, config.EvalConfig]
+    classes += [config.GridConfig, Views, encoders.EncoderConfig]
+    classes += [registry.get(n).Config for n in registry.names()]
+    checked = 0
+    for cls in classes:
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            tp = hints[f.name]
+            one = typing.get_args(tp)[0] if typing.get_origin(tp) in (list, tuple) else tp
+            bad = {int: [2**63, 2**31], float: [1e300, 1e-320, float("inf")]}.get(one, [])
+            for value in bad:
+                shaped = [value] if one is not tp else value
+                with pytest.raises(BenchError, match=f"{f.name}"):
+                    checks.validate(dataclasses.replace(cls(), **{f.name: shaped}), "x")
+                checked += 1
+    assert checked > 150
+
+
 def test_an_optional_list_takes_a_comma_separated_set():
     """`--set grid.methods=ae,unet` is the list of two learners (it once became letters)."""
     assert config.load(None, ["grid.methods=ae,unet"]).grid.methods == ["ae", "unet"]

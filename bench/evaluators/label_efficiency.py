@@ -25,7 +25,7 @@ class LabelEfficiency(Evaluator):
         # the linear probe and kNN refitted on these fractions of the training labels
         # (class-balanced), `label_draws` seeded subsets each; 100% is the main result
         label_fractions: list[float] = within(0, 1, [0.01, 0.1], open_lo=True, open_hi=True, each=True)
-        label_draws: int = at_least(1, 5)
+        label_draws: int = at_least(1, 5, hi=1000)  # probes per fraction: each one is trained
 
     def refuse(self, cfg, plan: Plan) -> str | None:
         for fraction in cfg.label_fractions:
