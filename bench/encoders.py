@@ -282,7 +282,7 @@ def _factory(cls) -> tuple:
         raise BenchError(f"factory:{cls.target}: {module} has no function {function!r}")
     try:
         net = make()
-    except Exception as e:
+    except (Exception, SystemExit) as e:
         raise BenchError(f"factory:{cls.target}: {function}() raised {outside.failure(e)}") from None
     if not isinstance(net, nn.Module):
         raise BenchError(

@@ -130,7 +130,7 @@ def import_file(path: Path):
     except BenchError:
         del sys.modules[name]
         raise
-    except Exception as e:
+    except (Exception, SystemExit) as e:  # exit() in outside code ends nothing but its import
         del sys.modules[name]
         raise BenchError(f"{path}: {failure(e)}") from None
     finally:
@@ -149,7 +149,7 @@ def import_module(name: str):
                 f"no module named {name!r} (not a learner's name, file or importable module)"
             ) from None
         raise BenchError(f"module {name}: {failure(e)}") from None
-    except Exception as e:
+    except (Exception, SystemExit) as e:
         raise BenchError(f"module {name}: {failure(e)}") from None
 
 
@@ -157,6 +157,8 @@ def failure(e: BaseException) -> str:
     """An import's exception in one line (a syntax error with its line number)."""
     if isinstance(e, SyntaxError):
         return f"line {e.lineno}: SyntaxError: {e.msg}"
+    if isinstance(e, SystemExit):
+        return f"SystemExit({e.code!r}): it calls sys.exit"
     if isinstance(e, ValueError) and "already registered" in str(e):
         return f"{e}: rename the learner in its @register(...)"
     return f"{type(e).__name__}: {e}"
@@ -189,7 +191,7 @@ def load_entry_point(ep, register_hook) -> tuple[list[str], Source]:
             ep.load()
         except BenchError:
             raise
-        except Exception as e:
+        except (Exception, SystemExit) as e:
             raise BenchError(f"entry point {ep.name} = {ep.value}: {failure(e)}") from None
     files = module_files(sys.modules[module_name])
     package = ep.dist.name if ep.dist is not None else ep.name

@@ -180,6 +180,8 @@ def test_a_factory_function_with_optional_weights(tmp_path, digits):
         "    return nn.Sequential(nn.Flatten(), nn.Linear(64, 10))\n"
         "def nothing():\n"
         "    return 3\n"
+        "def leave():\n"
+        "    raise SystemExit(4)\n"
     )
     spec, m = run(f"factory:{tmp_path / 'encoders.py'}:make", digits)
     assert spec.method == "make" and m["latent_dim"] == 10 and m["status"] == "ok"
@@ -191,6 +193,8 @@ def test_a_factory_function_with_optional_weights(tmp_path, digits):
         registry.resolve(f"factory:{tmp_path / 'encoders.py'}:nothing")
     with pytest.raises(BenchError, match="has no function 'absent'"):
         registry.resolve(f"factory:{tmp_path / 'encoders.py'}:absent")
+    with pytest.raises(BenchError, match=r"leave\(\) raised SystemExit\(4\)"):  # not the end of the process
+        registry.resolve(f"factory:{tmp_path / 'encoders.py'}:leave")
 
 
 def test_an_exported_harness_encoder_scores_exactly_what_its_run_scored(tmp_path, digits):

@@ -180,6 +180,7 @@ def test_pages_keep_an_outside_learners_runs_without_its_code(tmp_path):
         ("def oops(:\n    pass\n", "line 1: SyntaxError"),
         ("x = 1\n", "registers no learner"),
         ("raise RuntimeError('boom')\n", "RuntimeError: boom"),
+        ("import sys\nsys.exit(3)\n", r"SystemExit\(3\): it calls sys.exit"),
         (LEARNER.format(name="ae", comment=""), "already registered by methods.ae: rename"),
         ("from bench.registry import register\n@register('notamethod')\nclass X:\n    pass\n",
          "must subclass bench.method.Method"),
@@ -187,7 +188,7 @@ def test_pages_keep_an_outside_learners_runs_without_its_code(tmp_path):
         (LEARNER.format(name="a|b", comment=""), r"learner name 'a\|b'"),
         (LEARNER.format(name="two\\nlines", comment=""), "learner name 'two\\\\nlines'"),
     ],
-    ids=["syntax", "no-register", "raises", "name-clash", "not-a-method", "path", "pipe", "newline"],
+    ids=["syntax", "no-register", "raises", "exits", "name-clash", "not-a-method", "path", "pipe", "newline"],
 )  # fmt: skip
 def test_a_broken_file_is_one_clear_error(tmp_path, text, message):
     path = write(tmp_path / "bad.py", text)
@@ -225,7 +226,7 @@ def test_a_module_and_a_package_are_keyed_by_their_files(tmp_path, monkeypatch):
     assert registry.source("pkg_other")["sha256"] == outside.digest_files(files)
 
 
-def test_an_installed_entry_point_is_found_without_a_flag(tmp_path, monkeypatch):
+def test_an_installed_entry_point_is_found_without_a_flag(tmp_path, monkeypatch, capsys):
     site = tmp_path / "site"
     write(site / "eplearners.py", LEARNER.format(name="ep_mine", comment=""))
     info = site / "eplearners-0.1.dist-info"
@@ -233,9 +234,13 @@ def test_an_installed_entry_point_is_found_without_a_flag(tmp_path, monkeypatch)
     write(info / "entry_points.txt", "[latentbench.methods]\nmine = eplearners\n")
     write(site / "broken-0.1.dist-info" / "METADATA", "Metadata-Version: 2.1\nName: broken\nVersion: 0.1\n")
     write(site / "broken-0.1.dist-info" / "entry_points.txt", "[latentbench.methods]\nbad = nosuchmodule\n")
+    write(site / "exiting.py", "import sys\nsys.exit(5)\n")  # a warning line, not the end of the process
+    write(site / "exiting-0.1.dist-info" / "METADATA", "Metadata-Version: 2.1\nName: exiting\nVersion: 0.1\n")
+    write(site / "exiting-0.1.dist-info" / "entry_points.txt", "[latentbench.methods]\nx = exiting\n")
     monkeypatch.syspath_prepend(str(site))
     monkeypatch.setattr(registry, "_LOADED", False)
     assert "ep_mine" in registry.names()  # no flag: the group is read when the registry loads
+    assert "entry point x = exiting: SystemExit(5)" in capsys.readouterr().err
     assert registry.where("ep_mine") == "entry point of eplearners (eplearners)"
     cfg = config.load(None, TINY)
     ds = data.load(cfg.data)
