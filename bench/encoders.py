@@ -95,6 +95,8 @@ class Encoder(Method):
                 f"{self.name}: the encoder fails on {shape.channels}x{shape.height}x{shape.width} images "
                 f"({type(e).__name__}: {first}); see methods.{self.name}.size and .channels"
             ) from None
+        if z.is_floating_point() and not z.is_meta and not torch.isfinite(z).all():
+            raise BenchError(f"{self.name}: the encoder gives NaN or inf on blank images: check its weights")
         self.latent_dim = z.shape[1]
 
     @classmethod

@@ -91,7 +91,7 @@ def fits(data):
     return check
 
 
-def preflight(cfg, plan: Plan, what: str) -> None:
+def preflight(cfg, plan: Plan, what: str, shrink: str = "a smaller latent size") -> None:
     """Refuse, before any training, a run whose evaluators cannot measure it (`Evaluator.refuse`)
     or whose evaluation would not fit in this machine's memory: the shared latents, and every
     evaluator's peak (`Evaluator.memory`), held together as the largest one runs."""
@@ -110,7 +110,7 @@ def preflight(cfg, plan: Plan, what: str) -> None:
         )
         raise BenchError(
             f"{what}: evaluating it needs ~{need / 2**30:,.1f} GiB ({biggest}); this machine has "
-            f"{have / 2**30:.0f} GiB: choose a smaller latent size or fewer images (data.train_limit)"
+            f"{have / 2**30:.0f} GiB: choose {shrink} or fewer images (data.train_limit)"
         )
 
 

@@ -120,7 +120,16 @@ def _check_evaluation(s: RunSpec, model, data: Dataset) -> None:
     image = (data.shape.channels, data.shape.height, data.shape.width)
     plan = Plan(n, tuple(per_class), dim, image, bool(getattr(model, "reconstructs", False)),
                 eval_cfg.steer_only)  # fmt: skip
-    evaluate.preflight(eval_cfg, plan, labels.run(s.json()))
+    shrink = (
+        "a smaller latent size"
+        if getattr(model, "takes_latent_dim", True)
+        else (
+            f"a narrower output (methods.{s.method}.layer, .size)"
+            if hasattr(model, "kind")
+            else "another learner"
+        )
+    )
+    evaluate.preflight(eval_cfg, plan, labels.run(s.json()), shrink)
 
 
 def _check_memory(method: str, cfg, shape):
@@ -223,6 +232,11 @@ def compute(
             model, probe or data, eval_cfg, spec.seed, device, latents, what
         )
     except train.Diverged as e:  # trained, but its latents are NaN: stored as diverged, the grid goes on
+        if not model.trainable:  # nothing trained, nothing diverged: its code or weights give NaN
+            raise BenchError(
+                f"{labels.run(spec.json())}: {e} with nothing trained: check its weights and its input "
+                f"normalisation (methods.{method}.mean/std, if it is an encoder); nothing is stored"
+            ) from None
         return Metrics("diverged", error=str(e), **env.record(device, start)), {}
     metrics = Metrics("ok", method=method, train=train_info, from_checkpoint=from_checkpoint, **measured,
                       eval_time_s=time.perf_counter() - eval_start, **env.record(device, start))  # fmt: skip

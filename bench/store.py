@@ -241,9 +241,12 @@ def claim(key: str):
         warn(f"{folder} is a symbolic link, not a run folder of this store; replacing the link")
         folder.unlink()
     path = folder / "claim.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
     for _ in range(5):
-        fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o666 & ~_umask())
+        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o666 & ~_umask())
+        except FileNotFoundError:  # its last owner removed the empty folder between the two: again
+            continue
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -264,6 +267,8 @@ def claim(key: str):
         finally:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()  # while still locked: a waiter that opened it sees the inode go
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # a run refused or only looked at leaves no empty folder behind
             os.close(fd)
         return
     yield False

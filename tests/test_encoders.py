@@ -114,6 +114,12 @@ def test_degenerate_latents_are_measured_or_refused_in_one_line(tmp_path, digits
         "    return Out(lambda x: (x.flatten(1) * 255).long())\n"
         "def short():\n"
         "    return Out(lambda x: x.flatten(1)[:-1])\n"
+        "def blank_nan():\n"
+        "    return Out(lambda x: x.flatten(1) / 0)\n"
+        "def wide():\n"
+        "    return Out(lambda x: nn.functional.interpolate(x, size=(1790, 1790)).flatten(1))\n"
+        "def ink_nan():\n"
+        "    return Out(lambda x: torch.where(x > 0.5, float('nan'), x).flatten(1))\n"
     )
     _, m = run(f"factory:{tmp_path / 'odd.py'}:zeros", digits)
     assert m["status"] == "ok" and m["latent_map"]["points"] > 0
@@ -123,6 +129,18 @@ def test_degenerate_latents_are_measured_or_refused_in_one_line(tmp_path, digits
         BenchError, match=r"the encoder gives train latents of shape \(\d+, 64\) for \d+ train"
     ):
         run(f"factory:{tmp_path / 'odd.py'}:short", digits)
+    (wide,) = registry.resolve(f"factory:{tmp_path / 'odd.py'}:wide")  # 3.2M wide: estimated, refused
+    with pytest.raises(BenchError, match=r"needs ~[\d,.]+ GiB .*: choose a narrower output \(methods.wide"):
+        runner.preflight([runner.spec(*digits, wide, {}, 0)], digits[1])
+    with pytest.raises(BenchError, match="gives NaN or inf on blank images"):
+        registry.resolve(f"factory:{tmp_path / 'odd.py'}:blank_nan") and run(  # refused as it is built
+            f"factory:{tmp_path / 'odd.py'}:blank_nan", digits
+        )
+    with pytest.raises(BenchError, match="not finite .* with nothing trained: check its weights") as e:
+        run(f"factory:{tmp_path / 'odd.py'}:ink_nan", digits)  # nothing diverged: no 'lower train.lr'
+    assert "train.lr" not in str(e.value)
+    folders = list(store.results_dir().glob("runs/*"))
+    assert len(folders) == 1 and (folders[0] / "metrics.json").is_file()  # zeros; the refused left nothing
 
 
 def test_a_timm_model_with_a_local_weights_file(tmp_path, digits):
