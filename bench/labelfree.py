@@ -12,6 +12,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from bench import labels
+
 MEASURES = {"rankme": "RankMe", "alpha_req": "alpha-ReQ", "nesum": "NESum", "stable_rank": "stable rank"}
 COUNTED = ("autoencoders", "views")
 
@@ -55,4 +57,4 @@ def table(corr: pd.DataFrame, main_dim: int | None) -> str:
         }
         for r in corr.itertuples()
     ]
-    return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)
+    return labels.markdown(pd.DataFrame(rows))

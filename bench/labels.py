@@ -91,3 +91,13 @@ def short(v) -> str:
     if isinstance(v, list | tuple):
         return ",".join(map(short, v))
     return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+
+def markdown(df) -> str:
+    """A DataFrame as a Markdown table whose every text cell is safe there: `|` escaped and line
+    breaks made spaces, whatever a learner's file path or a recorded override holds."""
+
+    def cell(v):
+        return " ".join(v.replace("|", "\\|").splitlines()) if isinstance(v, str) else v
+
+    return df.map(cell).to_markdown(index=False, disable_numparse=True)

@@ -234,12 +234,13 @@ def render(title: str, runs: list[dict], df, summary, figures: dict, every: list
     lines += [
         "<details><summary>Runs behind these tables</summary>",
         "",
-        df.sort_values(["learner", "latent_dim", "seed"])
-        .assign(linear=lambda d: [pm(v, None, 100) for v in d["linear"]])
-        .rename(columns={"latent_dim": "latent dim", "linear": "linear %"})[
-            ["key", "learner", "latent dim", "seed", "status", "linear %"]
-        ]
-        .to_markdown(index=False, disable_numparse=True),
+        labels.markdown(
+            df.sort_values(["learner", "latent_dim", "seed"])
+            .assign(linear=lambda d: [pm(v, None, 100) for v in d["linear"]])
+            .rename(columns={"latent_dim": "latent dim", "linear": "linear %"})[
+                ["key", "learner", "latent dim", "seed", "status", "linear %"]
+            ]
+        ),
         "",
         "Commands that made them (each skips the runs already stored):",
         "",

@@ -289,7 +289,7 @@ def transfer_gaps(summary, df, home, a_side: str, b_side: str) -> list[str]:
         "shows no loss out of domain; *lost* / *gained*: it excludes 0. With a single shared seed the "
         "interval counts the test images alone and carries no verdict.",
         "",
-        pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True),
+        labels.markdown(pd.DataFrame(rows)),
     ]
 
 

@@ -36,6 +36,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+from bench import labels
+
 LEVEL = 0.95
 SEEDS_AND_TEST = "seeds + test images"
 SEEDS_ONLY = "seeds only (no test predictions kept)"
@@ -204,7 +206,7 @@ def table(summary, intervals: dict) -> str:
         else:
             continue
         rows.append(row)
-    return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True) if rows else ""
+    return labels.markdown(pd.DataFrame(rows)) if rows else ""
 
 
 def verdict(iv: Interval, kind: str = "learner") -> str:

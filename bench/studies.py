@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench import plots, store
+from bench import labels, plots, store
 
 
 def write(study) -> Path:
@@ -54,9 +54,7 @@ def write(study) -> Path:
             f"Trial {best.number}: validation linear accuracy {best.value:.4f}, run "
             f"`{best.user_attrs.get('run_key', '?')}`.",
             "",
-            pd.DataFrame([{k: _fmt_param(v) for k, v in best.params.items()}]).to_markdown(
-                index=False, disable_numparse=True
-            ),
+            labels.markdown(pd.DataFrame([{k: _fmt_param(v) for k, v in best.params.items()}])),
             "",
             "Its re-runs over all seeds appear in the dataset table as `<learner> (tuned, ...)`"
             + (
@@ -82,7 +80,7 @@ def write(study) -> Path:
     lines += [
         "## Trials",
         "",
-        pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True) if rows else "No trials yet.",
+        labels.markdown(pd.DataFrame(rows)) if rows else "No trials yet.",
         "",
     ]
     path = store.inside(out, f"{study.study_name}.md", "study")
@@ -130,7 +128,7 @@ def _importances(study) -> list[str]:
     return [
         "## Parameter importances (fANOVA)",
         "",
-        table.to_markdown(index=False, disable_numparse=True),
+        labels.markdown(table),
         "",
     ]
 

@@ -151,7 +151,7 @@ def main_table(summary: pd.DataFrame) -> str:
         }
         for s in summary.itertuples()
     ]
-    return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)
+    return labels.markdown(pd.DataFrame(rows))
 
 
 def latent_table(summary: pd.DataFrame) -> str:
@@ -163,7 +163,7 @@ def latent_table(summary: pd.DataFrame) -> str:
     ).fillna("")
     table = table[sorted(table.columns)]
     table.columns = [f"d={int(c)}" for c in table.columns]
-    return table.reset_index().to_markdown(index=False, disable_numparse=True)
+    return labels.markdown(table.reset_index())
 
 
 def label_table(summary: pd.DataFrame, df: pd.DataFrame) -> str | None:
@@ -184,7 +184,7 @@ def label_table(summary: pd.DataFrame, df: pd.DataFrame) -> str | None:
                 row[f"{name} {float(f):.0%} ({counts[f]:,})"] = cell
             row[f"{name} 100%"] = pm(s[f"{probe}_mean"], s[f"{probe}_std"], 100)
         out.append(row)
-    return pd.DataFrame(out).to_markdown(index=False, disable_numparse=True)
+    return labels.markdown(pd.DataFrame(out))
 
 
 def ablation_table(summary: pd.DataFrame) -> str | None:
@@ -213,7 +213,7 @@ def ablation_table(summary: pd.DataFrame) -> str | None:
             row["n"] = s.n
             if row not in rows:
                 rows.append(row)
-    return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True) if rows else None
+    return labels.markdown(pd.DataFrame(rows)) if rows else None
 
 
 # --- tuned at equal budget (`bench compare`) ---------------------------------------------------
@@ -305,7 +305,7 @@ def tuned_table(every: list[dict], runs: list[dict], summary, df) -> tuple[str, 
             ranks["tuned"][s["method"]] = t[f"{head}_mean"]
     if not rows:
         return None
-    return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True), rank_changes(ranks)
+    return labels.markdown(pd.DataFrame(rows)), rank_changes(ranks)
 
 
 def rank_changes(ranks: dict) -> list[str]:

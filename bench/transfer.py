@@ -20,7 +20,7 @@ import dataclasses
 import torch
 import torch.nn.functional as F
 
-from bench import BenchError, config, data
+from bench import BenchError, config, data, labels
 from bench.data import Dataset
 
 LUMA = (0.299, 0.587, 0.114)
@@ -124,7 +124,7 @@ def pages(every: list[dict]) -> list[str]:
 def page(name: str, every: list[dict]) -> str | None:
     """results/<name>.md: every learner's probe accuracies on B's labels after training on A,
     beside the in-domain rows of B (trained on B) and of A, and whether the ranking holds."""
-    from bench import labels, sections, tables
+    from bench import sections, tables
 
     runs = [
         r for r in every if is_transfer(r) and page_name(r["config"]) == name and not labels.only_trial(r)
@@ -160,7 +160,7 @@ def page(name: str, every: list[dict]) -> str | None:
         })  # fmt: skip
     import pandas as pd
 
-    table = pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)
+    table = labels.markdown(pd.DataFrame(rows))
     commands = sorted({r["config"].get("command") for r in ok if r["config"].get("command")})
     lines = [
         f"# {side(a, c['data'])} -> {side(b, c['probe']['data'])}: trained on one, probed on the other",
@@ -217,7 +217,7 @@ def _like(overrides: str) -> str:
 def _home(every: list[dict], slug: str, classes: list[int]):
     """The runs (a `tables.frame`, with each row's `like`) of `slug`'s in-domain rows on exactly
     `classes` (empty: every class; a subset's accuracy is over fewer classes); None without any."""
-    from bench import labels, tables
+    from bench import tables
 
     runs = [
         r

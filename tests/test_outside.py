@@ -159,6 +159,29 @@ def test_the_python_api_names_a_bad_argument_in_its_own_error():
             call()
 
 
+def test_a_path_with_a_pipe_or_a_line_break_stays_in_its_table_cell(tmp_path):
+    """Names reaching a Markdown cell are safe there by construction: every table escapes `|` and
+    joins lines, so a learner file under `a|b/` keeps the page's columns."""
+    import pandas as pd
+
+    from bench import labels, report, store
+
+    cells = labels.markdown(pd.DataFrame([{"learner": "x (from a|b/c.py)", "note": "two\nlines"}]))
+    assert "x (from a\\|b/c.py)" in cells and "two lines" in cells and len(cells.splitlines()) == 3
+    path = write(tmp_path / "a|b" / "mine.py", LEARNER.format(name="piped", comment=""))
+    registry.resolve(str(path))
+    cfg = config.load(None, TINY)
+    ds = data.load(cfg.data)
+    spec = runner.spec(cfg, ds, "piped", {}, seed=0)
+    runner.run_one(spec, ds, torch.device("cpu"))
+    page = report.write_for(spec.json(), store.load_runs()).read_text()
+    rows = [line for line in page.splitlines() if line.startswith("| piped")]
+    assert rows and all("a\\|b" in row for row in rows)
+    for table in page.split("\n\n"):
+        lines = [line.replace("\\|", "") for line in table.splitlines() if line.startswith("|")]
+        assert len({line.count("|") for line in lines}) <= 1, table  # every row has the header's columns
+
+
 def test_pages_keep_an_outside_learners_runs_without_its_code(tmp_path):
     path = write(tmp_path / "mine.py", LEARNER.format(name="mine2", comment=""))
     registry.resolve(str(path))
