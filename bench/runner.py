@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import time
 from pathlib import Path
 
@@ -296,7 +297,8 @@ def _tensorboard(folder, spec: RunSpec):
 
     dim = spec.method_config.get("latent_dim", "-")
     name = f"{labels.name(spec.json())} d={dim} seed={spec.seed} {spec.key[:8]}"
-    writer = SummaryWriter(str(Path(folder) / spec.dataset["slug"] / name.replace(" ", "_")))
+    safe = re.sub(r"[^A-Za-z0-9._=,()+-]+", "_", name).replace("..", "_").strip("._")  # one folder in DIR
+    writer = SummaryWriter(str(Path(folder) / spec.dataset["slug"] / safe))
     try:
         yield lambda epoch, terms: [writer.add_scalar(f"train/{k}", v, epoch + 1) for k, v in terms.items()]
     finally:

@@ -182,6 +182,23 @@ def test_a_path_with_a_pipe_or_a_line_break_stays_in_its_table_cell(tmp_path):
         assert len({line.count("|") for line in lines}) <= 1, table  # every row has the header's columns
 
 
+def test_a_tensorboard_folder_gets_one_folder_per_run_whatever_the_learners_path(tmp_path):
+    """The run's row name holds its file's path (`from ../x/mine.py`): its TensorBoard folder is
+    a slug of it, one folder inside DIR/<dataset>/, never a path that climbs out of DIR."""
+    (tmp_path / "deep" / "er").mkdir(parents=True)
+    write(tmp_path / "mine.py", LEARNER.format(name="climber", comment=""))
+    registry.resolve(str(tmp_path / "deep" / "er" / ".." / ".." / "mine.py"))
+    cfg = config.load(None, TINY)
+    ds = data.load(cfg.data)
+    spec = runner.spec(cfg, ds, "climber", {}, seed=0)
+    board = tmp_path / "board"
+    with runner._tensorboard(board, spec) as log:
+        log(0, {"loss": 1.0})
+    (run,) = (board / "digits").iterdir()
+    assert run.name.startswith("climber_(") and "_er_" in run.name and ".." not in run.name
+    assert [p for p in tmp_path.rglob("events.out.tfevents.*")] == list(run.glob("events.out.tfevents.*"))
+
+
 def test_pages_keep_an_outside_learners_runs_without_its_code(tmp_path):
     path = write(tmp_path / "mine.py", LEARNER.format(name="mine2", comment=""))
     registry.resolve(str(path))
