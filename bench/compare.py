@@ -125,16 +125,15 @@ def _left(cfg, data, method: str, trials: int, storage: str | None) -> tuple[int
     return 0, sum(not store.is_done(s.key) for s in specs)
 
 
-def run(
-    cfg, ds, methods, trials, storage, device, trial_epochs, sampler_seed=0, prune=True, config_name=None
-):
-    """Every learner's study (resumed if it exists), then its best configuration re-run.
-    `config_name`: the config file the command read, recorded on each study for its page."""
+def run(cfg, ds, methods: list[str], opts: CompareOptions, device, config_name: str | None = None) -> None:
+    """Every learner's study (resumed if it exists) under `opts`, then its best configuration
+    re-run. `config_name`: the config file the command read, recorded on each study for its page."""
+    trials, prune = opts.trials, opts.prune
     for method in methods:  # every learner's checks first: a bad one fails before any study starts
         runner.preflight(default_specs(cfg, ds, method), ds)
     for method in methods:
         name = study_name(ds.slug, method)
-        study, url = studydb.open_study(name, storage, False, sampler_seed, prune)
+        study, url = studydb.open_study(name, opts.storage, multi=False, seed=opts.sampler_seed, prune=prune)
         if config_name:
             study.set_user_attr("config", config_name)
         print(f"study {name}: {trials} trials of {method}")
@@ -144,7 +143,9 @@ def run(
                 print(f"  the defaults cannot be a trial: {why}")
             else:  # several workers may get here at once: enqueued once
                 study.enqueue_trial(params, user_attrs={"default": True}, skip_if_exists=True)
-        tune.optimize(study, url, trial_config(cfg, method, trial_epochs), ds, method, trials, device, prune)
+        tune.optimize(
+            study, url, trial_config(cfg, method, opts.trial_epochs), ds, method, trials, device, prune
+        )
         if study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             print(f"  {name}: trials still running on other workers; its re-runs are left to them")
             continue
@@ -231,6 +232,5 @@ def main(setup: Setup, opts: CompareOptions) -> None:
             f"the plan needs ~{hours:.2f} h, more than --max-hours {opts.max_hours:g}: "
             "lower --trials or --trial-epochs, or compare fewer --methods"
         )
-    run(cfg, ds, methods, opts.trials, opts.storage, device, opts.trial_epochs, opts.sampler_seed, opts.prune,
-        setup.config_name())  # fmt: skip
+    run(cfg, ds, methods, opts, device, setup.config_name())
     print(f"wrote {report.write(report.home(ds.slug, cfg.data.classes), store.load_runs())}")

@@ -212,13 +212,19 @@ def compute(
     from_checkpoint = train_info is not None
     if not from_checkpoint:
         cfg = config.TrainConfig(**spec.train) if spec.train else config.TrainConfig()
-        labels_ = data.y_train if model.needs_labels else None  # only a declared reference gets them
-        label = f"{method} {labels.describe(spec.json())}"
         try:
             with _tensorboard(tensorboard, spec) as log:
-                resume = store.cache_dir() / "resume" / f"{spec.train_key}.pt"  # a stopped run goes on
                 train_info = train.fit(
-                    model, data.x_train, cfg, spec.seed, device, on_epoch, label, labels_, log, resume
+                    model,
+                    data.x_train,
+                    cfg,
+                    spec.seed,
+                    device,
+                    on_epoch=on_epoch,
+                    desc=f"{method} {labels.describe(spec.json())}",
+                    y_train=data.y_train if model.needs_labels else None,  # only a declared reference's
+                    log=log,
+                    resume=store.cache_dir() / "resume" / f"{spec.train_key}.pt",  # a stopped run goes on
                 )
         except train.Diverged as e:
             return Metrics("diverged", error=str(e), **env.record(device, start)), {}

@@ -34,7 +34,7 @@ def studies_dir() -> Path:
     return store.results_dir() / "studies"
 
 
-def open_study(name: str, url: str | None, multi: bool, seed: int, prune: bool):
+def open_study(name: str, url: str | None, *, multi: bool, seed: int, prune: bool):
     """Create or join study `name`; SQLite under results/studies/ unless `url` is given.
     Returns (study, url)."""
     if url is None:

@@ -44,6 +44,7 @@ def fit(
     cfg: TrainConfig,
     seed: int,
     device: torch.device,
+    *,
     on_epoch=None,
     desc: str = "",
     y_train: torch.Tensor | None = None,

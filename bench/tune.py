@@ -197,7 +197,9 @@ def main(setup: Setup, opts: TuneOptions) -> None:
     runner.preflight([trial_spec(cfg, ds, opts.method, {}, cfg.grid.seeds[0])], ds)  # its re-runs' checks
     name = opts.study or f"{opts.method}-{ds.slug}" + ("-pareto" if opts.multi_objective else "")
     store.safe_name(name, "--study")
-    study, url = open_study(name, opts.storage, opts.multi_objective, opts.sampler_seed, opts.prune)
+    study, url = open_study(
+        name, opts.storage, multi=opts.multi_objective, seed=opts.sampler_seed, prune=opts.prune
+    )
     study.set_user_attr("config", setup.config_name())  # for the study's page
     print(f"study {name}: {opts.trials} trials of {opts.method} on {ds.provenance}")
     helpers = _helpers(setup, dataclasses.replace(opts, method=entry, study=name, storage=url))

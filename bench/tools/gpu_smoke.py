@@ -65,7 +65,7 @@ def measure(name: str, cfg: config.Config, ds: data.Dataset, device, epochs: int
             torch.cuda.synchronize(device)
         stamps.append(time.perf_counter())
 
-    info = train.fit(model, ds.x_train, train_cfg, 0, device, on_epoch, f"gpu smoke {name}")
+    info = train.fit(model, ds.x_train, train_cfg, 0, device, on_epoch=on_epoch, desc=f"gpu smoke {name}")
     epoch_s = [b - a for a, b in zip(stamps, stamps[1:])]
     steps = len(ds.x_train) // min(train_cfg.batch_size, len(ds.x_train))
     later = epoch_s[1:] or epoch_s
