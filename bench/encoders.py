@@ -32,14 +32,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from bench import BenchError, outside
+from bench import BenchError, nets, outside
 from bench.checks import any_value, at_least, one_of, values_within
 from bench.method import InputShape, Method
-
-LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601: colour -> grey for an encoder that takes one channel
 
 
 @dataclass
@@ -123,13 +120,9 @@ class Encoder(Method):
         return self
 
     def adapt(self, x: torch.Tensor) -> torch.Tensor:
-        """[0, 1] images of the data's geometry -> what the encoder takes."""
-        if x.shape[1] != self.takes:
-            luma = torch.tensor(LUMA, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-            x = x.repeat(1, 3, 1, 1) if x.shape[1] == 1 else (x * luma).sum(1, keepdim=True)
+        """[0, 1] images of the data's geometry -> what the encoder takes (`nets.adapt_images`)."""
         size = self.cfg.size
-        if size and tuple(x.shape[-2:]) != (size, size):
-            x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        x = nets.adapt_images(x, self.takes, size or x.shape[-2], size or x.shape[-1])
         return (x - self.in_mean) / self.in_std if self.normalise else x
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:

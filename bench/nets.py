@@ -18,6 +18,32 @@ from bench import BenchError
 CHANNELS = (32, 64, 128)
 
 
+# One rule adapts images of one geometry to another: a transfer's probe data to the trained
+# learner's, and any data to what a pretrained encoder takes. Grey is repeated to RGB, RGB becomes
+# grey by ITU-R BT.601 luma, sizes change by antialiased bilinear resampling.
+LUMA = (0.299, 0.587, 0.114)
+
+
+def adapt_images(x: torch.Tensor, channels: int, height: int, width: int) -> torch.Tensor:
+    """Float images (N, C, H, W), any scale -> (N, channels, height, width) by the rule above."""
+    if x.shape[1] != channels:
+        luma = torch.tensor(LUMA, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+        x = x.repeat(1, 3, 1, 1) if x.shape[1] == 1 else (x * luma).sum(1, keepdim=True)
+    if tuple(x.shape[-2:]) != (height, width):
+        x = F.interpolate(x, size=(height, width), mode="bilinear", antialias=True, align_corners=False)
+    return x
+
+
+def adaptation(source, target) -> str:
+    """How `adapt_images` takes geometry `source` (C, H, W) to `target`, in words."""
+    steps = []
+    if source[0] != target[0]:
+        steps.append("grey repeated to RGB" if source[0] == 1 else "RGB to grey (BT.601 luma)")
+    if tuple(source[1:]) != tuple(target[1:]):
+        steps.append(f"resized {source[1]}x{source[2]} -> {target[1]}x{target[2]} (bilinear, antialiased)")
+    return ", ".join(steps) or "as they are (same geometry)"
+
+
 def conv_bn(c_in: int, c_out: int, stride: int = 1, kernel: int = 3) -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(c_in, c_out, kernel, stride, kernel // 2, bias=False),

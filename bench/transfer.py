@@ -18,34 +18,18 @@ from __future__ import annotations
 import dataclasses
 
 import torch
-import torch.nn.functional as F
 
-from bench import BenchError, config, data, labels
+from bench import BenchError, config, data, labels, nets
 from bench.data import Dataset
 
-LUMA = (0.299, 0.587, 0.114)
-
-
-def rule(source, target) -> str:
-    """How images of geometry `source` (C, H, W) are adapted to `target`, in words."""
-    steps = []
-    if source[0] != target[0]:
-        steps.append("grey repeated to RGB" if source[0] == 1 else "RGB to grey (BT.601 luma)")
-    if tuple(source[1:]) != tuple(target[1:]):
-        steps.append(f"resized {source[1]}x{source[2]} -> {target[1]}x{target[2]} (bilinear, antialiased)")
-    return ", ".join(steps) or "as they are (same geometry)"
+rule = nets.adaptation  # the probe images' adaptation, in words (bench/nets.py holds the rule)
 
 
 def adapt(x: torch.Tensor, channels: int, height: int, width: int, batch: int = 4096) -> torch.Tensor:
-    """uint8 images (N, C, H, W) -> uint8 (N, channels, height, width) by `rule`."""
+    """uint8 images (N, C, H, W) -> uint8 (N, channels, height, width) by `nets.adapt_images`."""
     out = []
     for i in range(0, len(x), batch):
-        xb = x[i : i + batch].float()
-        if xb.shape[1] != channels:
-            luma = torch.tensor(LUMA).view(1, 3, 1, 1)
-            xb = xb.repeat(1, 3, 1, 1) if xb.shape[1] == 1 else (xb * luma).sum(1, keepdim=True)
-        if tuple(xb.shape[-2:]) != (height, width):
-            xb = F.interpolate(xb, size=(height, width), mode="bilinear", antialias=True, align_corners=False)
+        xb = nets.adapt_images(x[i : i + batch].float(), channels, height, width)
         out.append(xb.round().clamp_(0, 255).to(torch.uint8))
     return torch.cat(out) if out else x
 

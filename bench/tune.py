@@ -148,10 +148,10 @@ class TuneOptions:
     def __post_init__(self):
         if not 1 <= self.trials <= MAX_TRIALS:
             raise BenchError(f"--trials {self.trials}: give 1 to {MAX_TRIALS:,} trials")
-        cores = os.cpu_count() or 1
-        if self.workers is not None and not 1 <= self.workers <= cores:
+        most = 4 * (os.cpu_count() or 1)  # processes share the cores; each holds torch in memory
+        if self.workers is not None and not 1 <= self.workers <= most:
             raise BenchError(
-                f"--workers {self.workers}: give 1 to {cores} worker processes (this machine's cores; "
+                f"--workers {self.workers}: give 1 to {most} worker processes (4 a core here; "
                 "more machines join with --storage)"
             )
 
