@@ -119,8 +119,9 @@ gpu-bundle: .venv/installed  ## wheels (lightly, pytorch-msssim) and cifar10_jpe
 bench-parallel: .venv/installed  ## the digits grid in-process vs on Ray (--workers 2) -> results/parallel.md
 	$(PY) -m bench.tools.benchmarks parallel
 
+# One pytest-xdist worker a core; the Ray cluster's tests run in turn on one of them (xdist_group).
 test: .venv/installed
-	$(PY) -m pytest
+	$(PY) -m pytest -n auto --dist loadgroup
 
 # The edit-test loop: the unit and contract tests (config, keys, evaluators, every learner's
 # contract, bad input, the import contracts), ~1 min on 2 cores; `make test` is the whole suite.

@@ -20,8 +20,15 @@ def pytest_addoption(parser):
 
 def pytest_configure(config):
     """`--learner path/to/mine.py`: the learner joins the registry before the contract tests are
-    parametrised over it (README: Your own learner)."""
-    from bench import registry
+    parametrised over it (README: Your own learner). Under pytest-xdist (`make test`: one worker a
+    core) each worker, and every process it starts, computes on one thread: the cores are shared
+    by workers, not oversubscribed by each one's thread pool."""
+    from bench import env, registry
+
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        env.set_threads(1)
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+            os.environ[var] = "1"
 
     for entry in config.getoption("--learner"):
         registry.resolve(entry)
