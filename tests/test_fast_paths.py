@@ -171,7 +171,7 @@ def test_the_gpu_grid_runs_for_its_minutes_and_a_second_call_resumes_it(tmp_path
             if epoch + 1 == stop_after[-1]:
                 os.kill(os.getpid(), signal.SIGALRM)
 
-        return real(*args[:5], alarm, *args[6:], **kw)
+        return real(*args, **{**kw, "on_epoch": alarm})
 
     monkeypatch.setattr(train, "fit", fit)
     monkeypatch.setattr(train, "RESUME_EVERY_S", 0.0)  # a state after every epoch
