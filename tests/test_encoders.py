@@ -16,7 +16,8 @@ from torch import nn
 from bench import BenchError, config, data, export, registry, runner, store, tables
 
 ROOT = Path(__file__).resolve().parent.parent
-TINY = ["train.epochs=1", "data.train_limit=256", "eval.mlp_max_epochs=2"]
+QUICK = ROOT / "tests" / "quick.toml"  # every evaluator on the least work; one epoch
+TINY = ["data.train_limit=256"]
 
 
 @pytest.fixture(autouse=True)
@@ -28,7 +29,7 @@ def own_registry(monkeypatch):
 
 @pytest.fixture(scope="module")
 def digits():
-    cfg = config.load(None, TINY)
+    cfg = config.load(QUICK, TINY)
     return cfg, data.load(cfg.data)
 
 

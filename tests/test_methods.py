@@ -12,9 +12,10 @@ import torch
 from bench import BenchError, config, data, registry, runner, store, tune
 from bench.config import Config
 from bench.method import Unsupported
-from tests.conftest import GREY8, RGB32
+from tests.conftest import GREY8, RGB32, ROOT
 
 TINY = {"channels": (8, 16), "latent_dim": 12}
+QUICK = ROOT / "tests" / "quick.toml"  # the digits protocol at a test's budget
 
 
 def build(name, shape):
@@ -72,7 +73,7 @@ def test_declared_capabilities_match_the_class(name):
 
 @pytest.mark.parametrize("name", registry.names())
 def test_tiny_run_on_digits_freezes_the_encoder(name):
-    cfg = config.load(None, ["train.epochs=1", "data.train_limit=256", "eval.mlp_max_epochs=2"])
+    cfg = config.load(QUICK, ["data.train_limit=256"])  # every evaluator, on the least work
     ds = data.load(cfg.data)
     fields = {f.name for f in dataclasses.fields(registry.get(name).Config)}
     spec = runner.spec(cfg, ds, name, {k: v for k, v in TINY.items() if k in fields}, seed=0)

@@ -17,7 +17,8 @@ from bench import BenchError, compat, config, data, registry, runner, tables
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "sparse_ae.py"
-TINY = ["train.epochs=1", "data.train_limit=256", "eval.mlp_max_epochs=2"]
+QUICK = ROOT / "tests" / "quick.toml"  # every evaluator on the least work; one epoch
+TINY = ["data.train_limit=256"]
 
 LEARNER = """
 from dataclasses import dataclass
@@ -70,11 +71,11 @@ def bench(*args, env=None, cwd=ROOT):
 def test_the_example_runs_from_the_cli_and_an_edit_makes_a_new_run(tmp_path):
     store = {"BENCH_RESULTS_DIR": str(tmp_path / "results"), "BENCH_CACHE_DIR": str(tmp_path / "cache")}
     sets = [a for s in TINY for a in ("--set", s)]
-    args = ["run", "--dataset", "digits", "--latent-dims", "16", "--seeds", "0", *sets]
+    args = ["run", "--config", str(QUICK), "--latent-dims", "16", "--seeds", "0", *sets]
     r = bench(*args, "--methods", "examples/sparse_ae.py,pca", env=store)
     assert r.returncode == 0, r.stderr
     page = (tmp_path / "results" / "digits.md").read_text()
-    settings = "data.train_limit=256, train.epochs=1, eval.mlp_max_epochs=2"
+    settings = "data.train_limit=256"
     assert f"| sparse_ae ({settings}, from examples/sparse_ae.py) |" in page
     configs = [json.loads(p.read_text()) for p in (tmp_path / "results" / "runs").glob("*/config.json")]
     (mine,) = [c for c in configs if c["method"] == "sparse_ae"]
@@ -105,7 +106,7 @@ def test_a_file_learner_is_trained_evaluated_and_keyed_by_its_content(tmp_path):
     assert registry.resolve(str(path)) == ["mine"]
     assert registry.resolve(str(path)) == ["mine"]  # loaded once
     assert registry.where("mine") == str(path) and registry.get("mine").trainable
-    cfg = config.load(None, TINY)
+    cfg = config.load(QUICK, TINY)
     ds = data.load(cfg.data)
     spec = runner.spec(cfg, ds, "mine", {}, seed=0)
     assert spec.source["entry"] == str(path) and len(spec.source["sha256"]) == 64
@@ -170,7 +171,7 @@ def test_a_path_with_a_pipe_or_a_line_break_stays_in_its_table_cell(tmp_path):
     assert "x (from a\\|b/c.py)" in cells and "two lines" in cells and len(cells.splitlines()) == 3
     path = write(tmp_path / "a|b" / "mine.py", LEARNER.format(name="piped", comment=""))
     registry.resolve(str(path))
-    cfg = config.load(None, TINY)
+    cfg = config.load(QUICK, TINY)
     ds = data.load(cfg.data)
     spec = runner.spec(cfg, ds, "piped", {}, seed=0)
     runner.run_one(spec, ds, torch.device("cpu"))
@@ -188,7 +189,7 @@ def test_a_tensorboard_folder_gets_one_folder_per_run_whatever_the_learners_path
     (tmp_path / "deep" / "er").mkdir(parents=True)
     write(tmp_path / "mine.py", LEARNER.format(name="climber", comment=""))
     registry.resolve(str(tmp_path / "deep" / "er" / ".." / ".." / "mine.py"))
-    cfg = config.load(None, TINY)
+    cfg = config.load(QUICK, TINY)
     ds = data.load(cfg.data)
     spec = runner.spec(cfg, ds, "climber", {}, seed=0)
     board = tmp_path / "board"
@@ -202,7 +203,7 @@ def test_a_tensorboard_folder_gets_one_folder_per_run_whatever_the_learners_path
 def test_pages_keep_an_outside_learners_runs_without_its_code(tmp_path):
     path = write(tmp_path / "mine.py", LEARNER.format(name="mine2", comment=""))
     registry.resolve(str(path))
-    cfg = config.load(None, TINY)
+    cfg = config.load(QUICK, TINY)
     ds = data.load(cfg.data)
     spec = runner.spec(cfg, ds, "mine2", {}, seed=0)
     runner.run_one(spec, ds, torch.device("cpu"))
@@ -282,7 +283,7 @@ def test_an_installed_entry_point_is_found_without_a_flag(tmp_path, monkeypatch,
     assert "ep_mine" in registry.names()  # no flag: the group is read when the registry loads
     assert "entry point x = exiting: SystemExit(5)" in capsys.readouterr().err
     assert registry.where("ep_mine") == "entry point of eplearners (eplearners)"
-    cfg = config.load(None, TINY)
+    cfg = config.load(QUICK, TINY)
     ds = data.load(cfg.data)
     spec = runner.spec(cfg, ds, "ep_mine", {}, seed=0)
     assert spec.source["kind"] == "entry point"
