@@ -241,11 +241,11 @@ def claim(key: str):
         warn(f"{folder} is a symbolic link, not a run folder of this store; replacing the link")
         folder.unlink()
     path = folder / "claim.lock"
-    for _ in range(5):
-        folder.mkdir(parents=True, exist_ok=True)
+    for _ in range(100):
         try:
+            folder.mkdir(parents=True, exist_ok=True)
             fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o666 & ~_umask())
-        except FileNotFoundError:  # its last owner removed the empty folder between the two: again
+        except (FileNotFoundError, FileExistsError):  # its last owner removed the empty folder: again
             continue
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

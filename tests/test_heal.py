@@ -314,7 +314,7 @@ def _stopped_in_epoch_3(monkeypatch, seeds):
     from bench import config, data, runner, train
 
     monkeypatch.setattr(train, "RESUME_EVERY_S", 0.0)
-    cfg = config.load(None, ["train.epochs=3", "data.train_limit=256"])
+    cfg = config.load(ROOT / "tests" / "quick.toml", ["train.epochs=3", "data.train_limit=256"])
     ds = data.load(cfg.data)
     specs = [runner.spec(cfg, ds, "ae", {"channels": (8, 16), "latent_dim": 8}, seed=s) for s in seeds]
 

@@ -142,7 +142,7 @@ def test_labels_reach_only_a_learner_that_declares_them(monkeypatch):
             return _real(self, *args)
 
         monkeypatch.setattr(cls, "training_step", spy)
-    cfg = config.load(None, ["train.epochs=1", "data.train_limit=256"])
+    cfg = config.load(QUICK, ["data.train_limit=256"])
     ds = data.load(cfg.data)
     for name in ("ae", "supervised"):
         runner.run_one(runner.spec(cfg, ds, name, TINY, seed=0), ds, torch.device("cpu"))
@@ -180,7 +180,7 @@ def test_byol_target_follows_the_cosine_momentum_schedule():
 
 
 def test_training_loop_calls_the_step_hook_and_logs_loss_terms():
-    cfg = config.load(None, ["train.epochs=2", "data.train_limit=256"])
+    cfg = config.load(QUICK, ["train.epochs=2", "data.train_limit=256"])
     ds = data.load(cfg.data)
     m = runner.run_one(runner.spec(cfg, ds, "vae", TINY, seed=0), ds, torch.device("cpu"))
     terms = m["train"]["terms_per_epoch"]
@@ -294,7 +294,7 @@ def test_an_encoder_that_changes_during_evaluation_fails_the_run(monkeypatch):
         return real(self, x)
 
     monkeypatch.setattr(cls, "encode", drifting)
-    cfg = config.load(None, ["train.epochs=1", "data.train_limit=256"])
+    cfg = config.load(QUICK, ["data.train_limit=256"])
     ds = data.load(cfg.data)
     spec = runner.spec(cfg, ds, "ae", TINY, seed=0)
     with pytest.raises(BenchError, match="evaluation changed the encoder's weights"):

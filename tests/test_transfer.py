@@ -39,7 +39,7 @@ def test_a_class_subset_is_relabelled_and_named():
 
 
 def test_a_transfer_run_shares_its_training_and_is_keyed_by_the_probe():
-    cfg = config.load(None, ["train.epochs=1", "data.classes=0,1,2,3,4", "probe.classes=5,6,7,8,9"])
+    cfg = config.load(ROOT / "tests" / "quick.toml", ["data.classes=0,1,2,3,4", "probe.classes=5,6,7,8,9"])
     cfg.probe.dataset = "digits"
     ds = data.load(cfg.data)
     probe = transfer.load(cfg, ds, None, False)
