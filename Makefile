@@ -123,12 +123,10 @@ bench-parallel: .venv/installed  ## the digits grid in-process vs on Ray (--work
 test: .venv/installed
 	$(PY) -m pytest -n auto --dist loadgroup
 
-# The edit-test loop: the unit and contract tests (config, keys, evaluators, every learner's
-# contract, bad input, the import contracts), ~1 min on 2 cores; `make test` is the whole suite.
-FAST_TESTS := tests/test_architecture.py tests/test_config.py tests/test_store.py tests/test_evaluate.py \
-    tests/test_fast_paths.py tests/test_losses.py tests/test_methods.py tests/test_bad_input.py
+# The edit-test loop: every test not marked `slow` (pyproject.toml: the end-to-end ones), on one
+# xdist worker a core; a new test is in it unless it says it is slow. `make test` runs them all.
 test-fast: .venv/installed
-	$(PY) -m pytest $(FAST_TESTS)
+	$(PY) -m pytest -m "not slow" -n auto --dist loadgroup
 
 lint: .venv/installed  ## ruff, and the import contracts of pyproject.toml (no cycles, layers kept)
 	$(PY) -m ruff check bench methods tests

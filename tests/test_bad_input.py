@@ -456,6 +456,7 @@ def test_runs_csv_through_a_link_to_a_device_is_one_line(tmp_path, capsys):
     assert link.is_symlink() and Path("/dev/null").is_char_device()
 
 
+@pytest.mark.slow
 def test_a_run_folder_that_is_a_link_is_replaced_never_followed(tmp_path):
     outside = tmp_path / "outside"
     outside.mkdir()

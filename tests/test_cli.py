@@ -15,6 +15,8 @@ import pytest
 from bench import registry, runner, store
 from bench.__main__ import main
 
+pytestmark = pytest.mark.slow  # the commands end to end
+
 ROOT = Path(__file__).resolve().parent.parent
 QUICK = ["--config", str(ROOT / "tests" / "quick.toml")]  # the digits protocol cut to a test's budget
 
@@ -275,6 +277,7 @@ import torch
 
 from bench.checks import at_least
 from bench.evaluators import Column, Evaluator, accuracy, register
+
 
 
 @register("zzncm")

@@ -100,6 +100,7 @@ def test_later_fields_are_frozen_at_the_default_they_were_added_with(monkeypatch
     assert compat.settings("eval", {})["label_draws"] == 5  # what a run stored without it ran with
 
 
+@pytest.mark.slow
 def test_report_runs_export_and_verify(capsys, tmp_path, monkeypatch):
     monkeypatch.setattr(env, "git_sha", lambda: "abc1234")  # as from a clean checkout
     assert main(["run", *TINY, "--methods", "ae,pca,simclr"]) == 0

@@ -118,6 +118,7 @@ def _tiny_rgb32(tmp_path) -> str:
     return f"npz:{path}"
 
 
+@pytest.mark.slow
 def test_the_gpu_configs_code_path_trains_and_evaluates_on_a_cpu(tmp_path):
     """configs/cifar10-gpu.toml as it is (ResNet-18 view-based learners, the autoencoders' 256x2x2
     spatial bottleneck on 64/128/256/256 channels), cut to one epoch of tiny batches, with bf16
@@ -142,6 +143,7 @@ def test_the_gpu_configs_code_path_trains_and_evaluates_on_a_cpu(tmp_path):
         assert np.isfinite(m["train"]["loss_per_epoch"][-1])
 
 
+@pytest.mark.slow
 def test_the_gpu_smoke_runs_its_whole_path_on_a_cpu(tmp_path, capsys):
     from bench.tools import gpu_smoke
 
@@ -153,6 +155,7 @@ def test_the_gpu_smoke_runs_its_whole_path_on_a_cpu(tmp_path, capsys):
     assert not (tmp_path / "speed.md").exists()  # a CPU run writes nothing unless asked
 
 
+@pytest.mark.slow
 def test_the_gpu_grid_runs_for_its_minutes_and_a_second_call_resumes_it(tmp_path, capsys, monkeypatch):
     """--grid-minutes: the 200-epoch grid of configs/cifar10-gpu.toml stopped at its deadline
     like Ctrl-C (resume state kept, nothing half-stored), and continued by the same command. The

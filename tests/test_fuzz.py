@@ -15,6 +15,8 @@ from bench.__main__ import main
 from tests.conftest import QUICK_GRID as GRID
 from tests.conftest import ae_run
 
+pytestmark = pytest.mark.slow  # every command on a store with one file broken, per file kind
+
 
 def _retype_json(b: bytes) -> bytes:
     obj = json.loads(b)  # the same keys, every value a string: parses, fails the schema

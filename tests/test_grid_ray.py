@@ -29,7 +29,8 @@ GRID = [
 COMPARED = ("linear", "mlp", "knn", "recon", "rankme", "label_efficiency", "confusion", "weights_sha256")
 CLUSTER = os.environ.get("RAY_TEST_ADDRESS")
 needs_cluster = pytest.mark.skipif(not CLUSTER, reason="set RAY_TEST_ADDRESS (.ci/ray.sh starts a cluster)")
-pytestmark = pytest.mark.xdist_group("ray")  # one xdist worker runs them in turn: they kill its nodes
+# slow; and one xdist worker runs them in turn, as they kill the nodes of one cluster
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray")]
 
 
 def bench(*args, store_dir: Path, wait=True, **kw):

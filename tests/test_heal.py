@@ -14,6 +14,8 @@ from bench.__main__ import main
 from tests.conftest import QUICK_GRID as GRID
 from tests.conftest import ae_run
 
+pytestmark = pytest.mark.slow  # the store broken and mended under real commands and processes
+
 ROOT = Path(__file__).resolve().parent.parent
 CORRUPTIONS = {"truncated": lambda b: b[: len(b) // 3], "garbage": lambda b: b"\x00not what it was\xff" * 3}
 

@@ -68,6 +68,7 @@ def bench(*args, env=None, cwd=ROOT):
     )  # fmt: skip
 
 
+@pytest.mark.slow
 def test_the_example_runs_from_the_cli_and_an_edit_makes_a_new_run(tmp_path):
     store = {"BENCH_RESULTS_DIR": str(tmp_path / "results"), "BENCH_CACHE_DIR": str(tmp_path / "cache")}
     sets = [a for s in TINY for a in ("--set", s)]
@@ -290,6 +291,7 @@ def test_an_installed_entry_point_is_found_without_a_flag(tmp_path, monkeypatch,
     assert runner.run_one(spec, ds, torch.device("cpu"))["status"] == "ok"
 
 
+@pytest.mark.slow
 def test_the_contract_tests_take_an_outside_file(tmp_path):
     """The documented command: `pytest tests/test_methods.py --learner FILE -k NAME`."""
     r = subprocess.run(
@@ -301,6 +303,7 @@ def test_the_contract_tests_take_an_outside_file(tmp_path):
     assert "7 passed" in r.stdout, r.stdout[-500:]  # contract x2 shapes, traits, run, space, config, resume
 
 
+@pytest.mark.slow
 def test_the_readme_python_example_runs():
     """The README's `bench.api` block, as a reader pastes it (in this test's own store)."""
     readme = (ROOT / "README.md").read_text()

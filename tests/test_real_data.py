@@ -1,9 +1,12 @@
 """Real data, small: MNIST from BENCH_DATA_DIR (skips cleanly when it is not there)."""
 
+import pytest
 import torch
 
 from bench import config, data, runner
 from bench.config import Config
+
+pytestmark = pytest.mark.slow  # MNIST and CIFAR-10 runs
 
 
 def test_mnist_is_read_whole_and_split_without_overlap(data_dir):

@@ -4,6 +4,7 @@ import copy
 import json
 
 import pandas as pd
+import pytest
 import torch
 
 from bench import config, data, evaluators, labels, runner, spec, store, tables
@@ -58,6 +59,7 @@ def test_eval_changes_keep_the_train_key_and_names_and_paths_change_nothing():
     assert store.keys(renamed) == (run_key, train_key)
 
 
+@pytest.mark.slow
 def test_finished_run_is_skipped_and_unfinished_is_redone():
     s, ds = _spec()
     first = runner.run_one(s, ds, torch.device("cpu"))

@@ -57,6 +57,7 @@ def test_a_transfer_run_shares_its_training_and_is_keyed_by_the_probe():
     assert again["from_checkpoint"] is True  # the in-domain run reuses the transfer's training
 
 
+@pytest.mark.slow
 def test_transfer_from_the_cli_gets_its_own_page(capsys):
     flags = ["--config", str(ROOT / "tests" / "quick.toml"), "--set", "data.train_limit=256"]
     assert main(["run", "--methods", "ae,vae,dae,pca", *flags]) == 0  # in-domain rows first

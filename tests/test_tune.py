@@ -18,6 +18,8 @@ from bench import compare, compat, config, data, registry, space, store, studydb
 from bench.__main__ import main
 from bench.config import Config
 
+pytestmark = pytest.mark.slow  # Optuna studies through the run path, workers, PostgreSQL
+
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--set", "train.epochs=2", "--set", "methods.ae.channels=8,16", "--seeds", "0", "--latent-dim", "8"]
 

@@ -180,9 +180,16 @@ def fresh_test(out: Path) -> None:
         slowest = {**os.environ, "CI": "true", "PYTEST_ADDOPTS": "--durations=10"}
         done = subprocess.run(["bash", ".ci/run"], cwd=clone, env=slowest, capture_output=True, text=True)
         ci = time.perf_counter() - start
+        start = time.perf_counter()
+        fast = subprocess.run(["make", "--no-print-directory", "test-fast"], cwd=clone, capture_output=True,
+                              text=True)  # fmt: skip
+        fast_s = time.perf_counter() - start
     summary = [line.strip("= ") for line in done.stdout.splitlines() if re.search(r"\d+ passed", line)]
     if done.returncode != 0 or not summary:
         sys.exit(f".ci/run failed (exit {done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-2000:]}")
+    fast_summary = [line.strip("= ") for line in fast.stdout.splitlines() if re.search(r"\d+ passed", line)]
+    if fast.returncode != 0 or not fast_summary:
+        sys.exit(f"make test-fast failed (exit {fast.returncode}):\n{fast.stdout[-3000:]}")
     heading = "## make test on a fresh clone"
     lines = [
         heading,
@@ -195,7 +202,11 @@ def fresh_test(out: Path) -> None:
         "",
         f"Install (`make .venv/installed`: a new venv, torch from local wheels): **{install:.0f} s**. "
         f"`bash .ci/run` (a PostgreSQL server, a two-node Ray cluster, then `make test`): "
-        f"**{ci:.0f} s** ({ci / 60:.1f} min); pytest: {summary[-1]}.",
+        f"**{ci:.0f} s** ({ci / 60:.1f} min); pytest: {summary[-1]}. `make test` runs one pytest-xdist "
+        "worker a core (one thread each; the Ray cluster's tests in turn on one worker).",
+        "",
+        f"`make test-fast` (the tests not marked `slow`, the edit-test loop) after it: **{fast_s:.0f} s**; "
+        f"pytest: {fast_summary[-1]}.",
         "",
         "The ten slowest tests (pytest `--durations=10`):",
         "",
