@@ -99,10 +99,19 @@ def test_a_steer_only_grid_on_ray_prints_its_progress(tmp_path):
     assert line.split(": ")[-1].startswith("linear ") and "mlp" not in line and "knn" not in line
 
 
-def test_bad_ray_settings_are_one_line(tmp_path):
-    for args, words in (
+def test_bad_ray_settings_are_one_line(tmp_path, capsys):
+    from bench import store
+    from bench.__main__ import main
+
+    for args, words in (  # refused before Ray starts: in this process
         (["--workers", "0"], "--workers"),
         (["--cpus-per-run", "0", "--workers", "1"], "--cpus-per-run"),
+    ):
+        assert main([*GRID, "--methods", "pca", "--seeds", "0", *args]) == 2
+        err = capsys.readouterr().err
+        assert words in err and err.strip().count("\n") == 0 and "Traceback" not in err, err
+        assert not list((store.results_dir() / "runs").glob("*/metrics.json"))
+    for args, words in (  # Ray itself is asked, in a process of its own
         (["--workers", "1", "--gpus-per-run", "1"], "GPUs"),
         (["--ray-address", "127.0.0.1:1"], "nothing answers at 127.0.0.1:1"),  # at once, not after minutes
     ):
