@@ -2,6 +2,7 @@
 them): the hand-written L-BFGS probe is scikit-learn's LogisticRegression at the same objective,
 and the batched cosine kNN is scikit-learn's KNeighborsClassifier."""
 
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -118,6 +119,9 @@ def _tiny_rgb32(tmp_path) -> str:
     return f"npz:{path}"
 
 
+QUICK_EVAL = tomllib.loads((ROOT / "tests" / "quick.toml").read_text())["eval"]
+
+
 @pytest.mark.slow
 def test_the_gpu_configs_code_path_trains_and_evaluates_on_a_cpu(tmp_path):
     """configs/cifar10-gpu.toml as it is (ResNet-18 view-based learners, the autoencoders' 256x2x2
@@ -129,6 +133,7 @@ def test_the_gpu_configs_code_path_trains_and_evaluates_on_a_cpu(tmp_path):
     bf16 = str(env.native_bf16(torch.device("cpu"))).lower()
     sets = ["train.epochs=1", "train.batch_size=16", "train.warmup_epochs=0", f"train.bf16={bf16}"]
     sets += ["grid.methods=simclr,ae", f"data.name={_tiny_rgb32(tmp_path)}"]
+    sets += [f"eval.{k}={v}" for k, v in QUICK_EVAL.items()]  # every evaluator, on the least work
     cfg = config.load(ROOT / "configs" / "cifar10-gpu.toml", sets)
     ds = data.load(cfg.data)
     specs = runner.preflight(runner.specs(cfg, ds), ds)  # what `bench run --config ...` runs
