@@ -2,19 +2,18 @@
 
 import copy
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
 
 from bench import config, data, evaluators, labels, runner, spec, store, tables
-from bench.config import Config
 from bench.spec import RunSpec
 
 
 def _spec(**changes):
-    cfg = Config()
-    cfg.train.epochs = 1
+    cfg = config.load(Path(__file__).parent / "quick.toml")  # every evaluator, on the least work
     ds = data.load(cfg.data)
     s = runner.spec(cfg, ds, "ae", {"channels": (8, 16), "latent_dim": 8}, seed=0).json()
     for path, value in changes.items():
