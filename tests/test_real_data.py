@@ -22,7 +22,15 @@ def test_trained_ae_beats_random_encoder_on_mnist_subset(data_dir):
     cfg.data = config.DataConfig(name="mnist", train_limit=6000)
     cfg.train.epochs, cfg.train.batch_size = 3, 128
     # the linear probe as in every run; the rest of the evaluation (MLP head, label efficiency, map) cut
-    cfg.eval = config.EvalConfig(mlp_max_epochs=1, label_fractions=[0.1], label_draws=1, map_points=0)
+    cfg.eval = config.EvalConfig(
+        mlp_max_epochs=1,
+        mlp_min_steps=30,
+        mlp_lr_factors=[1.0],
+        mlp_weight_decays=[1e-4],
+        label_fractions=[0.1],
+        label_draws=1,
+        map_points=0,
+    )
     ds = data.load(cfg.data, data_dir, offline=True)
     acc = {}
     for method in ("ae", "random"):
