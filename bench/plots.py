@@ -95,7 +95,8 @@ def _recon_rows(df) -> dict:
     return rows
 
 
-def _save(fig, path: Path) -> None:
+def save(fig, path: Path) -> None:
+    """Render `fig` as a PNG in memory, close it, and write it atomically (every figure here)."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
@@ -127,7 +128,7 @@ def confusion_png(path: Path, conf: list[list[int]], classes: list[str], title: 
     acc = np.trace(m) / max(m.sum(), 1)
     ax.set(xlabel="predicted", ylabel="true", title=f"{title}\nlinear probe, test accuracy {acc:.2%}")
     fig.colorbar(im, ax=ax, fraction=0.046, label="fraction of true class")
-    _save(fig, path)
+    save(fig, path)
 
 
 def recon_grid_png(path: Path, rows: dict[str, np.ndarray], title: str) -> None:
@@ -148,7 +149,7 @@ def recon_grid_png(path: Path, rows: dict[str, np.ndarray], title: str) -> None:
             axes[r][c].set_yticks([])
         axes[r][0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8)
     fig.suptitle(title, fontsize=9)
-    _save(fig, path)
+    save(fig, path)
 
 
 def accuracy_vs_latent_png(path: Path, df, title: str, styles: dict | None = None) -> None:
@@ -179,7 +180,7 @@ def accuracy_vs_latent_png(path: Path, df, title: str, styles: dict | None = Non
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:  # a store of ablations only has no plain line to name
         ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    _save(fig, path)
+    save(fig, path)
 
 
 def label_efficiency_png(
@@ -207,7 +208,7 @@ def label_efficiency_png(
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    _save(fig, path)
+    save(fig, path)
 
 
 MARKERS = "osD^vP*Xh<>p"
@@ -239,7 +240,7 @@ def loss_png(path: Path, train: dict, title: str) -> None:
         ax.grid(alpha=0.3)
     fig.suptitle(f"{title}: training", fontsize=9)
     fig.tight_layout(rect=(0, 0, 1, 0.9))  # the figure's title above the panels' titles, not on them
-    _save(fig, path)
+    save(fig, path)
 
 
 def accuracy_vs_psnr_png(path: Path, df, title: str, styles: dict | None = None) -> None:
@@ -268,7 +269,7 @@ def accuracy_vs_psnr_png(path: Path, df, title: str, styles: dict | None = None)
     ax.set(xlabel="test PSNR (dB)", ylabel="linear probe test accuracy", title=title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    _save(fig, path)
+    save(fig, path)
 
 
 def pareto_png(path: Path, trials, pareto: list[int], names: list[str], title: str) -> None:
@@ -282,4 +283,4 @@ def pareto_png(path: Path, trials, pareto: list[int], names: list[str], title: s
     ax.set(xlabel=names[1], ylabel=names[0], title=title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    _save(fig, path)
+    save(fig, path)

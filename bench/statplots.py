@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib import ticker
 
-from bench.plots import _save, plt
+from bench.plots import plt, save
 from bench.significance import Interval
 
 FAMILY_COLOURS = {"autoencoders": "tab:blue", "views": "tab:orange", "baselines": "tab:gray",
@@ -43,7 +43,7 @@ def pairwise_png(path: Path, names: list[str], cells: list[list[Interval | None]
     ax.set_title(f"{title}\nrow minus column, linear probe (points); grey: 95% interval contains 0, "
                  "hatched: one seed, no verdict", fontsize=9)  # fmt: skip
     fig.colorbar(im, ax=ax, fraction=0.046, label="Δ test accuracy (points)")
-    _save(fig, path)
+    save(fig, path)
 
 
 def short(name: str) -> str:
@@ -88,7 +88,7 @@ def latent_maps_png(path: Path, panels: list[dict], classes: list[str], title: s
                    bbox_to_anchor=(0.5, 0))  # fmt: skip
     fig.suptitle(title, fontsize=9)
     fig.tight_layout(rect=(0, 0.06 if k <= 20 else 0, 1, 0.97))
-    _save(fig, path)
+    save(fig, path)
 
 
 def label_free_png(path: Path, df, corr, title: str) -> None:
@@ -115,4 +115,4 @@ def label_free_png(path: Path, df, corr, title: str) -> None:
     axes.flat[0].legend(fontsize=7)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    _save(fig, path)
+    save(fig, path)
