@@ -76,14 +76,11 @@ def _check(name: str, value, kind: type | tuple, one: bool = False) -> None:
 
     if value is None:
         return
-    if (
-        one
-        and ok(value)
-        or not one
-        and isinstance(value, Sequence)
-        and not isinstance(value, str)
-        and all(map(ok, value))
-    ):
+    if one:
+        fits = ok(value)
+    else:
+        fits = isinstance(value, Sequence) and not isinstance(value, str) and all(map(ok, value))
+    if fits:
         return
     kinds = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
     raise BenchError(f"{name}: expected {'' if one else 'a list of '}{kinds} (or None), got {value!r:.80}")

@@ -174,10 +174,14 @@ def load_code(entry: str, register_hook) -> tuple[list[str], Source]:
     return added, Source("file" if is_file else "module", entry, digest_files(files), {}, files=tuple(files))
 
 
-def forget_module(name: str) -> None:
-    """Drop an imported module and its submodules, so that the next import reads them again."""
-    for loaded in [m for m in sys.modules if m == name or m.startswith(name + ".")]:
-        del sys.modules[loaded]
+def forget(files) -> None:
+    """Drop every imported module whose source is one of `files`, so that the next import of it
+    reads the file again."""
+    paths = {Path(f).resolve() for f in files}
+    for name, module in list(sys.modules.items()):
+        source = getattr(module, "__file__", None)
+        if source and Path(source).resolve() in paths:
+            del sys.modules[name]
 
 
 def entry_points() -> list[importlib.metadata.EntryPoint]:

@@ -117,10 +117,7 @@ def _changed(entry: str) -> bool:
         _METHODS.pop(name, None)
         _SOURCES.pop(name, None)
     del _RESOLVED[entry]
-    if src.kind == "module":
-        outside.forget_module(entry)
-    elif src.kind == "factory" and not (m := src.entry.split(":")[1]).endswith(".py") and "/" not in m:
-        outside.forget_module(m)
+    outside.forget(src.files)  # a module (or a factory's) is imported again, not taken from sys.modules
     return True
 
 

@@ -121,16 +121,20 @@ def _check_evaluation(s: RunSpec, model, data: Dataset) -> None:
     image = (data.shape.channels, data.shape.height, data.shape.width)
     plan = Plan(n, tuple(per_class), dim, image, bool(getattr(model, "reconstructs", False)),
                 eval_cfg.steer_only)  # fmt: skip
-    shrink = (
-        "a smaller latent size"
-        if getattr(model, "takes_latent_dim", True)
-        else (
-            f"a narrower output (methods.{s.method}.layer, .size)"
-            if hasattr(model, "kind")
-            else "another learner"
-        )
+    evaluate.preflight(eval_cfg, plan, labels.run(s.json()), _smaller(model, s.method))
+
+
+def _smaller(model, method: str) -> str:
+    """What to choose instead when a run's evaluation would not fit in memory."""
+    from bench.encoders import Encoder
+
+    if getattr(model, "takes_latent_dim", True):
+        return "a smaller latent size"
+    return (
+        f"a narrower output (methods.{method}.layer, .size)"
+        if isinstance(model, Encoder)
+        else "another learner"
     )
-    evaluate.preflight(eval_cfg, plan, labels.run(s.json()), shrink)
 
 
 def _check_memory(method: str, cfg, shape):
