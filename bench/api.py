@@ -16,8 +16,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from bench import BenchError, export, grid, store
-from bench.session import Setup
+from bench import BenchError, store
+from bench.commands import export
+from bench.commands.runs import table as runs_table
+from bench.run import grid
+from bench.run.session import Setup
 
 
 def run(
@@ -64,7 +67,7 @@ def run(
             *setup.argv()]  # fmt: skip
     keys = grid.execute(setup, grid.RaySettings(workers, None, cpus_per_run, 0.0), force, shlex.join(argv))
     chosen = set(keys)
-    return export.runs_table([r for r in store.load_runs() if r["key"] in chosen])
+    return runs_table([r for r in store.load_runs() if r["key"] in chosen])
 
 
 def _check(name: str, value, kind: type | tuple, one: bool = False) -> None:
@@ -92,7 +95,7 @@ def runs(dataset: str | None = None):
     stored = [r for r in store.load_runs() if not dataset or r["config"]["dataset"]["slug"] == dataset]
     if not stored:
         raise BenchError("no stored run" + (f" of dataset {dataset!r}" if dataset else ""))
-    return export.runs_table(stored)
+    return runs_table(stored)
 
 
 def latents(
@@ -100,13 +103,15 @@ def latents(
 ) -> dict[str, np.ndarray]:
     """A finished run's raw latents and labels per split, as `bench export` writes them:
     `z_train`/`z_val`/`z_test` (N, D) float32, `y_*`, `classes`, `provenance`, `run_key`, `config`."""
-    from bench import env, transfer, verify
+    from bench import data
+    from bench.data import probes
+    from bench.run import env
 
     if not isinstance(key, str):
         raise BenchError(f"key: expected a run's key (a str, see api.runs().key), got {key!r:.80}")
     _check("data_dir", data_dir, str, one=True)
     run_ = export.finished(key)
-    ds = verify.load_dataset(run_["config"], data_dir, offline, {})
-    probe = transfer.load_for(run_["config"], data_dir, offline, ds)  # a transfer: its probe data
+    ds = data.for_run(run_["config"], data_dir, offline)
+    probe = probes.load_for(run_["config"], data_dir, offline, ds)  # a transfer: its probe data
     z = export.latents(run_, ds, env.pick_device("auto"), retrain, probe)
     return export.arrays(run_, probe or ds, z)

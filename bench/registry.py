@@ -2,7 +2,7 @@
 
 Every module in methods/ is imported on first use, so adding a learner is adding one file; so is
 every installed package's `latentbench.methods` entry point. A learner from outside the
-repository (a file, a module, a pretrained encoder: bench/outside.py) joins when a command names
+repository (a file, a module, a pretrained encoder: bench/plugins/outside.py) joins when a command names
 it (`resolve`), with its `Source`. Capabilities are read from the class (see bench/method.py);
 the helpers here are the one place the rest of the harness asks about them.
 """
@@ -15,7 +15,8 @@ import importlib.util
 import re
 import sys
 
-from bench import BenchError, outside
+from bench import BenchError
+from bench.plugins import outside
 
 _METHODS: dict[str, type] = {}
 _SOURCES: dict[str, outside.Source] = {}  # the learners from outside the repository
@@ -81,7 +82,7 @@ def resolve(entry: str) -> list[str]:
     if not outside.looks_outside(entry) and not _importable(entry):
         get(entry)  # an unknown name: the error lists the known ones
     if outside.encoder_kind(entry):
-        from bench import encoders
+        from bench.plugins import encoders
 
         name, cls, source = encoders.make(entry)
         try:

@@ -23,7 +23,8 @@ def pytest_configure(config):
     parametrised over it (README: Your own learner). Under pytest-xdist (`make test`: one worker a
     core) each worker, and every process it starts, computes on one thread: the cores are shared
     by workers, not oversubscribed by each one's thread pool."""
-    from bench import env, registry
+    from bench import registry
+    from bench.run import env
 
     if os.environ.get("PYTEST_XDIST_WORKER"):
         env.set_threads(1)

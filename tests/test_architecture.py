@@ -1,6 +1,6 @@
-"""The architecture stays put: the import contracts of pyproject.toml ([tool.importlinter]: no
-cycle inside bench/, learners never import the harness, the lower layers never import a verb,
-the CLI or the report) hold, and the modules stay small enough to read."""
+"""The architecture stays put: the import contracts of pyproject.toml ([tool.importlinter]: bench/
+is layered as the pipeline reads, no cycle inside one of its folders, learners never import the
+harness) hold, and the modules stay small enough to read."""
 
 import subprocess
 import sys

@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench import BenchError, output, store
+from bench import BenchError, store
 from bench.__main__ import main
+from bench.store import output
 
 ROOT = Path(__file__).resolve().parent.parent
 QUICK = ["--config", str(ROOT / "tests" / "quick.toml"), "--seeds", "0", "--latent-dims", "8"]  # least work
@@ -232,7 +233,7 @@ def test_image_folder_with_an_empty_class_or_a_broken_image(tmp_path, capsys):
 
 
 def test_links_in_an_image_folder_count_each_image_once_in_its_own_class(tmp_path, capsys):
-    from bench import userdata
+    from bench.data import userdata
 
     root = _folder(tmp_path)
     (root / "train" / "a" / "loop").symlink_to(root / "train")  # a/loop/a/loop/... and a/loop/b/...

@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench import registry, runner, store
+from bench import registry, store
 from bench.__main__ import main
+from bench.run import runner
 
 pytestmark = pytest.mark.slow  # the commands end to end
 
@@ -334,7 +335,7 @@ def test_a_new_evaluator_is_one_file(tmp_path, checkout):
 def test_steer_only_measures_the_linear_probe_and_stays_out_of_the_tables(capsys):
     """`eval.steer_only` (what a study's trial is scored by): the linear probe and the validation
     reconstruction only; its own run key, the full run's checkpoint; tables leave it out."""
-    from bench import compat
+    from bench.store import compat
 
     assert main(["run", *QUICK, "--methods", "ae"]) == 0
     assert main(["run", *QUICK, "--methods", "ae", "--set", "eval.steer_only=true"]) == 0

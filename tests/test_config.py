@@ -142,8 +142,9 @@ def test_every_number_field_has_an_upper_bound_that_its_consumers_take():
     import dataclasses
     import typing
 
-    from bench import checks, encoders, registry
+    from bench import checks, registry
     from bench.augment import Views
+    from bench.plugins import encoders
 
     classes = [config.DataConfig, config.ProbeConfig, config.TrainConfig, config.EvalConfig]
     classes += [config.GridConfig, Views, encoders.EncoderConfig]

@@ -13,7 +13,10 @@ import timm
 import torch
 from torch import nn
 
-from bench import BenchError, config, data, export, registry, runner, store, tables
+from bench import BenchError, config, data, registry, store
+from bench.commands import export
+from bench.report import tables
+from bench.run import runner
 
 ROOT = Path(__file__).resolve().parent.parent
 QUICK = ROOT / "tests" / "quick.toml"  # every evaluator on the least work; one epoch

@@ -4,9 +4,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench import config, evaluate, evaluators
+from bench import config, evaluators
 from bench.config import EvalConfig
 from bench.evaluators import knn, linear, mlp, recon
+from bench.run import evaluate
 
 
 def _splits(make):
@@ -63,7 +64,7 @@ def test_mlp_pairs_train_apart_and_validation_chooses():
 def test_mlp_version_1_is_stale_where_it_was_starved():
     """The old head's numbers are wrong where a pass was shorter than today's round (digits),
     merely different where it was not (MNIST): stale there, outdated here."""
-    from bench import compat
+    from bench.store import compat
 
     def stored(n_train):
         entries = {e.name: {"test_acc": 0.9} for e in evaluators.all()}

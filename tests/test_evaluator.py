@@ -13,9 +13,11 @@ import numpy as np
 import pytest
 import torch
 
-from bench import compat, config, data, env, evaluate, runner, store
+from bench import config, data, store
 from bench.__main__ import main
 from bench.evaluators import label_efficiency, linear, rankme
+from bench.run import env, evaluate, runner
+from bench.store import compat
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--config", str(ROOT / "configs/default.toml"), "--seeds", "0", "--latent-dims", "8"]
@@ -307,7 +309,7 @@ def test_verify_trained_in_compares_exactly_the_runs_that_store_holds(tmp_path, 
 
 
 def test_verify_counts_runs_it_could_not_compare_and_fails_if_it_compared_nothing(capsys, monkeypatch):
-    from bench import verify
+    from bench.run import verify
 
     quick = ["run", "--config", str(ROOT / "tests" / "quick.toml")]
     assert main([*quick, "--methods", "pixels,pca"]) == 0

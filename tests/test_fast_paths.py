@@ -128,7 +128,8 @@ def test_the_gpu_configs_code_path_trains_and_evaluates_on_a_cpu(tmp_path):
     spatial bottleneck on 64/128/256/256 channels), cut to one epoch of tiny batches, with bf16
     autocast where this CPU has bf16 kernels (emulated elsewhere: ~10x slower, fp32 then) and
     channels-last: the runs the GPU grid makes, through the same runner, here."""
-    from bench import config, data, env, runner
+    from bench import config, data
+    from bench.run import env, runner
 
     bf16 = str(env.native_bf16(torch.device("cpu"))).lower()
     sets = ["train.epochs=1", "train.batch_size=16", "train.warmup_epochs=0", f"train.bf16={bf16}"]
@@ -169,7 +170,8 @@ def test_the_gpu_grid_runs_for_its_minutes_and_a_second_call_resumes_it(tmp_path
     import os
     import signal
 
-    from bench import store, train
+    from bench import store
+    from bench.run import train
     from bench.tools import gpu_smoke
 
     real, stop_after = train.fit, []

@@ -313,7 +313,8 @@ def _stopped_in_epoch_3(monkeypatch, seeds):
     run is stopped in its third epoch, as Ctrl-C would, leaving its resume state."""
     import torch
 
-    from bench import config, data, runner, train
+    from bench import config, data
+    from bench.run import runner, train
 
     monkeypatch.setattr(train, "RESUME_EVERY_S", 0.0)
     cfg = config.load(ROOT / "tests" / "quick.toml", ["train.epochs=3", "data.train_limit=256"])
@@ -334,7 +335,7 @@ def test_a_stopped_run_resumes_from_its_last_epoch(tmp_path, monkeypatch):
     exactly what the uninterrupted run stores."""
     import torch
 
-    from bench import runner
+    from bench.run import runner
 
     (spec,), ds = _stopped_in_epoch_3(monkeypatch, seeds=(0,))
     cpu = torch.device("cpu")
@@ -356,7 +357,7 @@ def test_a_resume_state_that_is_not_this_runs_is_ignored(tmp_path, monkeypatch, 
     and trained from scratch, and the stored run is the uninterrupted one."""
     import torch
 
-    from bench import runner, train
+    from bench.run import runner, train
 
     (seed0, seed1), ds = _stopped_in_epoch_3(monkeypatch, seeds=(0, 1))  # seed 1's run stopped
     cpu = torch.device("cpu")

@@ -9,9 +9,11 @@ import optuna
 import pytest
 import torch
 
-from bench import BenchError, config, data, registry, runner, store, tune
+from bench import BenchError, config, data, registry, store
 from bench.config import Config
 from bench.method import Unsupported
+from bench.run import runner
+from bench.studies import tune
 from tests.conftest import GREY8, RGB32, ROOT
 
 TINY = {"channels": (8, 16), "latent_dim": 12}
@@ -149,7 +151,7 @@ def test_labels_reach_only_a_learner_that_declares_them(monkeypatch):
     assert set(seen["ae"]) == {1} and set(seen["supervised"]) == {2}
     model = build("ae", GREY8)
     with pytest.raises(BenchError, match="needs_labels"):
-        from bench import train
+        from bench.run import train
 
         train.fit(
             model,
@@ -189,7 +191,7 @@ def test_training_loop_calls_the_step_hook_and_logs_loss_terms():
     calls = []
     model = build("byol", GREY8)
     model.on_step = lambda step, total: calls.append((step, total))
-    from bench import train
+    from bench.run import train
 
     train.fit(model, ds.x_train[:256], config.TrainConfig(epochs=2, batch_size=128), 0, torch.device("cpu"))
     assert calls == [(1, 4), (2, 4), (3, 4), (4, 4)]
@@ -306,7 +308,7 @@ def test_an_encoder_that_changes_during_evaluation_fails_the_run(monkeypatch):
 def test_a_stopped_training_resumes_bit_for_bit(name, tmp_path):
     """Stopped after its first epoch and resumed (in what could be a new process: another global
     RNG state), a training ends with the weights and losses of the uninterrupted one."""
-    from bench import train
+    from bench.run import train
 
     ds = data.load(config.DataConfig())
     x, y = ds.x_train[:384], ds.y_train[:384]

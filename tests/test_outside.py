@@ -13,7 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench import BenchError, compat, config, data, registry, runner, tables
+from bench import BenchError, config, data, registry
+from bench.report import tables
+from bench.run import runner
+from bench.store import compat
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "sparse_ae.py"
@@ -166,7 +169,8 @@ def test_a_path_with_a_pipe_or_a_line_break_stays_in_its_table_cell(tmp_path):
     joins lines, so a learner file under `a|b/` keeps the page's columns."""
     import pandas as pd
 
-    from bench import labels, report, store
+    from bench import report, store
+    from bench.report import labels
 
     cells = labels.markdown(pd.DataFrame([{"learner": "x (from a|b/c.py)", "note": "two\nlines"}]))
     assert "x (from a\\|b/c.py)" in cells and "two lines" in cells and len(cells.splitlines()) == 3
@@ -261,7 +265,7 @@ def test_a_module_and_a_package_are_keyed_by_their_files(tmp_path, monkeypatch):
     write(tmp_path / "otherpkg" / "__init__.py", "from otherpkg.impl import *\n")
     write(tmp_path / "otherpkg" / "impl.py", LEARNER.format(name="pkg_other", comment=""))
     assert registry.resolve("otherpkg") == ["pkg_other"]  # a top-level package, all its files hashed
-    from bench import outside
+    from bench.plugins import outside
 
     files = outside.module_files(sys.modules["otherpkg"])
     assert [f.name for f in files] == ["__init__.py", "impl.py"]

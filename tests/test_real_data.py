@@ -3,8 +3,9 @@
 import pytest
 import torch
 
-from bench import config, data, runner
+from bench import config, data
 from bench.config import Config
+from bench.run import runner
 
 pytestmark = pytest.mark.slow  # MNIST and CIFAR-10 runs
 

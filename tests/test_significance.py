@@ -1,4 +1,4 @@
-"""Which differences are real (bench/significance.py), the label-free measures (spectrum,
+"""Which differences are real (bench/report/significance.py), the label-free measures (spectrum,
 labelfree) and the latent map, each on inputs whose answer is known."""
 
 import math
@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 import torch
 
-from bench import labelfree, significance
 from bench.evaluators import latent_map, rankme, spectrum
+from bench.report import labelfree, significance
 
 
 def simulate(rng, n=2000, seeds=3, gap=0.0, seed_noise=0.3, own=1.0, skill=2.5):
@@ -176,7 +176,8 @@ def test_the_latent_map_of_a_degenerate_latent_is_a_point_not_a_crash():
 
 
 def test_outdated_runs_are_those_todays_evaluators_would_measure_more_of():
-    from bench import compat, evaluators
+    from bench import evaluators
+    from bench.store import compat
 
     current = {e.name: e.version for e in evaluators.all()}
     finished = {"status": "ok", "linear": {"test_acc": 0.9}, "evaluators": current}

@@ -8,8 +8,11 @@ import pandas as pd
 import pytest
 import torch
 
-from bench import config, data, evaluators, labels, runner, spec, store, tables
-from bench.spec import RunSpec
+from bench import config, data, evaluators, store
+from bench.report import labels, tables
+from bench.run import runner
+from bench.store import spec
+from bench.store.spec import RunSpec
 
 
 def _spec(**changes):

@@ -5,25 +5,28 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench import BenchError, config, data, runner, sections, store, transfer
+from bench import BenchError, config, data, store
 from bench.__main__ import main
+from bench.data import probes
+from bench.report import sections, transfer
+from bench.run import runner
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_adapt_resizes_and_converts_channels_by_its_rule():
     grey = (torch.rand(5, 1, 28, 28) * 255).to(torch.uint8)
-    small = transfer.adapt(grey, 1, 8, 8)
+    small = probes.adapt(grey, 1, 8, 8)
     assert small.shape == (5, 1, 8, 8) and small.dtype == torch.uint8
     flat = torch.full((2, 1, 28, 28), 200, dtype=torch.uint8)
-    assert (transfer.adapt(flat, 1, 8, 8) == 200).all()  # resizing keeps a flat image flat
-    rgb = transfer.adapt(flat, 3, 32, 32)
+    assert (probes.adapt(flat, 1, 8, 8) == 200).all()  # resizing keeps a flat image flat
+    rgb = probes.adapt(flat, 3, 32, 32)
     assert rgb.shape == (2, 3, 32, 32) and (rgb == 200).all()  # grey repeated
     colour = torch.zeros(1, 3, 4, 4, dtype=torch.uint8)
     colour[:, 1] = 255  # pure green: BT.601 luma 0.587
-    assert transfer.adapt(colour, 1, 4, 4).unique().tolist() == [150]
-    assert transfer.rule((1, 28, 28), (1, 8, 8)) == "resized 28x28 -> 8x8 (bilinear, antialiased)"
-    assert transfer.rule((3, 32, 32), (1, 32, 32)) == "RGB to grey (BT.601 luma)"
+    assert probes.adapt(colour, 1, 4, 4).unique().tolist() == [150]
+    assert probes.rule((1, 28, 28), (1, 8, 8)) == "resized 28x28 -> 8x8 (bilinear, antialiased)"
+    assert probes.rule((3, 32, 32), (1, 32, 32)) == "RGB to grey (BT.601 luma)"
 
 
 def test_a_class_subset_is_relabelled_and_named():
@@ -42,7 +45,7 @@ def test_a_transfer_run_shares_its_training_and_is_keyed_by_the_probe():
     cfg = config.load(ROOT / "tests" / "quick.toml", ["data.classes=0,1,2,3,4", "probe.classes=5,6,7,8,9"])
     cfg.probe.dataset = "digits"
     ds = data.load(cfg.data)
-    probe = transfer.load(cfg, ds, None, False)
+    probe = probes.load(cfg, ds, None, False)
     assert probe.classes == ds.classes[:0] + data.load(config.DataConfig()).classes[5:]
     home = runner.spec(cfg, ds, "ae", {"latent_dim": 8, "channels": (8, 16)}, seed=0)
     away = runner.spec(cfg, ds, "ae", {"latent_dim": 8, "channels": (8, 16)}, seed=0, probe=probe)

@@ -14,9 +14,12 @@ import optuna
 import pytest
 import torch
 
-from bench import compare, compat, config, data, registry, space, store, studydb, tables, tune
+from bench import config, data, registry, store
 from bench.__main__ import main
 from bench.config import Config
+from bench.report import tuned
+from bench.store import compat
+from bench.studies import compare, space, studydb, tune
 
 pytestmark = pytest.mark.slow  # Optuna studies through the run path, workers, PostgreSQL
 
@@ -375,11 +378,11 @@ def test_trial_budget_as_a_share_of_each_learners_own(capsys):
 
 
 def test_compare_keeps_a_best_trial_only_if_it_beats_the_defaults_on_validation():
-    assert tables.choose([0.90, 0.92], [0.93, 0.95]) == "best trial"
-    assert tables.choose([0.93, 0.95], [0.90, 0.92]) == "defaults"
-    assert tables.choose([0.91], [0.91]) == "defaults"  # a tie keeps what needed no search
-    assert tables.choose([140 / 144, 142 / 144], [float(torch.tensor(141 / 144)), 141 / 144]) == "defaults"
-    assert tables.choose([], [0.5]) == "best trial" and tables.choose([0.5], []) == "defaults"
+    assert tuned.choose([0.90, 0.92], [0.93, 0.95]) == "best trial"
+    assert tuned.choose([0.93, 0.95], [0.90, 0.92]) == "defaults"
+    assert tuned.choose([0.91], [0.91]) == "defaults"  # a tie keeps what needed no search
+    assert tuned.choose([140 / 144, 142 / 144], [float(torch.tensor(141 / 144)), 141 / 144]) == "defaults"
+    assert tuned.choose([], [0.5]) == "best trial" and tuned.choose([0.5], []) == "defaults"
 
 
 @pytest.mark.parametrize("path", [None, *sorted(str(p) for p in (ROOT / "configs").glob("*.toml"))])

@@ -2,7 +2,7 @@
 is imported, and each `@register`s one `Evaluator` under its file name. Adding a probe or a
 measure is adding a file: its config fields join the `[eval]` section, its columns join the
 tables, `bench runs`, `bench verify` and the progress lines, and stored runs that predate it
-show `-` for it (their keys do not change: see bench/compat.py).
+show `-` for it (their keys do not change: see bench/store/compat.py).
 
 An evaluator sees frozen latents (and, where it declares `needs_model`, the frozen model) through
 a `Context`, never the training loop; it returns the entries it adds to the run's metrics.

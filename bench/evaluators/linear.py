@@ -2,7 +2,7 @@
 L-BFGS on a whitened problem; its weight decay chosen on the validation slice. The headline
 number of every table, the objective of every study, and the confusion matrix of the test split.
 Its test predictions are kept beside the run (`predictions.npz`: one small integer per test image,
-and the labels), so bench/significance.py can pair two learners image by image.
+and the labels), so bench/report/significance.py can pair two learners image by image.
 """
 
 from __future__ import annotations

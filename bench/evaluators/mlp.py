@@ -61,7 +61,7 @@ class MLP(Evaluator):
         mlp_max_epochs: int = at_least(1, 40)  # rounds: a pass, or mlp_min_steps / mlp_max_epochs steps
         mlp_patience: int = at_least(1, 5)  # rounds without validation improvement before a pair stops
         mlp_lr: float = above(0, 1e-3)
-        # Added with version 2 (keys of runs without them are unchanged, bench/compat.py):
+        # Added with version 2 (keys of runs without them are unchanged, bench/store/compat.py):
         mlp_min_steps: int = within(1, 10**7, 1500)  # AdamW steps in 40 rounds, any data size
         mlp_lr_factors: list[float] = within(1e-3, 1e3, [1.0, 3.0], each=True)  # lrs: mlp_lr x each
         mlp_weight_decays: list[float] = within(0, 10, [1e-4, 1e-2], each=True)  # AdamW's, decoupled

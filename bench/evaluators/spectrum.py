@@ -1,6 +1,6 @@
 """Label-free measures of a latent's eigenspectrum beside RankMe: alpha-ReQ, NESum and stable
 rank, from the raw training latents. None of them sees a label; the report checks each against
-the linear probe (Spearman correlation over the stored runs, bench/tables.py `label_free`)."""
+the linear probe (Spearman correlation over the stored runs, bench/report/tables.py `label_free`)."""
 
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench import env
+from bench.run import env
 
 ROOT = Path(__file__).resolve().parents[2]
 GRID = ["run", "--config", str(ROOT / "configs/default.toml")]

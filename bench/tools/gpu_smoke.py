@@ -20,7 +20,7 @@ in one line and exits 2.
 
 The grid is `bench run --config configs/cifar10-gpu.toml`, stopped after M minutes the way Ctrl-C
 stops it: finished runs are in the store, the run in training keeps its resume state
-(bench/train.py, saved every min(60 s, M/5)), and the same command on the same machine continues
+(bench/run/train.py, saved every min(60 s, M/5)), and the same command on the same machine continues
 it. Its paragraph says what finished and how far the stopped run got, at what seconds per epoch.
 """
 
@@ -38,8 +38,9 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from bench import BenchError, config, data, env, evaluate, registry, runner, store, train
+from bench import BenchError, config, data, registry, store
 from bench import __main__ as cli
+from bench.run import env, evaluate, runner, train
 from bench.tools import speed
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "cifar10-gpu.toml"

@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench import env
 from bench.evaluators import latent_map
+from bench.run import env
 from bench.tools import speed
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -23,9 +23,10 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from bench import config, data, env, evaluate, registry, store, train
+from bench import config, data, registry, store
 from bench.evaluators import knn as knn_eval
 from bench.evaluators import label_efficiency, linear, mlp
+from bench.run import env, evaluate, train
 
 REPS = 3
 VIEW_LEARNERS = ("simclr", "byol", "vicreg", "barlowtwins")

@@ -1,0 +1,118 @@
+"""Figures of a page's statistics: which differences are real (a pairwise heat map), what the
+latents look like (latent maps side by side) and whether label-free measures follow the labels
+(one scatter per measure). Drawn from stored numbers and artifacts only."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+from matplotlib import ticker
+
+from bench.report.plots import plt, save
+from bench.report.significance import Interval
+
+FAMILY_COLOURS = {"autoencoders": "tab:blue", "views": "tab:orange", "baselines": "tab:gray",
+                  "reference": "tab:green", "other": "tab:purple"}  # fmt: skip
+
+
+def pairwise_png(path: Path, names: list[str], cells: list[list[Interval | None]], title: str) -> None:
+    """cells[i][j]: row learner minus column learner, in points; a difference whose 95% interval
+    contains zero is shown grey (not a real difference), hatched where it carries no verdict
+    (a single seed)."""
+    names = [short(n) for n in names]
+    k = len(names)
+    diff = np.array([[np.nan if c is None else c.diff * 100 for c in row] for row in cells])
+    lim = max(1.0, float(np.nanmax(np.abs(diff)))) if k > 1 else 1.0
+    fig, ax = plt.subplots(figsize=(2.5 + 0.62 * k, 1.8 + 0.55 * k))
+    im = ax.imshow(np.ma.masked_invalid(diff), cmap="RdBu", vmin=-lim, vmax=lim)
+    for i, row in enumerate(cells):
+        for j, c in enumerate(row):
+            if c is None:
+                continue
+            if not c.real:
+                ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, facecolor="0.88", edgecolor="0.6",
+                                           hatch="///" if not c.tested else "", lw=0.5))  # fmt: skip
+            text = f"{c.diff * 100:+.1f}" if not math.isnan(c.diff) else ""
+            strong = c.real and abs(c.diff * 100) > 0.6 * lim
+            ax.text(j, i, text, ha="center", va="center", fontsize=7,
+                    color="white" if strong else "black" if c.real else "0.45")  # fmt: skip
+    ax.set_xticks(range(k), names, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(k), names, fontsize=8)
+    ax.set_title(f"{title}\nrow minus column, linear probe (points); grey: 95% interval contains 0, "
+                 "hatched: one seed, no verdict", fontsize=9)  # fmt: skip
+    fig.colorbar(im, ax=ax, fraction=0.046, label="Δ test accuracy (points)")
+    save(fig, path)
+
+
+def short(name: str) -> str:
+    """A learner's label for a figure's axis: the supervised reference's note shortened."""
+    return name.replace("reference: trained with labels", "ref.")
+
+
+def latent_maps_png(path: Path, panels: list[dict], classes: list[str], title: str) -> None:
+    """Small multiples: one t-SNE map per learner (`panels`: name, acc, xy, y; xy None = missing),
+    one colour per class, the same limits on every panel."""
+    n = len(panels)
+    cols = min(5, n)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.3 * cols, 2.9 * rows + 0.6), squeeze=False)
+    k = len(classes)
+    cmap = plt.cm.tab10 if k <= 10 else plt.cm.tab20 if k <= 20 else plt.cm.turbo
+    colour = (lambda c: cmap(c)) if k <= 20 else (lambda c: cmap(c / max(1, k - 1)))
+    drawn = [
+        np.abs(np.asarray(p["xy"], np.float32)).max() for p in panels if p["xy"] is not None and len(p["xy"])
+    ]
+    lim = 1.05 * max(drawn, default=1.0)  # the same limits on every panel
+    for ax, p in zip(axes.flat, panels):
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_xlim(-lim, lim)
+        ax.set_ylim(-lim, lim)
+        ax.set_aspect("equal")
+        acc = "" if p["acc"] is None else f"\nlinear {p['acc'] * 100:.2f}%"
+        ax.set_title(f"{short(p['name'])}{acc}", fontsize=8)
+        if p["xy"] is None:
+            ax.text(0, 0, "no latents stored\nor cached", ha="center", va="center", fontsize=7, color="0.4")
+            continue
+        xy = np.asarray(p["xy"], np.float32)
+        size = min(12.0, max(2.0, 4000 / max(1, len(xy))))  # 2,000 points: 2; digits' 360: 11
+        ax.scatter(xy[:, 0], xy[:, 1], c=[colour(int(c)) for c in p["y"]], s=size, lw=0, rasterized=True)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    if k <= 20:
+        handles = [plt.Line2D([], [], ls="", marker="o", ms=4, color=colour(c), label=name)
+                   for c, name in enumerate(classes)]  # fmt: skip
+        fig.legend(handles=handles, loc="lower center", ncol=min(k, 10), fontsize=7, frameon=False,
+                   bbox_to_anchor=(0.5, 0))  # fmt: skip
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout(rect=(0, 0.06 if k <= 20 else 0, 1, 0.97))
+    save(fig, path)
+
+
+def label_free_png(path: Path, df, corr, title: str) -> None:
+    """One scatter per label-free measure against linear accuracy, every run a point, coloured
+    by family; each panel's title has the Spearman rho over the counted families."""
+    measures = [r for r in corr.itertuples() if r.key in df and df[r.key].notna().any()]
+    if not measures:
+        return
+    fig, axes = plt.subplots(1, len(measures), figsize=(3.2 * len(measures), 3.2), squeeze=False)
+    for ax, r in zip(axes.flat, measures):
+        have = df[df[r.key].notna() & df["linear"].notna()]
+        for family, g in have.groupby("family"):
+            ax.scatter(g[r.key], g["linear"] * 100, s=12, alpha=0.8, label=family,
+                       color=FAMILY_COLOURS.get(family, "tab:purple"))  # fmt: skip
+        rho = "-" if math.isnan(r.rho) else f"{r.rho:+.2f}"
+        ax.set(xlabel=r.measure, title=f"{r.measure}: ρ {rho} ({r.runs} runs)")
+        if r.key != "alpha_req" and (have[r.key] > 0).all():  # ranks span decades: 1 to the latent size
+            ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(ticker.FormatStrFormatter("%g"))
+            ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+        ax.title.set_fontsize(9)
+        ax.grid(alpha=0.3)
+    axes.flat[0].set_ylabel("test linear accuracy (%)")
+    axes.flat[0].legend(fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    save(fig, path)
