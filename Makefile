@@ -7,10 +7,13 @@ export MALLOC_TRIM_THRESHOLD_ := 100000000000
 
 .PHONY: bench bench-digits bench-compare bench-compare-mnist bench-compare-cifar10 bench-speed bench-maps bench-fresh bench-fresh-test bench-gpu-smoke gpu-bundle bench-parallel bench-mnist bench-cifar10 bench-cifar10-gpu bench-transfer test test-fast lint report clean-cache
 
-.venv/installed: requirements.txt
+# The pinned lock, then this checkout as an editable package: the `latentbench` command (setuptools
+# warns that a folder named like the package takes precedence: here it is the package).
+.venv/installed: requirements.txt pyproject.toml
 	test -x $(PY) || python3 -m venv .venv
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
+	PYTHONWARNINGS=ignore::UserWarning $(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $@
 
 # `make bench` trains every registered learner and baseline on the embedded digits data at the

@@ -40,6 +40,11 @@ def _terminated(signum, frame):
     raise KeyboardInterrupt  # `kill PID`: the tidy exit of Ctrl-C (claims released, finished runs kept)
 
 
-if __name__ == "__main__":
+def entry() -> None:
+    """The `latentbench` command, and `python -m bench`."""
     signal.signal(signal.SIGTERM, _terminated)
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

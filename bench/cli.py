@@ -16,8 +16,10 @@ from bench.checks import MAX_CLASS
 
 
 class Parser(argparse.ArgumentParser):
+    help_at = None  # the command whose --help to point at (default: this parser's own)
+
     def error(self, message):  # one line and exit 2, like every other bad input
-        print(f"error: {message} (see `python -m bench {self.prog.split()[-1]} --help`)", file=sys.stderr)
+        print(f"error: {message} (see `{self.help_at or self.prog} --help`)", file=sys.stderr)
         sys.exit(2)
 
 

@@ -6,6 +6,8 @@ the verb asked for is imported, so `python -m bench --help` and a mistyped flag 
 from __future__ import annotations
 
 import importlib
+import sys
+from pathlib import Path
 
 from bench import cli
 
@@ -31,11 +33,12 @@ def module(verb: str):
 def parser(argv: list[str]) -> cli.Parser:
     """The command line's parser, with the flags of the verb `argv` names (the others are listed
     by name and help line only)."""
-    p = cli.Parser(
-        prog="bench", description="LatentBench: compare representation learners on frozen latents."
-    )
+    prog = "latentbench" if Path(sys.argv[0]).name == "latentbench" else "python -m bench"
+    about = "LatentBench: compare representation learners on frozen latents."
+    p = cli.Parser(prog=prog, description=about)
     sub = p.add_subparsers(dest="verb", required=True, parser_class=cli.Parser)
     asked = argv[0] if argv and argv[0] in VERBS else None
+    p.help_at = f"{prog} {asked}" if asked else prog  # an unknown flag of a verb: its help
     for verb, line in VERBS.items():
         verb_parser = sub.add_parser(verb, help=line)
         if verb == asked:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import sys
 
-from bench import cli, evaluators, registry
+from bench import CONFIG_DIR, cli, evaluators, registry
 from bench.data import sources
 from bench.report import tables
 from bench.run import session
@@ -46,7 +46,7 @@ def listing(methods=()) -> None:
     for name, doc in sources.DATASETS.items():
         print(f"  {name:<13} {doc}")
     print("configs (without --config, a dataset's own is used; --config none: the built-in defaults):")
-    for path in sorted(session.CONFIG_DIR.glob("*.toml")):
+    for path in sorted(CONFIG_DIR.glob("*.toml")):
         first = path.read_text().split("\n", 1)[0].lstrip("# ")
         for_ = [d for d, name in session.DATASET_CONFIGS.items() if name == path.name]
         print(f"  configs/{path.name:<18} {first}" + (f" [default for {', '.join(for_)}]" if for_ else ""))

@@ -8,11 +8,12 @@ import platform
 import resource
 import subprocess
 import time
+from importlib.metadata import version
 from pathlib import Path
 
 import torch
 
-from bench import BenchError
+from bench import CHECKOUT, BenchError
 
 
 def set_threads(n: int) -> None:
@@ -82,7 +83,6 @@ def device_name(device: torch.device) -> str:
     return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
 
 
-ROOT = Path(__file__).resolve().parents[2]  # the checkout
 # what a run executes: a change elsewhere (docs, tests, results) does not make its code "dirty"
 CODE_PATHS = ("bench", "methods", "configs", "requirements.txt", "pyproject.toml")
 
@@ -93,16 +93,18 @@ def git_sha() -> str:
     the code without its .git, is handed the driver's in BENCH_GIT_SHA."""
     if os.environ.get("BENCH_GIT_SHA"):
         return os.environ["BENCH_GIT_SHA"]
+    if CHECKOUT is None:  # installed from a wheel: its version names the code
+        return f"latentbench {version('latentbench')}"
     try:
         sha = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5, cwd=ROOT
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5, cwd=CHECKOUT
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS],
             capture_output=True,
             text=True,
             timeout=5,
-            cwd=ROOT,
+            cwd=CHECKOUT,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"

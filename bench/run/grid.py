@@ -22,9 +22,8 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
-from bench import BenchError, evaluators, report, store
+from bench import CHECKOUT, BenchError, evaluators, report, store
 from bench.data import probes
 from bench.report import labels
 from bench.run import env, runner
@@ -61,8 +60,8 @@ class RaySettings:
 
 MAX_RETRIES = 3  # attempts after a worker process or node died
 MAX_WORKERS = 4096  # concurrent Ray tasks; a local instance takes no more than it has cores anyway
-ROOT = Path(__file__).resolve().parents[2]  # the checkout
-# the code travels to every node as Ray's working_dir; the store, caches and venv do not
+# from a checkout, the code travels to every node as Ray's working_dir (the store, caches and venv
+# do not); installed from a wheel, it must be installed on every node as it is here
 EXCLUDES = [".git", ".venv", ".cache", "results", "*.pt", "*.npz", "__pycache__"]
 
 
@@ -85,7 +84,9 @@ def connect(workers: int | None, address: str | None, cpus_per_run: float, gpus_
         raise BenchError("--workers/--ray-address need Ray: pip install -r requirements.txt") from None
     variables = {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")}
     variables["BENCH_GIT_SHA"] = env.git_sha()  # the nodes get the code without its .git
-    runtime_env = {"working_dir": str(ROOT), "excludes": EXCLUDES, "env_vars": variables}
+    runtime_env = {"env_vars": variables}
+    if CHECKOUT:
+        runtime_env |= {"working_dir": str(CHECKOUT), "excludes": EXCLUDES}
     on_term = signal.getsignal(signal.SIGTERM)  # Ray's own handler aborts: ours exits tidily
     try:
         if address:

@@ -8,10 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import config, data, registry, store
+from bench import CHECKOUT, CONFIG_DIR, config, data, registry, store
 from bench.run import env
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 # Each dataset's protocol: the config its committed page was made with, used when no --config is
 # given (`--config none` asks for the dataclass defaults), so the first command a reader tries
 # reproduces the rows they just read.
@@ -60,7 +59,7 @@ class Setup:
         """The config: defaults <- file <- --set, then the grid's axes and the dataset, all
         checked (unknown learners included) before anything is loaded or trained. Says which
         file it read, and when the runs go into the committed store."""
-        if store.results_dir().resolve() == (CONFIG_DIR.parent / "results").resolve():
+        if CHECKOUT and store.results_dir().resolve() == (CHECKOUT / "results").resolve():
             print("store: results/ (the committed store; BENCH_RESULTS_DIR=DIR writes elsewhere)")
         path = self.config_file()
         if path is None:

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from optuna.trial import TrialState
 
 from bench import BenchError, config, registry, store
-from bench.report import study_pages, tuned
-from bench.report.tuned import mean
+from bench.report import study_pages
+from bench.report.tuned import STUDY_PREFIX, choose, mean
 from bench.run import runner
 from bench.run.session import Setup
 from bench.store import compat
@@ -32,7 +32,7 @@ from bench.store import spec as spec_
 from bench.store.spec import RunSpec
 from bench.studies import space, studydb, tune
 
-PREFIX = tuned.STUDY_PREFIX
+PREFIX = STUDY_PREFIX
 
 
 def study_name(slug: str, method: str) -> str:
@@ -155,12 +155,12 @@ def run(cfg, ds, methods: list[str], opts: CompareOptions, device, config_name: 
             continue
         best = study.best_trial
         print(f"  best trial {best.number}: validation accuracy {best.value:.2%} {best.params}")
-        tuned = _val(tune.rerun_best(study, cfg, ds, method, device))
+        rerun = _val(tune.rerun_best(study, cfg, ds, method, device))
         purpose = spec_.default(name)
         default = _val(runner.run_one(s, ds, device, purpose) for s in default_specs(cfg, ds, method))
-        kept = tuned.choose(default, tuned)
+        kept = choose(default, rerun)
         print(
-            f"  full budget, validation linear: defaults {mean(default):.2%}, best trial {mean(tuned):.2%}:"
+            f"  full budget, validation linear: defaults {mean(default):.2%}, best trial {mean(rerun):.2%}:"
             f" {kept} kept"
         )
         print(f"  wrote {study_pages.write(study)}")
