@@ -1,11 +1,11 @@
 # LatentBench. `make bench` and `make test` do all set-up on a fresh machine.
 PY := .venv/bin/python
-# glibc's default allocator cost 20-35% of training time on 2 CPU cores (page faults): keep freed
-# memory mapped instead (README.md, Performance notes).
+# glibc's default allocator costs CPU training time in page faults: keep freed memory mapped
+# instead (docs/performance.md).
 export MALLOC_MMAP_MAX_ := 0
 export MALLOC_TRIM_THRESHOLD_ := 100000000000
 
-.PHONY: bench bench-digits bench-compare bench-compare-mnist bench-compare-cifar10 bench-speed bench-maps bench-fresh bench-fresh-test bench-gpu-smoke gpu-bundle bench-parallel bench-mnist bench-cifar10 bench-cifar10-gpu bench-transfer test test-fast lint report clean-cache
+.PHONY: bench bench-digits bench-compare bench-compare-mnist bench-compare-cifar10 bench-speed bench-maps bench-fresh bench-fresh-test bench-gpu-smoke gpu-bundle bench-parallel bench-mnist bench-cifar10 bench-cifar10-gpu bench-transfer test test-fast lint docs report clean-cache
 
 # The pinned lock, then this checkout as an editable package: the `latentbench` command (setuptools
 # warns that a folder named like the package takes precedence: here it is the package).
@@ -17,17 +17,12 @@ export MALLOC_TRIM_THRESHOLD_ := 100000000000
 	touch $@
 
 # `make bench` trains every registered learner and baseline on the embedded digits data at the
-# page's main latent size, d = 64, seed 0 (14 runs, ~2 min on 2 cores: results/speed.md) into a
-# scratch store (.cache/bench/: its tables are .cache/bench/digits.md), then compares exactly those
-# runs with the committed runs of the same keys (nothing retrained; a second `make bench` reuses
-# what it trained). On the machine kind the store was made on they are bit-identical; on another
-# CPU the trained learners drift, and the tolerances are that measured drift with a margin: AMD
-# EPYC with AVX512 kernels (the store's) -> AMD EPYC with AVX2 kernels, the 25 runs at d = 16 and
-# 64 that make bench trained before: linear up to 3.61 points, kNN 2.22, the MLP head 6.11 (it
-# moves most), PSNR 0.03 dB; its 13 runs at d = 64 (MLP head version 1): linear 2.78, MLP 1.39, kNN 1.94
-# (results/speed.md at 2b6bd78); -> Intel Xeon, up to 2.78 points; AVX512 (the store's): identical. Past them
-# a line names the metric and the environment fields that differ. `make bench-digits`: d = 16 as
-# well, and all three seeds.
+# page's main latent size, d = 64, seed 0, into a scratch store (.cache/bench/: its tables are
+# .cache/bench/digits.md), then compares exactly those runs with the committed runs of the same
+# keys (nothing retrained; a second `make bench` reuses what it trained). On the machine kind the
+# store was made on they are bit-identical; on another CPU the trained learners drift, and the
+# tolerances below are that measured drift with a margin (results/findings/reproducibility.md).
+# `make bench-digits`: d = 16 as well, and all three seeds.
 BENCH_SCRATCH ?= .cache/bench
 bench: .venv/installed
 	BENCH_RESULTS_DIR=$(BENCH_SCRATCH) BENCH_CACHE_DIR=$(BENCH_SCRATCH)/cache $(PY) -m bench run --config configs/default.toml --latent-dims 64 --seeds 0
@@ -135,6 +130,9 @@ lint: .venv/installed  ## ruff, and the import contracts of pyproject.toml (no c
 	$(PY) -m ruff check bench methods tests
 	$(PY) -m ruff format --check bench methods tests
 	.venv/bin/lint-imports
+
+docs: .venv/installed  ## the documentation site (docs/ and the result pages) -> site/, warnings are errors
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
 
 report: .venv/installed  ## rebuild results/*.md and plots from the run store
 	$(PY) -m bench report

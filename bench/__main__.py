@@ -1,4 +1,4 @@
-"""Command line: python -m bench VERB (see README.md). This file dispatches: each verb is one
+"""Command line: python -m bench VERB (docs/usage.md). This file dispatches: each verb is one
 file under bench/commands/ (its flags, then its run); bad input ends with one line on stderr and
 exit code 2; Ctrl-C keeps every finished run.
 """
@@ -16,7 +16,10 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = commands.parser(argv).parse_args(argv)
     try:
-        return commands.module(args.verb).main(args, argv) or 0
+        from bench import store  # after parsing: a parse error answers before torch is imported
+
+        with store.using(store.Store.from_env()):  # the one place the command line reads it
+            return commands.module(args.verb).main(args, argv) or 0
     except BenchError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

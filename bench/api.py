@@ -1,6 +1,7 @@
 """The harness from Python (a notebook, a script): the CLI's verbs as functions, with the same
 validation (bad input raises `bench.BenchError`, whose message is the CLI's one line) and the same
-store (`results/`, or $BENCH_RESULTS_DIR).
+store: `results/` and `.cache/`, or $BENCH_RESULTS_DIR and $BENCH_CACHE_DIR, or the `store=` given
+(`Store("elsewhere/results", "elsewhere/cache")`; two threads can each use their own).
 
     from bench import api
 
@@ -13,14 +14,16 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
-from bench import BenchError, store
+from bench import BenchError
 from bench.commands import export
 from bench.commands.runs import table as runs_table
 from bench.run import grid
 from bench.run.session import Setup
+from bench.store import Store, load_runs, using
 
 
 def run(
@@ -37,6 +40,7 @@ def run(
     force: bool = False,
     workers: int | None = None,
     cpus_per_run: float | None = None,
+    store: Store | None = None,
 ):
     """`bench run`: train and evaluate the grid (registered names, learner files, modules or
     encoders, as `--methods` takes them), write the dataset's page, and return the grid's runs as
@@ -65,9 +69,21 @@ def run(
     )
     argv = ["python", "-m", "bench", "run", *(["--methods", ",".join(methods)] if methods else []),
             *setup.argv()]  # fmt: skip
-    keys = grid.execute(setup, grid.RaySettings(workers, None, cpus_per_run, 0.0), force, shlex.join(argv))
-    chosen = set(keys)
-    return runs_table([r for r in store.load_runs() if r["key"] in chosen])
+    with using(_store(store)):
+        keys = grid.execute(
+            setup, grid.RaySettings(workers, None, cpus_per_run, 0.0), force, shlex.join(argv)
+        )
+        chosen = set(keys)
+        return runs_table([r for r in load_runs() if r["key"] in chosen])
+
+
+def _store(store: Store | None) -> Store:
+    """The store a call works on: the one given, else the environment's (the API is an edge)."""
+    if store is None:
+        return Store.from_env()
+    if not isinstance(store, Store):
+        raise BenchError(f"store: expected bench.api.Store(results, cache), got {store!r:.80}")
+    return Store(Path(store.results), Path(store.cache))
 
 
 def _check(name: str, value, kind: type | tuple, one: bool = False) -> None:
@@ -89,17 +105,24 @@ def _check(name: str, value, kind: type | tuple, one: bool = False) -> None:
     raise BenchError(f"{name}: expected {'' if one else 'a list of '}{kinds} (or None), got {value!r:.80}")
 
 
-def runs(dataset: str | None = None):
+def runs(dataset: str | None = None, *, store: Store | None = None):
     """Every stored run (of `dataset`, its slug) as a DataFrame: the columns of `bench runs`."""
     _check("dataset", dataset, str, one=True)
-    stored = [r for r in store.load_runs() if not dataset or r["config"]["dataset"]["slug"] == dataset]
+    with using(_store(store)):
+        every = load_runs()
+    stored = [r for r in every if not dataset or r["config"]["dataset"]["slug"] == dataset]
     if not stored:
         raise BenchError("no stored run" + (f" of dataset {dataset!r}" if dataset else ""))
     return runs_table(stored)
 
 
 def latents(
-    key: str, *, data_dir: str | None = None, offline: bool = False, retrain: bool = False
+    key: str,
+    *,
+    data_dir: str | None = None,
+    offline: bool = False,
+    retrain: bool = False,
+    store: Store | None = None,
 ) -> dict[str, np.ndarray]:
     """A finished run's raw latents and labels per split, as `bench export` writes them:
     `z_train`/`z_val`/`z_test` (N, D) float32, `y_*`, `classes`, `provenance`, `run_key`, `config`."""
@@ -110,8 +133,9 @@ def latents(
     if not isinstance(key, str):
         raise BenchError(f"key: expected a run's key (a str, see api.runs().key), got {key!r:.80}")
     _check("data_dir", data_dir, str, one=True)
-    run_ = export.finished(key)
-    ds = data.for_run(run_["config"], data_dir, offline)
-    probe = probes.load_for(run_["config"], data_dir, offline, ds)  # a transfer: its probe data
-    z = export.latents(run_, ds, env.pick_device("auto"), retrain, probe)
-    return export.arrays(run_, probe or ds, z)
+    with using(_store(store)):
+        run_ = export.finished(key)
+        ds = data.for_run(run_["config"], data_dir, offline)
+        probe = probes.load_for(run_["config"], data_dir, offline, ds)  # a transfer: its probe data
+        z = export.latents(run_, ds, env.pick_device("auto"), retrain, probe)
+        return export.arrays(run_, probe or ds, z)

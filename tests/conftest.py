@@ -1,3 +1,4 @@
+import contextlib
 import os
 import shutil
 from pathlib import Path
@@ -20,7 +21,7 @@ def pytest_addoption(parser):
 
 def pytest_configure(config):
     """`--learner path/to/mine.py`: the learner joins the registry before the contract tests are
-    parametrised over it (README: Your own learner). Under pytest-xdist (`make test`: one worker a
+    parametrised over it (docs/extending.md). Under pytest-xdist (`make test`: one worker a
     core) each worker, and every process it starts, computes on one thread: the cores are shared
     by workers, not oversubscribed by each one's thread pool."""
     from bench import registry
@@ -46,11 +47,34 @@ RGB32 = InputShape(3, 32, 32, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), num_classes=1
 
 @pytest.fixture(autouse=True)
 def isolated_store(tmp_path, monkeypatch):
-    """Every test writes its runs and cache under its own temp dir, never into the project."""
+    """Every test writes its runs and cache under its own temp dir, never into the project: the
+    store open in the test's thread, and the environment's for the edges it calls (the command
+    line in-process and in subprocesses, bench.api)."""
+    from bench import store
+
     monkeypatch.setenv("BENCH_RESULTS_DIR", str(tmp_path / "results"))
     monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))
     torch.manual_seed(0)
-    yield
+    with store.using(store.Store.from_env()):
+        yield
+
+
+@pytest.fixture
+def move_store(monkeypatch):
+    """`move_store(results=..., cache=...)`: point the rest of the test at another store, for the
+    edges it calls (the environment) and the code it calls directly (the store open in its thread)."""
+    from bench import store
+
+    with contextlib.ExitStack() as opened:
+
+        def move(results=None, cache=None):
+            now = store.current()
+            moved = store.Store(Path(results or now.results), Path(cache or now.cache))
+            for k, v in moved.environ().items():
+                monkeypatch.setenv(k, v)
+            opened.enter_context(store.using(moved))
+
+        yield move
 
 
 @pytest.fixture

@@ -435,20 +435,23 @@ def test_a_learner_keeps_its_colour_across_a_pages_figures(monkeypatch, tmp_path
     assert all(len(colours) == 1 for colours in seen.values()), seen
 
 
-def _readme_block(heading: str) -> str:
-    """The python code block under a README heading."""
-    section = (ROOT / "README.md").read_text().split(f"## {heading}\n", 1)[1]
+def _docs_block(heading: str) -> str:
+    """The python code block under a heading of docs/extending.md."""
+    section = (ROOT / "docs" / "extending.md").read_text().split(f"## {heading}\n", 1)[1]
     return section.split("```python\n", 1)[1].split("```", 1)[0]
 
 
-def test_the_readme_snippets_run(tmp_path, checkout):
-    """The README's learner snippet imports what it uses (its bodies are `...`: its import lines
-    run); its evaluator snippet is whole: dropped in as bench/evaluators/ncm.py, it measures."""
-    learner = _readme_block("Adding a learner")
+def test_the_docs_snippets_run(tmp_path, checkout):
+    """The docs' learner snippet (and the README's) imports what it uses (its bodies are `...`:
+    its import lines run); its evaluator snippet is whole: dropped in as bench/evaluators/ncm.py,
+    it measures."""
+    learner = _docs_block("Adding a learner")
     exec(learner.split("@register")[0], {})  # the imports a user copies
+    readme = (ROOT / "README.md").read_text().split("## Add a learner\n", 1)[1]
+    exec(readme.split("```python\n", 1)[1].split("@register")[0], {})
     evaluator = checkout / "bench" / "evaluators" / "ncm.py"
     assert not evaluator.exists()
-    evaluator.write_text(_readme_block("Adding an evaluator"))
+    evaluator.write_text(_docs_block("Adding an evaluator"))
     env = dict(os.environ, BENCH_RESULTS_DIR=str(tmp_path / "r"), BENCH_CACHE_DIR=str(tmp_path / "c"))
     cmd = [sys.executable, "-m", "bench", "run", *QUICK, "--methods", "pca"]
     done = subprocess.run(cmd, cwd=checkout, env=env, capture_output=True, text=True, timeout=300)

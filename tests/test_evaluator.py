@@ -276,17 +276,19 @@ def test_a_pickle_that_asks_to_run_code_is_refused_and_runs_nothing(tmp_path, ca
         assert len(cifar.classes) == 100
 
 
-def test_verify_trained_in_compares_exactly_the_runs_that_store_holds(tmp_path, capsys, monkeypatch):
+def test_verify_trained_in_compares_exactly_the_runs_that_store_holds(
+    tmp_path, capsys, monkeypatch, move_store
+):
     """What `make bench` does: train a grid into a scratch store, then compare those runs, and
     only those, with the committed runs of the same keys; nothing is retrained."""
     quick = ["run", "--config", str(ROOT / "tests" / "quick.toml")]
     assert main([*quick, "--methods", "pixels,pca", "--seeds", "0,1"]) == 0  # the committed store
-    committed = os.environ["BENCH_RESULTS_DIR"]
+    committed = store.results_dir()
     scratch = tmp_path / "scratch"
-    monkeypatch.setenv("BENCH_RESULTS_DIR", str(scratch))
+    move_store(results=str(scratch))
     assert main([*quick, "--methods", "pixels,pca,random", "--seeds", "0"]) == 0  # random: not committed
     trained = {r["key"] for r in store.load_runs()}
-    monkeypatch.setenv("BENCH_RESULTS_DIR", committed)
+    move_store(results=committed)
     capsys.readouterr()
     assert main(["verify", "--trained-in", str(scratch), "--tolerance", "0"]) == 0
     out = capsys.readouterr().out

@@ -11,6 +11,7 @@ import pytest
 
 from bench import store
 from bench.__main__ import main
+from bench.store import claims
 from tests.conftest import QUICK_GRID as GRID
 from tests.conftest import ae_run
 
@@ -142,8 +143,8 @@ def full_disk(tmp_path):
         subprocess.run(["umount", "-l", str(folder)], capture_output=True)
 
 
-def test_a_real_full_cache_disk_costs_only_the_cache(full_disk, monkeypatch, capsys):
-    monkeypatch.setenv("BENCH_CACHE_DIR", str(full_disk("cache", 16)))  # no checkpoint fits
+def test_a_real_full_cache_disk_costs_only_the_cache(full_disk, monkeypatch, capsys, move_store):
+    move_store(cache=str(full_disk("cache", 16)))  # no checkpoint fits
     assert main(GRID) == 0
     err = capsys.readouterr().err
     assert "could not save the checkpoint" in err and "Traceback" not in err
@@ -152,8 +153,8 @@ def test_a_real_full_cache_disk_costs_only_the_cache(full_disk, monkeypatch, cap
     assert not [p for p in store.cache_dir().rglob("*") if p.name.endswith(".partial")]
 
 
-def test_a_real_full_store_is_one_line_naming_the_file(full_disk, monkeypatch, capsys):
-    monkeypatch.setenv("BENCH_RESULTS_DIR", str(full_disk("results", 12)))
+def test_a_real_full_store_is_one_line_naming_the_file(full_disk, monkeypatch, capsys, move_store):
+    move_store(results=str(full_disk("results", 12)))
     assert main(GRID) == 2
     err = capsys.readouterr().err.strip()
     (last,) = err.splitlines()  # one line
@@ -170,25 +171,27 @@ def test_a_stale_claim_of_a_dead_process_is_taken_over():
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     lock.write_text(f"{os.uname().nodename} {dead.pid}")
-    with store.claim(key) as mine:
+    with claims.claim(key) as mine:
         assert mine and lock.read_text().endswith(str(os.getpid()))
     assert not lock.exists()
-    with store.claim(key) as first, store.claim(key) as second:  # a live claim is respected
+    with claims.claim(key) as first, claims.claim(key) as second:  # a live claim is respected
         assert first and not second
 
 
 _RACER = """
 import os, sys
 from bench import store
+from bench.store import claims
 held = []
-for key in sys.argv[1].split(","):
-    with store.claim(key) as mine:
-        if mine:
-            marker = store.run_dir(key) / "held"
-            fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)  # FileExistsError: held twice
-            os.close(fd)
-            held.append(key)
-            marker.unlink()
+with store.using(store.Store.from_env()):  # a process of its own: an edge
+    for key in sys.argv[1].split(","):
+        with claims.claim(key) as mine:
+            if mine:
+                marker = store.run_dir(key) / "held"
+                fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)  # FileExistsError: held twice
+                os.close(fd)
+                held.append(key)
+                marker.unlink()
 print(len(held))
 """
 
@@ -204,16 +207,17 @@ def test_claims_do_not_race_and_a_killed_claim_is_taken(tmp_path):
     assert all(p.returncode == 0 for p in procs), [err[-1500:] for _, err in outs]
     assert sum(int(out) for out, _ in outs) >= 400  # every key was claimed by someone
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import time; from bench import store\n"
-         "with store.claim('00000000000000aa') as m:\n    print(m, flush=True); time.sleep(600)"],
+        [sys.executable, "-c", "import time; from bench import store; from bench.store import claims\n"
+         "with store.using(store.Store.from_env()), claims.claim('00000000000000aa') as m:\n"
+         "    print(m, flush=True); time.sleep(600)"],
         env=env, stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     assert holder.stdout.readline().strip() == "True"
-    with store.claim("00000000000000aa") as mine:
+    with claims.claim("00000000000000aa") as mine:
         assert not mine  # held by a live process
     holder.kill()  # SIGKILL: no finally, no cleanup
     holder.wait()
-    with store.claim("00000000000000aa") as mine:
+    with claims.claim("00000000000000aa") as mine:
         assert mine
 
 
@@ -330,7 +334,7 @@ def _stopped_in_epoch_3(monkeypatch, seeds):
     return specs, ds
 
 
-def test_a_stopped_run_resumes_from_its_last_epoch(tmp_path, monkeypatch):
+def test_a_stopped_run_resumes_from_its_last_epoch(tmp_path, monkeypatch, move_store):
     """Ctrl-C or `kill PID` in epoch 3 of 3: the next run of it trains epoch 3 only, and stores
     exactly what the uninterrupted run stores."""
     import torch
@@ -343,15 +347,14 @@ def test_a_stopped_run_resumes_from_its_last_epoch(tmp_path, monkeypatch):
     assert resume.is_file() and not store.is_done(spec.key)
     resumed = runner.run_one(spec, ds, cpu)
     assert resumed["train"]["resumed_after_epoch"] == 2 and not resume.exists()
-    monkeypatch.setenv("BENCH_RESULTS_DIR", str(tmp_path / "whole"))
-    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "whole-cache"))
+    move_store(results=str(tmp_path / "whole"), cache=str(tmp_path / "whole-cache"))
     whole = runner.run_one(spec, ds, cpu)
     assert resumed["train"]["loss_per_epoch"] == whole["train"]["loss_per_epoch"]
     for name in ("linear", "mlp", "knn", "recon"):
         assert resumed[name] == whole[name], name
 
 
-def test_a_resume_state_that_is_not_this_runs_is_ignored(tmp_path, monkeypatch, capsys):
+def test_a_resume_state_that_is_not_this_runs_is_ignored(tmp_path, monkeypatch, capsys, move_store):
     """A state saved by another seed's run and copied under this run's key, one whose epoch or
     digest was edited, and one whose generator entry does not load: each is warned about, deleted
     and trained from scratch, and the stored run is the uninterrupted one."""
@@ -363,8 +366,7 @@ def test_a_resume_state_that_is_not_this_runs_is_ignored(tmp_path, monkeypatch, 
     cpu = torch.device("cpu")
     folder = store.cache_dir() / "resume"
     state = torch.load(folder / f"{seed1.train_key}.pt", weights_only=True)
-    monkeypatch.setenv("BENCH_RESULTS_DIR", str(tmp_path / "whole"))
-    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "whole-cache"))
+    move_store(results=str(tmp_path / "whole"), cache=str(tmp_path / "whole-cache"))
     whole = runner.run_one(seed0, ds, cpu)
     lying = {
         "another run's": state,
@@ -377,8 +379,7 @@ def test_a_resume_state_that_is_not_this_runs_is_ignored(tmp_path, monkeypatch, 
         {k: lying["a broken generator"][k] for k in train.PROGRESS}
     )
     for i, (what, bad) in enumerate(lying.items()):
-        monkeypatch.setenv("BENCH_RESULTS_DIR", str(tmp_path / f"r{i}"))
-        monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / f"c{i}"))
+        move_store(results=str(tmp_path / f"r{i}"), cache=str(tmp_path / f"c{i}"))
         path = store.cache_dir() / "resume" / f"{seed0.train_key}.pt"
         path.parent.mkdir(parents=True)
         torch.save(bad, path)

@@ -205,3 +205,53 @@ def test_below_pca_is_flagged_only_where_pca_is_not_lossless():
     summary = tables.summarize(df).set_index(["learner", "latent_dim"])
     assert summary.loc[("ae", 16), "below_pca"] and not summary.loc[("ae", 64), "below_pca"]
     assert not summary.loc[("pca", 16), "below_pca"]
+
+
+def test_two_stores_are_open_at_once_in_two_threads(tmp_path, monkeypatch):
+    """A store is a value an edge opens, not the process's environment: two threads each run a
+    grid through bench.api into their own store at the same time (both are mid-run together),
+    each store holds its own run and page only, and the environment is neither read nor written."""
+    import os
+    import threading
+
+    from bench import api
+
+    monkeypatch.setenv("BENCH_RESULTS_DIR", str(tmp_path / "environment"))  # must stay empty
+    ours = lambda: {k: v for k, v in os.environ.items() if k.startswith("BENCH_")}  # noqa: E731
+    before = ours()
+    stores = {m: store.Store(tmp_path / m / "results", tmp_path / m / "cache") for m in ("pca", "pixels")}
+    both_running = threading.Barrier(2, timeout=120)
+    write_json, waited = store.write_json, set()
+
+    def meet_then_write(path, obj):  # each thread's first file of a run waits for the other's
+        if threading.get_ident() not in waited:
+            waited.add(threading.get_ident())
+            both_running.wait()
+        write_json(path, obj)
+
+    monkeypatch.setattr(store, "write_json", meet_then_write)
+    quick = str(Path(__file__).parent / "quick.toml")
+    done, errors = {}, []
+
+    def grid(method):
+        try:
+            s = stores[method]
+            done[method] = api.run([method], config=quick, latent_dims=[8], seeds=[0], store=s)
+            with store.using(s):
+                done[method + " store"] = store.load_runs()
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+            both_running.abort()
+
+    threads = [threading.Thread(target=grid, args=(m,)) for m in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert len(waited) == 2  # both threads were inside a run at the same time
+    for method, s in stores.items():
+        assert list(done[method]["method"]) == [method]
+        assert [r["config"]["method"] for r in done[method + " store"]] == [method]
+        assert (s.results / "digits.md").is_file() and method in (s.results / "digits.md").read_text()
+    assert not (tmp_path / "environment").exists() and ours() == before

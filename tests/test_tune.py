@@ -18,7 +18,7 @@ from bench import config, data, registry, store
 from bench.__main__ import main
 from bench.config import Config
 from bench.report import tuned
-from bench.store import compat
+from bench.store import claims, compat
 from bench.studies import compare, space, studydb, tune
 
 pytestmark = pytest.mark.slow  # Optuna studies through the run path, workers, PostgreSQL
@@ -51,7 +51,7 @@ def test_a_pruned_trial_leaves_nothing_in_the_store():
     assert not any(store.run_dir(k).exists() for k in keys)
     folder = store.run_dir(keys[0])
     store.write_json(folder / "config.json", {"method": "ae"})
-    with store.claim(keys[0]) as mine:  # a live claim: whoever holds it is training the run
+    with claims.claim(keys[0]) as mine:  # a live claim: whoever holds it is training the run
         assert mine
         store.discard_unfinished(keys[0])
         assert (folder / "config.json").exists()
@@ -60,11 +60,10 @@ def test_a_pruned_trial_leaves_nothing_in_the_store():
     assert (folder / "config.json").exists() is False
 
 
-def test_objective_never_reads_test_labels(tmp_path, monkeypatch):
+def test_objective_never_reads_test_labels(tmp_path, monkeypatch, move_store):
     ds = data.load(config.DataConfig())
     values = _study("a", ds).trials
-    monkeypatch.setenv("BENCH_RESULTS_DIR", str(tmp_path / "other"))
-    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "other-cache"))
+    move_store(results=str(tmp_path / "other"), cache=str(tmp_path / "other-cache"))
     gen = torch.Generator().manual_seed(0)
     ds.y_test = ds.y_test[torch.randperm(len(ds.y_test), generator=gen)]  # scrambled test labels
     scrambled = _study("a", ds).trials

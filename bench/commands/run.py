@@ -12,7 +12,7 @@ from bench import cli
 def add(p) -> None:
     cli.setup_args(p, grid=True)
     p.add_argument("--force", action="store_true", help="redo runs that are already stored")
-    ray = p.add_argument_group("grids on Ray (see README: Grids on Ray)")
+    ray = p.add_argument_group("grids on Ray (see docs/scaling.md)")
     ray.add_argument("--workers", type=int, help="run N runs at a time as tasks of a local Ray instance")
     ray.add_argument(
         "--ray-address",

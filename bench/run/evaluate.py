@@ -4,7 +4,7 @@ bench/evaluators/ doing the measuring.
 Latents are extracted once, in eval() under inference_mode, cached, and standardised with
 training-split statistics; every evaluator picks its hyperparameters on the validation slice and
 scores the test split once. The encoder's weights are hashed before and after: evaluation must
-not change them (README.md, Protocol, rule 3).
+not change them (docs/protocol.md, rule 3).
 """
 
 from __future__ import annotations

@@ -22,12 +22,14 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from bench import CHECKOUT, BenchError, evaluators, report, store
 from bench.data import probes
 from bench.report import labels
 from bench.run import env, runner
 from bench.run.session import Setup
+from bench.store import claims
 from bench.store.spec import GRID, RunSpec
 
 
@@ -68,11 +70,11 @@ EXCLUDES = [".git", ".venv", ".cache", "results", "*.pt", "*.npz", "__pycache__"
 def _task(
     spec: RunSpec, data, threads: int, device_name: str, cache_dir: str | None, force: bool, probe=None
 ):
-    """One run on a Ray worker: (metrics, artifacts), nothing written to the run store."""
-    if cache_dir:
-        os.environ["BENCH_CACHE_DIR"] = cache_dir
+    """One run on a Ray worker: (metrics, artifacts), nothing written to the run store. Its cache:
+    the driver's on this machine, the node's own (.cache/ in its working folder) on a cluster."""
     env.set_threads(threads)
-    return runner.compute(spec, data, env.pick_device(device_name), force, probe=probe)
+    with store.using(store.Store(cache=Path(cache_dir)) if cache_dir else store.Store()):
+        return runner.compute(spec, data, env.pick_device(device_name), force, probe=probe)
 
 
 def connect(workers: int | None, address: str | None, cpus_per_run: float, gpus_per_run: float) -> int:
@@ -150,14 +152,14 @@ def run(specs: list[RunSpec], data, ray_: RaySettings, force: bool, on_result, p
     start, done, pending = time.perf_counter(), 0, list(specs)
     # every claim is released when its run is recorded, and all of them on any way out (an error,
     # Ctrl-C, `kill`; the kernel frees them after `kill -9`), as is the Ray instance
-    with contextlib.ExitStack() as claims:
-        claims.callback(ray.shutdown)
+    with contextlib.ExitStack() as holding:
+        holding.callback(ray.shutdown)
         running, held = {}, {}
         while pending or running:
             while pending and len(running) < slots:
                 spec = pending.pop(0)
-                held[spec.key] = claims.enter_context(contextlib.ExitStack())
-                if not held[spec.key].enter_context(store.claim(spec.key)):
+                held[spec.key] = holding.enter_context(contextlib.ExitStack())
+                if not held[spec.key].enter_context(claims.claim(spec.key)):
                     print(f"{what(spec)}: being trained by another process, left to it")
                     held.pop(spec.key).close()
                     continue

@@ -19,6 +19,7 @@ from bench.evaluators import Plan
 from bench.method import Unsupported
 from bench.report import labels
 from bench.run import env, evaluate, train
+from bench.store import claims
 from bench.store.hashing import digest
 from bench.store.spec import GRID, Metrics, Purpose, RunSpec
 
@@ -181,7 +182,7 @@ def run_one(
     """
     if not force and store.is_done(spec.key):
         return _stored(spec.key, purpose)
-    with store.claim(spec.key) as mine:
+    with claims.claim(spec.key) as mine:
         if not mine:
             return {"status": "claimed", "error": "another process is training this run"}
         if not force and store.is_done(spec.key):  # finished by another process since we looked

@@ -10,7 +10,6 @@ from an older evaluator, is replaced by a clean rerun of the same spec.
 from __future__ import annotations
 
 import contextlib
-import os
 import random
 import sys
 from dataclasses import dataclass
@@ -81,20 +80,11 @@ def _uncommitted(metrics: dict) -> bool:
 
 @contextlib.contextmanager
 def scratch_store(folder: Path, own_cache: bool = True):
-    """Point the run store (folder/runs) and, with `own_cache`, the checkpoint and latent cache
-    (folder/cache) at `folder` meanwhile."""
-    saved = {k: os.environ.get(k) for k in ("BENCH_RESULTS_DIR", "BENCH_CACHE_DIR")}
-    os.environ["BENCH_RESULTS_DIR"] = str(folder)
-    if own_cache:
-        os.environ["BENCH_CACHE_DIR"] = str(folder / "cache")
-    try:
+    """Open the store at `folder` (its runs in folder/runs) meanwhile, with its own checkpoint and
+    latent cache (folder/cache) or, without `own_cache`, the one open now."""
+    cache = folder / "cache" if own_cache else store.cache_dir()
+    with store.using(store.Store(folder, cache)):
         yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def recompute(run: dict, folder: Path, ds, device, probe=None) -> tuple[dict, bool]:

@@ -16,12 +16,13 @@ processes on one store split a grid instead of training every run twice."""
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
 import os
 import re
-import socket
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -30,12 +31,53 @@ from bench import BenchError
 from bench.store import compat, spec
 
 
+@dataclass(frozen=True)
+class Store:
+    """A run store: `results` holds the run folders and the pages, `cache` this machine's
+    checkpoints, latents and decoded data. An edge (the command line, bench.api, a make target's
+    tool) builds it once and opens it with `using`; everything below reads the open one through
+    `results_dir()` and `cache_dir()`, never the environment."""
+
+    results: Path = Path("results")
+    cache: Path = Path(".cache")
+
+    @classmethod
+    def from_env(cls) -> Store:
+        """The edges' store: $BENCH_RESULTS_DIR and $BENCH_CACHE_DIR (default results/, .cache/)."""
+        env = os.environ
+        return cls(Path(env.get("BENCH_RESULTS_DIR", "results")), Path(env.get("BENCH_CACHE_DIR", ".cache")))
+
+    def environ(self) -> dict[str, str]:
+        """This store as a child process's environment (a `tune --workers` worker is an edge)."""
+        return {"BENCH_RESULTS_DIR": str(self.results), "BENCH_CACHE_DIR": str(self.cache)}
+
+
+# The open store, per thread and per task (a new thread starts with the default, results/ and
+# .cache/ under the working folder, until it opens its own): two stores can be open at once.
+_OPEN: contextvars.ContextVar[Store | None] = contextvars.ContextVar("bench_store", default=None)
+
+
+@contextlib.contextmanager
+def using(store: Store):
+    """Open `store` for everything called inside (in this thread or task); the one before is
+    open again after."""
+    token = _OPEN.set(store)
+    try:
+        yield store
+    finally:
+        _OPEN.reset(token)
+
+
+def current() -> Store:
+    return _OPEN.get() or Store()
+
+
 def results_dir() -> Path:
-    return Path(os.environ.get("BENCH_RESULTS_DIR", "results"))
+    return current().results
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("BENCH_CACHE_DIR", ".cache"))
+    return current().cache
 
 
 def keys(record: dict) -> tuple[str, str]:
@@ -109,6 +151,8 @@ def is_done(key: str) -> bool:
 def discard_unfinished(key: str) -> None:
     """Remove what a run left without finishing (a pruned trial's config.json): never a finished
     run's files, never another process's claim."""
+    from bench.store.claims import claimed
+
     if is_done(key) or claimed(key):
         return
     (run_dir(key) / "config.json").unlink(missing_ok=True)
@@ -169,7 +213,7 @@ def atomic_write(path: Path, write) -> None:
     os.close(fd)
     try:
         write(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600: a shared store must stay readable
+        os.chmod(tmp, 0o666 & ~umask())  # mkstemp makes 0600: a shared store must stay readable
         os.replace(tmp, path)
     except OSError as e:  # a full disk names the user's file, never our temporary one
         if e.filename not in (None, tmp):
@@ -227,61 +271,8 @@ def try_cache(path: Path, save, what: str) -> bool:
         return False
 
 
-@contextlib.contextmanager
-def claim(key: str):
-    """Claim run `key` for this process: yields True if it is ours to train, False if another live
-    process holds it. The claim is an exclusive OS lock (flock) on the run's claim.lock, held for
-    as long as the run trains: nothing can read a half-made claim as stale, and the kernel
-    releases it when its process dies, however it dies (`kill -9` included), so a dead claim is
-    simply taken. The file holds the owner's host and pid for a reader; the lock, not the file,
-    is the claim."""
-    import fcntl
-
-    folder = run_dir(key)
-    if folder.is_symlink():  # never write through it to wherever it points: replace it
-        warn(f"{folder} is a symbolic link, not a run folder of this store; replacing the link")
-        folder.unlink()
-    path = folder / "claim.lock"
-    for _ in range(100):
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o666 & ~_umask())
-        except (FileNotFoundError, FileExistsError):  # its last owner removed the empty folder: again
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            yield False
-            return
-        try:
-            same = os.fstat(fd).st_ino == os.stat(path).st_ino
-        except FileNotFoundError:
-            same = False
-        if not same:  # its owner finished and removed it between our open and our lock: again
-            os.close(fd)
-            continue
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{socket.gethostname()} {os.getpid()}".encode())
-        try:
-            yield True
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()  # while still locked: a waiter that opened it sees the inode go
-            with contextlib.suppress(OSError):
-                folder.rmdir()  # a run refused or only looked at leaves no empty folder behind
-            os.close(fd)
-        return
-    yield False
-
-
-def claimed(key: str) -> bool:
-    """Whether a live process holds run `key`'s claim (a claim.lock left by a killed one is free)."""
-    with claim(key) as mine:
-        return not mine
-
-
-def _umask() -> int:
+def umask() -> int:
+    """The process's file-creation mask (read without changing it)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask

@@ -233,6 +233,6 @@ def _helpers(setup: Setup, opts: TuneOptions) -> list:
         return []
     threads = max(1, (os.cpu_count() or 1) // n)
     torch.set_num_threads(threads)
-    child = os.environ | {"OMP_NUM_THREADS": str(threads)}
+    child = os.environ | store.current().environ() | {"OMP_NUM_THREADS": str(threads)}
     cmd = [sys.executable, "-m", "bench", "tune", *opts.argv(), *setup.argv("--latent-dim")]
     return [subprocess.Popen(cmd, env=child) for _ in range(n - 1)]

@@ -210,4 +210,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    with store.using(store.Store.from_env()):  # a make target is an edge: the environment's store
+        sys.exit(main())

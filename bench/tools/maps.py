@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench import store
 from bench.evaluators import latent_map
 from bench.run import env
 from bench.tools import speed
@@ -165,4 +166,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with store.using(store.Store.from_env()):  # a make target is an edge: the environment's store
+        main()

@@ -498,4 +498,5 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    with store.using(store.Store.from_env()):  # a make target is an edge: the environment's store
+        sys.exit(main())
