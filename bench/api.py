@@ -67,8 +67,14 @@ def run(
         offline=offline,
         device=device,
     )
-    argv = ["python", "-m", "bench", "run", *(["--methods", ",".join(methods)] if methods else []),
-            *setup.argv()]  # fmt: skip
+    argv = [
+        "python",
+        "-m",
+        "bench",
+        "run",
+        *(["--methods", ",".join(methods)] if methods else []),
+        *setup.argv(),
+    ]
     with using(_store(store)):
         keys = grid.execute(
             setup, grid.RaySettings(workers, None, cpus_per_run, 0.0), force, shlex.join(argv)

@@ -16,7 +16,7 @@ from torch import nn
 from bench import BenchError, config, data, registry, store
 from bench.commands import export
 from bench.report import tables
-from bench.run import runner
+from bench.run import preflight, runner
 
 ROOT = Path(__file__).resolve().parent.parent
 QUICK = ROOT / "tests" / "quick.toml"  # every evaluator on the least work; one epoch
@@ -82,7 +82,7 @@ def test_the_readme_encoder_example_runs_under_every_shipped_config(tmp_path, di
     assert cfg.method_overrides("ae").get("channels") == shared.get("channels")
     spec = runner.spec(cfg, digits[1], name, {}, seed=0)
     assert spec.method_config["channels"] == 0
-    assert runner.preflight([spec], digits[1]) == [spec]  # the encoder builds under this config
+    assert preflight.check([spec], digits[1]) == [spec]  # the encoder builds under this config
     if shipped == "default.toml":  # the config `make bench` reads: the whole run
         assert runner.run_one(spec, digits[1], torch.device("cpu"))["status"] == "ok"
 
@@ -137,7 +137,7 @@ def test_degenerate_latents_are_measured_or_refused_in_one_line(tmp_path, digits
         run(f"factory:{tmp_path / 'odd.py'}:short", digits)
     (wide,) = registry.resolve(f"factory:{tmp_path / 'odd.py'}:wide")  # 3.2M wide: estimated, refused
     with pytest.raises(BenchError, match=r"needs ~[\d,.]+ GiB .*: choose a narrower output \(methods.wide"):
-        runner.preflight([runner.spec(*digits, wide, {}, 0)], digits[1])
+        preflight.check([runner.spec(*digits, wide, {}, 0)], digits[1])
     with pytest.raises(BenchError, match="gives NaN or inf on blank images"):
         registry.resolve(f"factory:{tmp_path / 'odd.py'}:blank_nan") and run(  # refused as it is built
             f"factory:{tmp_path / 'odd.py'}:blank_nan", digits

@@ -104,8 +104,8 @@ def test_speed_sections_are_replaced_in_place(tmp_path):
     speed.replace_section(path, "## GPU\n\nmeasured\n", "## GPU")
     text = path.read_text()
     assert text == "# Speed\n\ntable\n\n## GPU\n\nmeasured\n\n## Other\n\nkept\n"
-    assert speed._section(text, "## GPU") == "## GPU\n\nmeasured\n\n"
-    assert speed._section(text, "## Missing") is None
+    assert speed.section(text, "## GPU") == "## GPU\n\nmeasured\n\n"
+    assert speed.section(text, "## Missing") is None
     speed.replace_section(path, "## New\n\nappended\n", "## New")
     assert path.read_text().endswith("## Other\n\nkept\n\n## New\n\nappended\n")
 
@@ -129,7 +129,7 @@ def test_the_gpu_configs_code_path_trains_and_evaluates_on_a_cpu(tmp_path):
     autocast where this CPU has bf16 kernels (emulated elsewhere: ~10x slower, fp32 then) and
     channels-last: the runs the GPU grid makes, through the same runner, here."""
     from bench import config, data
-    from bench.run import env, runner
+    from bench.run import env, preflight, runner
 
     bf16 = str(env.native_bf16(torch.device("cpu"))).lower()
     sets = ["train.epochs=1", "train.batch_size=16", "train.warmup_epochs=0", f"train.bf16={bf16}"]
@@ -137,7 +137,7 @@ def test_the_gpu_configs_code_path_trains_and_evaluates_on_a_cpu(tmp_path):
     sets += [f"eval.{k}={v}" for k, v in QUICK_EVAL.items()]  # every evaluator, on the least work
     cfg = config.load(ROOT / "configs" / "cifar10-gpu.toml", sets)
     ds = data.load(cfg.data)
-    specs = runner.preflight(runner.specs(cfg, ds), ds)  # what `bench run --config ...` runs
+    specs = preflight.check(runner.specs(cfg, ds), ds)  # what `bench run --config ...` runs
     assert {(s.method, s.method_config.get("backbone"), s.method_config["latent_dim"]) for s in specs} == {
         ("simclr", "resnet18", 512),
         ("ae", None, 1024),

@@ -39,8 +39,13 @@ def _row(name: str, names: list[str], slug: str) -> str:
 def diff(a: str, b: str, slug: str, dim: int | None) -> None:
     """Learner A's test linear accuracy minus B's on the page of dataset `slug`,
     per latent size both were run at, with its 95% interval and what it accounts for."""
-    runs = [r for r in store.load_runs() if r["config"]["dataset"]["slug"] == slug
-            and not labels.only_trial(r) and not r["metrics"].get("steer_only")]  # fmt: skip
+    runs = [
+        r
+        for r in store.load_runs()
+        if r["config"]["dataset"]["slug"] == slug
+        and not labels.only_trial(r)
+        and not r["metrics"].get("steer_only")
+    ]
     runs = tables.registered(runs)
     if not runs:
         raise BenchError(f"no stored run of dataset {slug!r}: see `python -m bench runs` for the slugs")
@@ -58,5 +63,7 @@ def diff(a: str, b: str, slug: str, dim: int | None) -> None:
     for d in dims:
         iv = significance.between(g[(a, d)], g[(b, d)])
         ci = "-" if np.isnan(iv.lo) else f"[{iv.lo * 100:+.2f}, {iv.hi * 100:+.2f}]"
-        print(f"{slug} d={d}: {a} - {b} = {iv.diff * 100:+.2f} points, 95% interval {ci}: "
-              f"{significance.verdict(iv)} ({iv.seeds} seed(s); {iv.basis})")  # fmt: skip
+        print(
+            f"{slug} d={d}: {a} - {b} = {iv.diff * 100:+.2f} points, 95% interval {ci}: "
+            f"{significance.verdict(iv)} ({iv.seeds} seed(s); {iv.basis})"
+        )

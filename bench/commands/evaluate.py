@@ -33,8 +33,10 @@ def show(prefix: str) -> None:
     for col in evaluators.columns("header"):
         if (value := col.get(m)) is not None:
             print(f"  {col.header:<8} {value * col.scale:.{col.digits}f}")
-    free = {name: m.get(key) if key == "rankme" else (m.get("spectrum") or {}).get(key)
-            for key, name in labelfree.MEASURES.items()}  # fmt: skip
+    free = {
+        name: m.get(key) if key == "rankme" else (m.get("spectrum") or {}).get(key)
+        for key, name in labelfree.MEASURES.items()
+    }
     if any(v is not None for v in free.values()):
         print("  label-free: " + ", ".join(f"{k} {v:.3g}" for k, v in free.items() if v is not None))
     if m.get("steer_only"):
@@ -53,8 +55,9 @@ def show(prefix: str) -> None:
     if latent is not None:
         classes = plots.class_names(spec, int(latent["y"].max()) + 1 if len(latent["y"]) else 0)
         panel = {"name": labels.title(spec, m.get("latent_dim")), "acc": m["linear"]["test_acc"], **latent}
-        statplots.latent_maps_png(run / "latent_map.png", [panel], classes,
-                                  f"t-SNE of {len(latent['y'])} test latents")  # fmt: skip
+        statplots.latent_maps_png(
+            run / "latent_map.png", [panel], classes, f"t-SNE of {len(latent['y'])} test latents"
+        )
     elif not m.get("steer_only"):
         print(
             f"  no latent map: the run predates it (`python -m bench verify {key[:8]} --adopt` "

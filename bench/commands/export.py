@@ -170,8 +170,10 @@ def export(
     ds = data.for_run(run["config"], data_dir, offline)
     if encoder:
         write_encoder(Path(encoder), run, ds, frozen_model(run, ds, env.pick_device(device), retrain))
-        print(f"wrote {encoder}: the encoder of run {key} as TorchScript; benchmark it with "
-              f"--methods torchscript:{encoder}")  # fmt: skip
+        print(
+            f"wrote {encoder}: the encoder of run {key} as TorchScript; benchmark it with "
+            f"--methods torchscript:{encoder}"
+        )
         return
     probe = probes.load_for(run["config"], data_dir, offline, ds)  # a transfer: its probe data
     z = latents(run, ds, env.pick_device(device), retrain, probe)

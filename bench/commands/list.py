@@ -37,8 +37,10 @@ def listing(methods=()) -> None:
     for name in registry.names():
         cls = registry.get(name)
         can = [w for w, yes in (("reconstructs", cls.reconstructs), (cls.family, cls.family)) if yes]
-        print(f"  {name:<12} {tables.kind(name):<9} {','.join(can):<25} {registry.where(name):<22} "
-              f"{summary(cls.__module__)}")  # fmt: skip
+        print(
+            f"  {name:<12} {tables.kind(name):<9} {','.join(can):<25} {registry.where(name):<22} "
+            f"{summary(cls.__module__)}"
+        )
     print("evaluators:")
     for e in evaluators.all():
         print(f"  {e.name:<17} v{e.version:<3} {summary(type(e).__module__)}")

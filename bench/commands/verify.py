@@ -9,6 +9,7 @@ learner added since, say).
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from bench import BenchError, cli, store
@@ -70,25 +71,10 @@ def main(args, argv) -> int:
         return crosscheck(
             Path(args.trained_in), args.tolerance, args.psnr_tolerance, tuple(args.metric_tolerance)
         )
-    request = verify.VerifyRequest(
-        keys=tuple(args.keys),
-        dataset=args.dataset,
-        uncommitted=args.uncommitted,
-        stale=args.stale,
-        outdated=args.outdated,
-        seeds=args.seeds,
-        sample=args.sample,
-        sample_seed=args.sample_seed,
-        tolerance=args.tolerance,
-        psnr_tolerance=args.psnr_tolerance,
-        metric_tolerance=tuple(args.metric_tolerance),
-        scratch=args.scratch,
-        adopt=args.adopt,
-        data_dir=args.data_dir,
-        offline=args.offline,
-        device=args.device,
-    )
-    return verify.main(request)
+    # every field of the request is the flag of its name (lists as tuples: the request is frozen)
+    chosen = {f.name: getattr(args, f.name) for f in dataclasses.fields(verify.VerifyRequest)}
+    chosen |= {"keys": tuple(args.keys), "metric_tolerance": tuple(args.metric_tolerance)}
+    return verify.main(verify.VerifyRequest(**chosen))
 
 
 def _env_differences(committed: dict, trained: dict) -> list[str]:

@@ -54,16 +54,20 @@ def adapted(b: Dataset, shape, probe_cfg) -> Dataset:
     target = (shape.channels, shape.height, shape.width)
     source = tuple(b.x_train.shape[1:])
     images = {f"x_{s}": adapt(getattr(b, f"x_{s}"), *target) for s in ("train", "val", "test")}
-    return dataclasses.replace(b, **images, probe={
-        "dataset": {k: getattr(b, k) for k in ("name", "slug", "title", "provenance", "classes")},
-        "data": {
-            "val_fraction": probe_cfg.val_fraction,
-            "val_seed": probe_cfg.val_seed,
-            "classes": list(probe_cfg.classes),
-            "fingerprint": b.fingerprint,
+    return dataclasses.replace(
+        b,
+        **images,
+        probe={
+            "dataset": {k: getattr(b, k) for k in ("name", "slug", "title", "provenance", "classes")},
+            "data": {
+                "val_fraction": probe_cfg.val_fraction,
+                "val_seed": probe_cfg.val_seed,
+                "classes": list(probe_cfg.classes),
+                "fingerprint": b.fingerprint,
+            },
+            "adapt": rule(source, target),
         },
-        "adapt": rule(source, target),
-    })  # fmt: skip
+    )
 
 
 def load_for(spec: dict, data_dir, offline: bool, trained_on: Dataset) -> Dataset | None:

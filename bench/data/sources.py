@@ -111,17 +111,33 @@ def _torchvision(name: str, root: Path, offline: bool) -> dict:
 # name -> (title, folder, train files, test file, meta file, label key, class-name key)
 CIFAR = {
     "cifar10": (
-        "CIFAR-10", "cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], "test_batch",
-        "batches.meta", "labels", "label_names",
+        "CIFAR-10",
+        "cifar-10-batches-py",
+        [f"data_batch_{i}" for i in range(1, 6)],
+        "test_batch",
+        "batches.meta",
+        "labels",
+        "label_names",
     ),
     "cifar100": (
-        "CIFAR-100", "cifar-100-python", ["train"], "test", "meta", "fine_labels", "fine_label_names",
+        "CIFAR-100",
+        "cifar-100-python",
+        ["train"],
+        "test",
+        "meta",
+        "fine_labels",
+        "fine_label_names",
     ),
     "cifar100-coarse": (
-        "CIFAR-100 (20 superclasses)", "cifar-100-python", ["train"], "test", "meta", "coarse_labels",
+        "CIFAR-100 (20 superclasses)",
+        "cifar-100-python",
+        ["train"],
+        "test",
+        "meta",
+        "coarse_labels",
         "coarse_label_names",
     ),
-}  # fmt: skip
+}
 
 
 class RefusedCode(Exception):

@@ -40,8 +40,11 @@ def folder(path: Path) -> dict:
         if not (path / split).is_dir():
             raise BenchError(f"{path / split} not found: folder:PATH needs train/ and test/ subfolders")
         try:
-            ds = ImageFolder(str(path / split), loader=lambda p: Image.open(p).convert("RGB"),
-                             is_valid_file=_once(path / split, seen[split]))  # fmt: skip
+            ds = ImageFolder(
+                str(path / split),
+                loader=lambda p: Image.open(p).convert("RGB"),
+                is_valid_file=_once(path / split, seen[split]),
+            )
         except FileNotFoundError as e:  # e.g. a class folder with no image in it
             raise BenchError(
                 f"{path / split}: {str(e).splitlines()[0]}: every class folder needs images"

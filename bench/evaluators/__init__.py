@@ -237,5 +237,7 @@ def _load() -> None:
             try:
                 importlib.import_module(f"{__name__}.{module.name}")
             except Exception as e:  # a broken file must not break every command
-                print(f"warning: bench/evaluators/{module.name}.py is skipped: {type(e).__name__}: {e}",
-                      file=sys.stderr)  # fmt: skip
+                print(
+                    f"warning: bench/evaluators/{module.name}.py is skipped: {type(e).__name__}: {e}",
+                    file=sys.stderr,
+                )

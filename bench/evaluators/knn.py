@@ -16,8 +16,18 @@ from bench.evaluators.linear import hits
 @register("knn")
 class KNN(Evaluator):
     order = 30
-    columns = (Column("knn", accuracy("knn"), "kNN %", 100, ablation=True, compare="kNN % default / tuned",
-                      unit="points", progress=True),)  # fmt: skip
+    columns = (
+        Column(
+            "knn",
+            accuracy("knn"),
+            "kNN %",
+            100,
+            ablation=True,
+            compare="kNN % default / tuned",
+            unit="points",
+            progress=True,
+        ),
+    )
 
     @dataclass
     class Config:
@@ -25,8 +35,10 @@ class KNN(Evaluator):
 
     def refuse(self, cfg, plan: Plan) -> str | None:
         if min(cfg.knn_ks) > plan.n["train"]:
-            return (f"eval.knn_ks={cfg.knn_ks}: every k is more than the {plan.n['train']} training "
-                    "images: add a smaller k")  # fmt: skip
+            return (
+                f"eval.knn_ks={cfg.knn_ks}: every k is more than the {plan.n['train']} training "
+                "images: add a smaller k"
+            )
         return None
 
     def memory(self, cfg, plan: Plan) -> tuple[int, str]:

@@ -31,8 +31,10 @@ class LabelEfficiency(Evaluator):
         for fraction in cfg.label_fractions:
             labelled = sum(max(1, round(fraction * c)) for c in plan.per_class if c)
             if min(cfg.knn_ks) > labelled:
-                return (f"eval.knn_ks={cfg.knn_ks}: every k is more than the {labelled} labelled images at "
-                        f"label fraction {fraction:g}: add a smaller k or a larger fraction")  # fmt: skip
+                return (
+                    f"eval.knn_ks={cfg.knn_ks}: every k is more than the {labelled} labelled images at "
+                    f"label fraction {fraction:g}: add a smaller k or a larger fraction"
+                )
         return None
 
     def __call__(self, ctx: Context) -> dict:

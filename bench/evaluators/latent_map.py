@@ -37,8 +37,11 @@ class LatentMap(Evaluator):
         index = sample(y, ctx.num_classes, ctx.cfg.map_points)
         xy = embed(ctx.z["test"][torch.as_tensor(index)].numpy(), y[index])
         dtype = np.uint8 if ctx.num_classes <= 256 else np.int32
-        ctx.artifacts["latent_map"] = {"index": index.astype(np.int32), "xy": xy.astype(np.float16),
-                                       "y": y[index].astype(dtype)}  # fmt: skip
+        ctx.artifacts["latent_map"] = {
+            "index": index.astype(np.int32),
+            "xy": xy.astype(np.float16),
+            "y": y[index].astype(dtype),
+        }
         return {"latent_map": {"points": len(index), "algorithm": ALGORITHM}}
 
 
@@ -63,8 +66,9 @@ def embed(z: np.ndarray, y: np.ndarray, seed: int = 0) -> np.ndarray:
     init = "pca" if z.shape[1] >= 2 else "random"  # a 1-wide latent has no second principal axis
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # sklearn's FutureWarnings about its own defaults
-        xy = TSNE(2, perplexity=perplexity, init=init, random_state=seed,
-                  n_jobs=torch.get_num_threads()).fit_transform(z)  # fmt: skip
+        xy = TSNE(
+            2, perplexity=perplexity, init=init, random_state=seed, n_jobs=torch.get_num_threads()
+        ).fit_transform(z)
     return orient(xy, y)
 
 

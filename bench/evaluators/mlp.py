@@ -195,9 +195,13 @@ def mlp_probe(z, y, k, cfg, seed: int) -> dict:
     with torch.no_grad():
         test = (heads.one(chosen, z["test"]).argmax(1) == y["test"]).float().mean().item()
     return {
-        "test_acc": test, "val_acc": val_acc, "epochs": rounds, "steps": rounds * steps,
-        "lr": grid[chosen][0], "weight_decay": grid[chosen][1],
-    }  # fmt: skip
+        "test_acc": test,
+        "val_acc": val_acc,
+        "epochs": rounds,
+        "steps": rounds * steps,
+        "lr": grid[chosen][0],
+        "weight_decay": grid[chosen][1],
+    }
 
 
 def _uniform(generator: torch.Generator, fan_in: int, *shapes) -> list[torch.nn.Parameter]:

@@ -218,8 +218,10 @@ def fit(model: nn.Module, state: dict, path: Path, what: str) -> None:
             )
     if shapes:
         k = shapes[0]
-        parts.append(f"{len(shapes)} of another shape ({k}: {tuple(state[k].shape)} in the file, "
-                     f"{tuple(own[k].shape)} in the model)")  # fmt: skip
+        parts.append(
+            f"{len(shapes)} of another shape ({k}: {tuple(state[k].shape)} in the file, "
+            f"{tuple(own[k].shape)} in the model)"
+        )
     if parts:
         raise BenchError(f"weights file {path} does not fit {what}: {'; '.join(parts)}")
     model.load_state_dict(state, strict=True)

@@ -28,8 +28,17 @@ def correlations(df: pd.DataFrame, main_dim: int | None) -> pd.DataFrame:
         rho, p = spearman(have[key], have["linear"])
         at = have[have["latent_dim"] == main_dim]
         rho_main, _ = spearman(at[key], at["linear"])
-        rows.append({"measure": name, "key": key, "runs": len(have), "rho": rho, "p": p,
-                     "runs_main": len(at), "rho_main": rho_main})  # fmt: skip
+        rows.append(
+            {
+                "measure": name,
+                "key": key,
+                "runs": len(have),
+                "rho": rho,
+                "p": p,
+                "runs_main": len(at),
+                "rho_main": rho_main,
+            }
+        )
     return pd.DataFrame(rows)
 
 

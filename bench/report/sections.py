@@ -107,14 +107,23 @@ def latent_maps(slug, title, summary, df, classes) -> list[str]:
             name = f"{s.learner}{own} (seed {r.seed})"
             panels.append({"name": name, "acc": r.linear, "xy": m["xy"], "y": m["y"]})
     if len(panels) == len(missing):
-        return ["## Latent maps", "", f"Every panel is missing ({', '.join(missing)}): no run at d={dim} has "
-                f"kept a latent map yet, and their latents are not cached here. `python -m bench verify "
-                f"--dataset {slug} --outdated --adopt` re-measures the runs (retraining them) and keeps "
-                "one.", ""]  # fmt: skip
+        return [
+            "## Latent maps",
+            "",
+            f"Every panel is missing ({', '.join(missing)}): no run at d={dim} has "
+            f"kept a latent map yet, and their latents are not cached here. `python -m bench verify "
+            f"--dataset {slug} --outdated --adopt` re-measures the runs (retraining them) and keeps "
+            "one.",
+            "",
+        ]
     name = f"{slug}-latent-maps.png"
     points = max(len(p["y"]) for p in panels if p["y"] is not None)
-    statplots.latent_maps_png(store.results_dir() / name, panels, classes,
-                              f"{title}: t-SNE of the same {points} test latents, d={dim}")  # fmt: skip
+    statplots.latent_maps_png(
+        store.results_dir() / name,
+        panels,
+        classes,
+        f"{title}: t-SNE of the same {points} test latents, d={dim}",
+    )
     lines = [
         "## Latent maps",
         "",
@@ -130,9 +139,12 @@ def latent_maps(slug, title, summary, df, classes) -> list[str]:
         "",
     ]
     if missing:
-        lines += [f"Missing panels ({len(missing)}): {', '.join(missing)}: their runs predate the latent "
-                  "map and their latents are not cached here (re-measuring them means retraining: "
-                  f"`python -m bench verify --dataset {slug} --outdated --adopt`).", ""]  # fmt: skip
+        lines += [
+            f"Missing panels ({len(missing)}): {', '.join(missing)}: their runs predate the latent "
+            "map and their latents are not cached here (re-measuring them means retraining: "
+            f"`python -m bench verify --dataset {slug} --outdated --adopt`).",
+            "",
+        ]
     return lines
 
 
@@ -151,8 +163,12 @@ def label_free(slug, title, summary, df) -> list[str]:
     if not corr["runs"].any():
         return []
     name = f"{slug}-label-free.png"
-    statplots.label_free_png(store.results_dir() / name, df[df["status"] == "ok"], corr,
-                             f"{title}: label-free measures against the linear probe")  # fmt: skip
+    statplots.label_free_png(
+        store.results_dir() / name,
+        df[df["status"] == "ok"],
+        corr,
+        f"{title}: label-free measures against the linear probe",
+    )
     return [
         "## Label-free measures against the labels",
         "",
@@ -197,15 +213,17 @@ def transfer_gaps(summary, df, home, a_side: str, b_side: str) -> list[str]:
                 there[s]["correct"] = here[s]["correct"] = None
         iv = significance.between(there, here)
         verdict = significance.verdict(iv)
-        rows.append({
-            "learner": learner,
-            "latent dim": int(dim),
-            "transfer - in-domain (points)": f"{iv.diff * 100:+.2f}",
-            "95% interval": "-" if np.isnan(iv.lo) else f"[{iv.lo * 100:+.2f}, {iv.hi * 100:+.2f}]",
-            "verdict": {"tied": "kept", "below": "lost", "above": "gained"}.get(verdict, verdict),
-            "seeds": str(iv.seeds),
-            "accounts for": iv.basis,
-        })  # fmt: skip
+        rows.append(
+            {
+                "learner": learner,
+                "latent dim": int(dim),
+                "transfer - in-domain (points)": f"{iv.diff * 100:+.2f}",
+                "95% interval": "-" if np.isnan(iv.lo) else f"[{iv.lo * 100:+.2f}, {iv.hi * 100:+.2f}]",
+                "verdict": {"tied": "kept", "below": "lost", "above": "gained"}.get(verdict, verdict),
+                "seeds": str(iv.seeds),
+                "accounts for": iv.basis,
+            }
+        )
     if not rows:
         return []
     return [

@@ -145,8 +145,9 @@ def groups(df, correct: dict) -> dict[tuple[str, int], dict[int, dict]]:
     out: dict[tuple[str, int], dict[int, dict]] = {}
     for r in df[(df["status"] == "ok") & df["linear"].notna()].itertuples():
         out.setdefault((r.learner, int(r.latent_dim)), {})[int(r.seed)] = {
-            "acc": float(r.linear), "correct": correct.get(r.key)
-        }  # fmt: skip
+            "acc": float(r.linear),
+            "correct": correct.get(r.key),
+        }
     return out
 
 
@@ -193,8 +194,13 @@ def table(summary, intervals: dict) -> str:
         iv = intervals.get((s.learner, dim))
         row = {"latent dim": dim, "learner": s.learner, "linear %": f"{s.linear_mean * 100:.2f}"}
         if s.learner == best[dim]:
-            row |= {"Δ vs best (points)": "best", "95% interval": "", "verdict": "", "seeds": str(s.n),
-                    "accounts for": ""}  # fmt: skip
+            row |= {
+                "Δ vs best (points)": "best",
+                "95% interval": "",
+                "verdict": "",
+                "seeds": str(s.n),
+                "accounts for": "",
+            }
         elif iv is not None:
             row |= {
                 "Δ vs best (points)": f"{iv.diff * 100:+.2f}",

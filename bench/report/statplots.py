@@ -13,8 +13,13 @@ from matplotlib import ticker
 from bench.report.plots import plt, save
 from bench.report.significance import Interval
 
-FAMILY_COLOURS = {"autoencoders": "tab:blue", "views": "tab:orange", "baselines": "tab:gray",
-                  "reference": "tab:green", "other": "tab:purple"}  # fmt: skip
+FAMILY_COLOURS = {
+    "autoencoders": "tab:blue",
+    "views": "tab:orange",
+    "baselines": "tab:gray",
+    "reference": "tab:green",
+    "other": "tab:purple",
+}
 
 
 def pairwise_png(path: Path, names: list[str], cells: list[list[Interval | None]], title: str) -> None:
@@ -32,16 +37,35 @@ def pairwise_png(path: Path, names: list[str], cells: list[list[Interval | None]
             if c is None:
                 continue
             if not c.real:
-                ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, facecolor="0.88", edgecolor="0.6",
-                                           hatch="///" if not c.tested else "", lw=0.5))  # fmt: skip
+                ax.add_patch(
+                    plt.Rectangle(
+                        (j - 0.5, i - 0.5),
+                        1,
+                        1,
+                        facecolor="0.88",
+                        edgecolor="0.6",
+                        hatch="///" if not c.tested else "",
+                        lw=0.5,
+                    )
+                )
             text = f"{c.diff * 100:+.1f}" if not math.isnan(c.diff) else ""
             strong = c.real and abs(c.diff * 100) > 0.6 * lim
-            ax.text(j, i, text, ha="center", va="center", fontsize=7,
-                    color="white" if strong else "black" if c.real else "0.45")  # fmt: skip
+            ax.text(
+                j,
+                i,
+                text,
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if strong else "black" if c.real else "0.45",
+            )
     ax.set_xticks(range(k), names, rotation=60, ha="right", fontsize=8)
     ax.set_yticks(range(k), names, fontsize=8)
-    ax.set_title(f"{title}\nrow minus column, linear probe (points); grey: 95% interval contains 0, "
-                 "hatched: one seed, no verdict", fontsize=9)  # fmt: skip
+    ax.set_title(
+        f"{title}\nrow minus column, linear probe (points); grey: 95% interval contains 0, "
+        "hatched: one seed, no verdict",
+        fontsize=9,
+    )
     fig.colorbar(im, ax=ax, fraction=0.046, label="Δ test accuracy (points)")
     save(fig, path)
 
@@ -82,10 +106,18 @@ def latent_maps_png(path: Path, panels: list[dict], classes: list[str], title: s
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
     if k <= 20:
-        handles = [plt.Line2D([], [], ls="", marker="o", ms=4, color=colour(c), label=name)
-                   for c, name in enumerate(classes)]  # fmt: skip
-        fig.legend(handles=handles, loc="lower center", ncol=min(k, 10), fontsize=7, frameon=False,
-                   bbox_to_anchor=(0.5, 0))  # fmt: skip
+        handles = [
+            plt.Line2D([], [], ls="", marker="o", ms=4, color=colour(c), label=name)
+            for c, name in enumerate(classes)
+        ]
+        fig.legend(
+            handles=handles,
+            loc="lower center",
+            ncol=min(k, 10),
+            fontsize=7,
+            frameon=False,
+            bbox_to_anchor=(0.5, 0),
+        )
     fig.suptitle(title, fontsize=9)
     fig.tight_layout(rect=(0, 0.06 if k <= 20 else 0, 1, 0.97))
     save(fig, path)
@@ -101,8 +133,14 @@ def label_free_png(path: Path, df, corr, title: str) -> None:
     for ax, r in zip(axes.flat, measures):
         have = df[df[r.key].notna() & df["linear"].notna()]
         for family, g in have.groupby("family"):
-            ax.scatter(g[r.key], g["linear"] * 100, s=12, alpha=0.8, label=family,
-                       color=FAMILY_COLOURS.get(family, "tab:purple"))  # fmt: skip
+            ax.scatter(
+                g[r.key],
+                g["linear"] * 100,
+                s=12,
+                alpha=0.8,
+                label=family,
+                color=FAMILY_COLOURS.get(family, "tab:purple"),
+            )
         rho = "-" if math.isnan(r.rho) else f"{r.rho:+.2f}"
         ax.set(xlabel=r.measure, title=f"{r.measure}: ρ {rho} ({r.runs} runs)")
         if r.key != "alpha_req" and (have[r.key] > 0).all():  # ranks span decades: 1 to the latent size

@@ -208,8 +208,9 @@ def ablation_table(summary: pd.DataFrame) -> str | None:
         for s, shown in ((plain, "-"), (v, f"{delta:+.2f}")):
             row = {"learner": s.learner, "latent dim": int(v.latent_dim)}
             for col in cols:
-                row[col.header] = pm(getattr(s, f"{col.key}_mean"), getattr(s, f"{col.key}_std"), col.scale,
-                                     col.digits)  # fmt: skip
+                row[col.header] = pm(
+                    getattr(s, f"{col.key}_mean"), getattr(s, f"{col.key}_std"), col.scale, col.digits
+                )
                 if col.key == HEADLINE:
                     row[f"Δ {HEADLINE}"] = shown
             row["n"] = s.n

@@ -55,17 +55,19 @@ def page(name: str, every: list[dict]) -> str | None:
     for s in summary.itertuples():
         key = (s.method, int(s.latent_dim), _like(asked[s.learner]))
         on_b, on_a = home_b.get(key), home_a.get(key)
-        rows.append({
-            "learner": s.learner + (" †" if s.uncommitted else ""),
-            "latent dim": int(s.latent_dim),
-            f"linear % on {b_side}": tables.pm(s.linear_mean, s.linear_std, 100),
-            "MLP %": tables.pm(s.mlp_mean, s.mlp_std, 100),
-            "kNN %": tables.pm(s.knn_mean, s.knn_std, 100),
-            f"in-domain linear % on {b_side}": "-" if on_b is None else f"{100 * on_b:.2f}",
-            "transfer - in-domain": "-" if on_b is None else f"{100 * (s.linear_mean - on_b):+.2f}",
-            f"linear % on {a_side} (trained there)": "-" if on_a is None else f"{100 * on_a:.2f}",
-            "n": s.n,
-        })  # fmt: skip
+        rows.append(
+            {
+                "learner": s.learner + (" †" if s.uncommitted else ""),
+                "latent dim": int(s.latent_dim),
+                f"linear % on {b_side}": tables.pm(s.linear_mean, s.linear_std, 100),
+                "MLP %": tables.pm(s.mlp_mean, s.mlp_std, 100),
+                "kNN %": tables.pm(s.knn_mean, s.knn_std, 100),
+                f"in-domain linear % on {b_side}": "-" if on_b is None else f"{100 * on_b:.2f}",
+                "transfer - in-domain": "-" if on_b is None else f"{100 * (s.linear_mean - on_b):+.2f}",
+                f"linear % on {a_side} (trained there)": "-" if on_a is None else f"{100 * on_a:.2f}",
+                "n": s.n,
+            }
+        )
     import pandas as pd
 
     table = labels.markdown(pd.DataFrame(rows))
@@ -158,8 +160,10 @@ def _ranking(summary, asked: dict, on_b: dict, title: str) -> list[str]:
     keys = [(s, (s.method, int(s.latent_dim), _like(asked[s.learner]))) for s in summary.itertuples()]
     pairs = [(s.linear_mean, on_b[k]) for s, k in keys if s.kind == "learner" and k in on_b]
     if len(pairs) < 3:
-        return [f"Fewer than three trained learners have both a transfer and an in-domain row on {title}: "
-                "no ranking is compared."]  # fmt: skip
+        return [
+            f"Fewer than three trained learners have both a transfer and an in-domain row on {title}: "
+            "no ranking is compared."
+        ]
     rho = spearmanr([p[0] for p in pairs], [p[1] for p in pairs]).statistic
     return [
         "## Does the in-domain ranking hold?",

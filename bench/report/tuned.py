@@ -31,11 +31,14 @@ def _studies(every: list[dict], slug: str) -> dict[str, dict]:
     found: dict[str, dict] = {}
     for r in every:
         purposes = [labels.purpose(p) for p in r["config"].get("purposes", [])]
-        name = next((p.study for p in purposes if p.kind in ("tuned", "trial")
-                     and p.study.startswith(STUDY_PREFIX)), None)  # fmt: skip
+        name = next(
+            (p.study for p in purposes if p.kind in ("tuned", "trial") and p.study.startswith(STUDY_PREFIX)),
+            None,
+        )
         if name and r["config"]["dataset"]["slug"] == slug:
-            s = found.setdefault(name, {"trials": 0, "seconds": 0.0, "method": r["config"]["method"],
-                                        "epochs": set()})  # fmt: skip
+            s = found.setdefault(
+                name, {"trials": 0, "seconds": 0.0, "method": r["config"]["method"], "epochs": set()}
+            )
             s["seconds"] += r["metrics"].get("wall_time_s") or 0
             if any(p.kind == "trial" for p in purposes):
                 s["trials"] += 1

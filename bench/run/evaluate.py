@@ -63,8 +63,10 @@ def latents(model, data, device, cache: Path) -> dict[str, torch.Tensor]:
     if z is None:
         z = {s: extract(model, getattr(data, f"x_{s}"), device) for s in SPLITS}
         if (why := fits(data)(z)) and "not finite" not in why:  # checked once, where they enter
-            raise BenchError(f"the encoder {why.replace('holds', 'gives', 1)}: an encoder returns one "
-                             "float row of D values per image, (B, D)")  # fmt: skip
+            raise BenchError(
+                f"the encoder {why.replace('holds', 'gives', 1)}: an encoder returns one "
+                "float row of D values per image, (B, D)"
+            )
         if not all(torch.isfinite(t).all() for t in z.values()):
             raise Diverged("the encoder's latents are not finite (NaN or inf)")
         store.try_save_tensor(cache, z, "latents")
@@ -139,8 +141,9 @@ def measure(model, data, eval_cfg, seed: int, device, cache: Path, what: str) ->
     before = weights_hash(model)
     z = latents(model, data, device, cache)
     y = {s: getattr(data, f"y_{s}") for s in SPLITS}
-    ctx = Context(standardize(z), z, y, len(data.classes), eval_cfg, seed, eval_cfg.steer_only,
-                  model, data, device)  # fmt: skip
+    ctx = Context(
+        standardize(z), z, y, len(data.classes), eval_cfg, seed, eval_cfg.steer_only, model, data, device
+    )
     measures = run(ctx)
     versions = measures.pop("evaluators")
     after = weights_hash(model)

@@ -27,7 +27,7 @@ from pathlib import Path
 from bench import CHECKOUT, BenchError, evaluators, report, store
 from bench.data import probes
 from bench.report import labels
-from bench.run import env, runner
+from bench.run import env, preflight, runner
 from bench.run.session import Setup
 from bench.store import claims
 from bench.store.spec import GRID, RunSpec
@@ -212,7 +212,7 @@ def execute(setup: Setup, ray_: RaySettings, force: bool, command: str) -> list[
     device = setup.pick_device()
     ds = setup.load(cfg)
     probe = probes.load(cfg, ds, setup.data_dir, setup.offline)  # None: in-domain
-    specs = [s.with_command(command) for s in runner.preflight(runner.specs(cfg, ds, probe), ds, probe)]
+    specs = [s.with_command(command) for s in preflight.check(runner.specs(cfg, ds, probe), ds, probe)]
     if probe is not None:
         print(f"probed on {probe.provenance}: its images {probe.probe['adapt']}")
     print(f"{ds.provenance}: {len(specs)} run{'s' * (len(specs) != 1)} on {env.device_name(device)}")

@@ -133,8 +133,15 @@ def fit(
                     flush=True,
                 )
             if resume is not None and epoch + 1 < cfg.epochs and now - last_save >= every:
-                state = {"owner": resume.stem, "seed": seed, "epoch": epoch + 1, "total": total,
-                         "losses": losses, "terms": terms, "time_s": before + now - start}  # fmt: skip
+                state = {
+                    "owner": resume.stem,
+                    "seed": seed,
+                    "epoch": epoch + 1,
+                    "total": total,
+                    "losses": losses,
+                    "terms": terms,
+                    "time_s": before + now - start,
+                }
                 store.try_save_tensor(resume, _state(state, model, opt, sched, gen, device), "resume state")
                 last_save = time.perf_counter()
             if on_epoch is not None:

@@ -232,8 +232,16 @@ def main(args: VerifyRequest) -> int:
         )
     limits_ = limits(args.psnr_tolerance, args.metric_tolerance)
     seeds = parse_seeds(args.seeds)
-    runs = select(list(args.keys), args.dataset, args.sample, args.uncommitted, args.sample_seed, seeds,
-                  args.stale, args.outdated)  # fmt: skip
+    runs = select(
+        list(args.keys),
+        args.dataset,
+        args.sample,
+        args.uncommitted,
+        args.sample_seed,
+        seeds,
+        args.stale,
+        args.outdated,
+    )
     folder = Path(args.scratch) if args.scratch else store.cache_dir() / "verify"
     device = env.pick_device(args.device)
     print(f"verifying {len(runs)} run(s) in the scratch store {folder} on {env.device_name(device)}")
@@ -270,8 +278,10 @@ def main(args: VerifyRequest) -> int:
         for name in sorted(adopted):
             print(f"adopted the recomputed runs; wrote {report.write_for(adopted[name], store.load_runs())}")
     if not any(diffs):
-        print(f"compared nothing: none of the {len(runs)} recomputed run(s) measured what was stored",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"compared nothing: none of the {len(runs)} recomputed run(s) measured what was stored",
+            file=sys.stderr,
+        )
         return 1
     if failed:
         print(

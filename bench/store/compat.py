@@ -28,10 +28,15 @@ KEYED = {
     "data": ("val_fraction", "val_seed", "train_limit", "fingerprint", "name"),  # name: never keyed
     "train": ("epochs", "batch_size", "lr", "weight_decay", "warmup_epochs", "grad_clip"),
     "eval": (
-        "probe_weight_decays", "probe_max_iter", "mlp_hidden", "mlp_max_epochs", "mlp_patience",
-        "mlp_lr", "knn_ks",
+        "probe_weight_decays",
+        "probe_max_iter",
+        "mlp_hidden",
+        "mlp_max_epochs",
+        "mlp_patience",
+        "mlp_lr",
+        "knn_ks",
     ),
-}  # fmt: skip
+}
 
 
 # The fields added since, each with the default it had when it was added, frozen here: a run at
@@ -43,10 +48,15 @@ LATER = {
     "data": {"classes": []},
     "train": {"compile": False, "bf16": False},
     "eval": {
-        "label_fractions": [0.01, 0.1], "label_draws": 5, "map_points": 2000, "steer_only": False,
-        "mlp_min_steps": 1500, "mlp_lr_factors": [1.0, 3.0], "mlp_weight_decays": [1e-4, 1e-2],
+        "label_fractions": [0.01, 0.1],
+        "label_draws": 5,
+        "map_points": 2000,
+        "steer_only": False,
+        "mlp_min_steps": 1500,
+        "mlp_lr_factors": [1.0, 3.0],
+        "mlp_weight_decays": [1e-4, 1e-2],
     },
-}  # fmt: skip
+}
 
 
 def later_defaults(section: str) -> dict:

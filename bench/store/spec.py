@@ -139,8 +139,10 @@ class Metrics:
                 "wall_time_s": self.wall_time_s,
             }
         skip = {"measures", "error"} | ({"steer_only"} if not self.steer_only else set())
-        return {**{f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skip},
-                **self.measures}  # fmt: skip
+        return {
+            **{f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skip},
+            **self.measures,
+        }
 
     @classmethod
     def of(cls, stored: dict) -> Metrics:

@@ -25,7 +25,7 @@ from optuna.trial import TrialState
 from bench import BenchError, config, registry, store
 from bench.report import study_pages
 from bench.report.tuned import STUDY_PREFIX, choose, mean
-from bench.run import runner
+from bench.run import preflight, runner
 from bench.run.session import Setup
 from bench.store import compat
 from bench.store import spec as spec_
@@ -134,7 +134,7 @@ def run(cfg, ds, methods: list[str], opts: CompareOptions, device, config_name: 
     re-run. `config_name`: the config file the command read, recorded on each study for its page."""
     trials, prune = opts.trials, opts.prune
     for method in methods:  # every learner's checks first: a bad one fails before any study starts
-        runner.preflight(default_specs(cfg, ds, method), ds)
+        preflight.check(default_specs(cfg, ds, method), ds)
     for method in methods:
         name = study_name(ds.slug, method)
         study, url = studydb.open_study(name, opts.storage, multi=False, seed=opts.sampler_seed, prune=prune)

@@ -21,7 +21,7 @@ import torch
 from optuna.trial import TrialState
 
 from bench import BenchError, config, registry, store
-from bench.run import evaluate, runner
+from bench.run import evaluate, preflight, runner
 from bench.run.session import Setup
 from bench.store import spec as spec_
 from bench.store.spec import RunSpec
@@ -197,7 +197,7 @@ def main(setup: Setup, opts: TuneOptions) -> None:
         )
     device = setup.pick_device()
     ds = setup.load(cfg)
-    runner.preflight([trial_spec(cfg, ds, opts.method, {}, cfg.grid.seeds[0])], ds)  # its re-runs' checks
+    preflight.check([trial_spec(cfg, ds, opts.method, {}, cfg.grid.seeds[0])], ds)  # its re-runs' checks
     name = opts.study or f"{opts.method}-{ds.slug}" + ("-pareto" if opts.multi_objective else "")
     store.safe_name(name, "--study")
     study, url = open_study(

@@ -121,8 +121,9 @@ def fresh(out: Path) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-fresh-") as tmp:
         clone = Path(tmp) / "clone"
         subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True)
-        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=clone, capture_output=True,
-                             text=True).stdout.strip()  # fmt: skip
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=clone, capture_output=True, text=True
+        ).stdout.strip()
         (clone / ".venv").symlink_to(ROOT / ".venv")
         cold, verdict, drift = _make_bench(clone)
         warm, _, _ = _make_bench(clone)
@@ -170,19 +171,22 @@ def fresh_test(out: Path) -> None:
         subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True)
         if (ROOT.parent / "shared").is_dir():
             (Path(tmp) / "shared").symlink_to(ROOT.parent / "shared")
-        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=clone, capture_output=True,
-                             text=True).stdout.strip()  # fmt: skip
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=clone, capture_output=True, text=True
+        ).stdout.strip()
         start = time.perf_counter()
-        subprocess.run(["make", "--no-print-directory", ".venv/installed"], cwd=clone, check=True,
-                       capture_output=True)  # fmt: skip
+        subprocess.run(
+            ["make", "--no-print-directory", ".venv/installed"], cwd=clone, check=True, capture_output=True
+        )
         install = time.perf_counter() - start
         start = time.perf_counter()
         slowest = {**os.environ, "CI": "true", "PYTEST_ADDOPTS": "--durations=10"}
         done = subprocess.run(["bash", ".ci/run"], cwd=clone, env=slowest, capture_output=True, text=True)
         ci = time.perf_counter() - start
         start = time.perf_counter()
-        fast = subprocess.run(["make", "--no-print-directory", "test-fast"], cwd=clone, capture_output=True,
-                              text=True)  # fmt: skip
+        fast = subprocess.run(
+            ["make", "--no-print-directory", "test-fast"], cwd=clone, capture_output=True, text=True
+        )
         fast_s = time.perf_counter() - start
     summary = [line.strip("= ") for line in done.stdout.splitlines() if re.search(r"\d+ passed", line)]
     if done.returncode != 0 or not summary:

@@ -54,8 +54,12 @@ def measure(name: str, cfg: config.Config, ds: data.Dataset, device, epochs: int
     grid_spec = next(s for s in runner.specs(cfg, ds) if s.method == name)  # the grid's own run
     method_cfg = config.method_config(name, grid_spec.method_config)
     model = registry.create(name, method_cfg, ds.shape).to(device, memory_format=torch.channels_last)
-    budget = {**config.to_dict(cfg.train_for(name)), "epochs": epochs, "compile": compile_,
-              "bf16": env.native_bf16(device)}  # fmt: skip
+    budget = {
+        **config.to_dict(cfg.train_for(name)),
+        "epochs": epochs,
+        "compile": compile_,
+        "bf16": env.native_bf16(device),
+    }
     train_cfg = config.TrainConfig(**budget)
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
@@ -124,9 +128,11 @@ def grid(minutes: float, args, device) -> list[str]:
     if code not in (0, 130):
         raise BenchError(f"the grid stopped with exit code {code} (its error line is above)")
     finished = [r for r in store.load_runs() if r["key"] not in done_before]
-    lines = [f"- **Full-size grid** (`python -m bench run --config configs/cifar10-gpu.toml`, "
-             f"{'the whole grid, ' if code == 0 else ''}{wall / 60:.1f} min): {len(finished)} run(s) "
-             f"finished{': ' if finished else '.'}{', '.join(_finished(r) for r in finished)}"]  # fmt: skip
+    lines = [
+        f"- **Full-size grid** (`python -m bench run --config configs/cifar10-gpu.toml`, "
+        f"{'the whole grid, ' if code == 0 else ''}{wall / 60:.1f} min): {len(finished)} run(s) "
+        f"finished{': ' if finished else '.'}{', '.join(_finished(r) for r in finished)}"
+    ]
     for path in sorted(store.cache_dir().glob("resume/*.pt")):
         if before.get(path) == path.stat().st_mtime:
             continue  # a state this session did not move

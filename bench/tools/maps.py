@@ -111,8 +111,9 @@ def maps(data_dir: str) -> list[str]:
 def _report_seconds(code: Path, results: Path) -> float:
     env_ = {**os.environ, "BENCH_RESULTS_DIR": str(results), "PYTHONPATH": str(code)}
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "bench", "report"], cwd=code, env=env_, check=True,
-                   stdout=subprocess.DEVNULL)  # fmt: skip
+    subprocess.run(
+        [sys.executable, "-m", "bench", "report"], cwd=code, env=env_, check=True, stdout=subprocess.DEVNULL
+    )
     return time.perf_counter() - start
 
 
