@@ -36,6 +36,12 @@ def pytest_configure(config):
         registry.resolve(entry)
 
 
+def pytest_collection_modifyitems(config, items):
+    """The slow tests first (stable otherwise): under pytest-xdist a long test left to the end of
+    the queue keeps one worker busy while the other has nothing left to take."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 ROOT = Path(__file__).resolve().parent.parent
 # One quick ae run and the pixels baseline (tests/quick.toml: the digits protocol cut to a test's
 # budget): the grid that the store's healing and fuzz tests break and mend.

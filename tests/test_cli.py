@@ -354,7 +354,7 @@ def test_steer_only_measures_the_linear_probe_and_stays_out_of_the_tables(capsys
     assert main(["runs"]) == 0 and steer["key"] in capsys.readouterr().out
 
 
-def test_the_design_cards_command_reproduces_the_committed_digits_page(tmp_path):
+def test_the_design_cards_command_reproduces_the_committed_digits_page(tmp_path, move_store, capsys):
     """`python -m bench run --methods ae,unet` with no --config is the digits protocol
     (configs/default.toml): on a copy of the committed store it trains nothing, and the page it
     rewrites is byte-identical to the committed one (figures included)."""
@@ -363,11 +363,10 @@ def test_the_design_cards_command_reproduces_the_committed_digits_page(tmp_path)
     copy = tmp_path / "results"
     shutil.copytree(ROOT / "results", copy)
     held = set((copy / "runs").glob("*/claim.lock"))  # a grid in flight in this checkout's store
-    env = dict(os.environ, BENCH_RESULTS_DIR=str(copy), BENCH_CACHE_DIR=str(tmp_path / "cache"))
-    cmd = [sys.executable, "-m", "bench", "run", "--methods", "ae,unet"]
-    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    lines = done.stdout.splitlines()
+    move_store(results=copy, cache=tmp_path / "cache")
+    capsys.readouterr()
+    assert main(["run", "--methods", "ae,unet"]) == 0
+    lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("config: configs/default.toml (the dataset's protocol")
     runs = [x for x in lines if x.startswith("[")]
     assert len(runs) == 12 and all(x.endswith("(stored)") for x in runs)
@@ -378,10 +377,8 @@ def test_the_design_cards_command_reproduces_the_committed_digits_page(tmp_path)
     # same key, so its verify compares them all (none "with no committed run").
     recipe = (ROOT / "Makefile").read_text().split("\nbench: ")[1].split("\n\n")[0]
     (line,) = [x for x in recipe.splitlines() if " -m bench run " in x]
-    grid = shlex.split(line.split(" -m bench ")[1])
-    done = subprocess.run([*cmd[:3], *grid], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    runs = [x for x in done.stdout.splitlines() if x.startswith("[")]
+    assert main(shlex.split(line.split(" -m bench ")[1])) == 0
+    runs = [x for x in capsys.readouterr().out.splitlines() if x.startswith("[")]
     assert len(runs) == len(registry.names()) and all(x.endswith("(stored)") for x in runs), runs
 
 

@@ -20,7 +20,7 @@ from bench.run import env, evaluate, runner
 from bench.store import compat
 
 ROOT = Path(__file__).resolve().parent.parent
-TINY = ["--config", str(ROOT / "configs/default.toml"), "--seeds", "0", "--latent-dims", "8"]
+TINY = ["--config", str(ROOT / "tests" / "tiny.toml"), "--seeds", "0", "--latent-dims", "8"]
 TINY += ["--set", "train.epochs=1"]
 
 

@@ -106,15 +106,17 @@ def test_bad_ray_settings_are_one_line(tmp_path, capsys):
     for args, words in (  # refused before Ray starts: in this process
         (["--workers", "0"], "--workers"),
         (["--cpus-per-run", "0", "--workers", "1"], "--cpus-per-run"),
+        (["--workers", "1", "--gpus-per-run", "1"], "GPUs"),  # a local instance would have none
     ):
         assert main([*GRID, "--methods", "pca", "--seeds", "0", *args]) == 2
         err = capsys.readouterr().err
         assert words in err and err.strip().count("\n") == 0 and "Traceback" not in err, err
         assert not list((store.results_dir() / "runs").glob("*/metrics.json"))
-    for args, words in (  # Ray itself is asked, in a process of its own
-        (["--workers", "1", "--gpus-per-run", "1"], "GPUs"),
-        (["--ray-address", "127.0.0.1:1"], "nothing answers at 127.0.0.1:1"),  # at once, not after minutes
-    ):
+    # at once, not after minutes
+    asked = [(["--ray-address", "127.0.0.1:1"], "nothing answers at 127.0.0.1:1")]
+    if CLUSTER:  # the cluster itself says it lacks what a run asks for
+        asked.append((["--ray-address", CLUSTER, "--gpus-per-run", "1"], "GPUs: less than one run's"))
+    for args, words in asked:  # Ray itself is asked, in a process of its own
         done = bench(*GRID, "--methods", "pca", "--seeds", "0", *args, store_dir=tmp_path)
         assert done.returncode == 2 and words in done.stderr and "Traceback" not in done.stderr, done.stderr
         assert not list((tmp_path / "runs").glob("*/metrics.json"))

@@ -24,6 +24,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from bench import CHECKOUT, BenchError, evaluators, report, store
 from bench.data import probes
 from bench.report import labels
@@ -57,6 +59,11 @@ class RaySettings:
             raise BenchError(
                 f"--gpus-per-run {gpus:g} shares GPUs between Ray tasks: add --workers N or --ray-address "
                 "(in one process, --device cuda picks the GPU)"
+            )
+        if gpus and self.workers and not self.address and gpus > torch.cuda.device_count():
+            raise BenchError(  # before a local Ray instance starts only to find none
+                f"--gpus-per-run {gpus:g}: this machine has {torch.cuda.device_count()} GPUs for a local Ray "
+                "instance (--ray-address joins a cluster that has them)"
             )
 
 
