@@ -127,7 +127,8 @@ def test_workers_on_one_machine_share_a_sqlite_study(capsys, monkeypatch):
 
     monkeypatch.setattr(tune, "_run_trial", after_a_helper)
     slower = ["--set", "train.epochs=15"]  # trials long enough for the helpers to start and join
-    args = ["tune", "--method", "ae", "--trials", "5", "--workers", "3", "--no-prune", *TINY, *slower]
+    light = ["--config", str(ROOT / "tests" / "quick.toml")]  # the re-runs' evaluation: light
+    args = ["tune", "--method", "ae", "--trials", "5", "--workers", "3", "--no-prune", *light, *TINY, *slower]
     assert main(args) == 0
     study = optuna.load_study(
         study_name="ae-digits", storage=f"sqlite:///{studydb.studies_dir() / 'ae-digits.db'}"
@@ -245,6 +246,8 @@ def test_workers_on_postgres_share_one_capped_study_and_survive_a_killed_worker(
         "--study",
         name,
         "--no-prune",
+        "--config",
+        str(ROOT / "tests" / "quick.toml"),  # the re-runs' evaluation: light
         "--set",
         "train.epochs=6",
         "--set",
@@ -305,7 +308,9 @@ def test_compare_gives_every_learner_the_same_budget(capsys, tmp_path):
     cfg = tmp_path / "tiny.toml"
     cfg.write_text(
         "[train]\nepochs = 2\n[methods.all]\nchannels = [8, 16]\n[grid]\nlatent_dims = [8]\nseeds = [0]\n"
-    )
+        + "[eval]"
+        + (ROOT / "tests" / "quick.toml").read_text().split("[eval]", 1)[1]
+    )  # the light evaluation of tests/quick.toml: what is compared here is the linear probe
     assert main(["run", "--config", str(cfg), "--methods", "ae,simclr"]) == 0  # the default rows
     args = ["compare", "--config", str(cfg), "--methods", "ae,simclr", "--trials", "2", "--trial-epochs", "1"]
     assert main([*args, "--max-hours", "0.0000001"]) == 2  # the plan, from the stored runs' times

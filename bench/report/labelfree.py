@@ -10,7 +10,6 @@ import math
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from bench.report import labels
 
@@ -47,6 +46,8 @@ def spearman(x, y) -> tuple[float, float]:
     x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
     if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
         return math.nan, math.nan
+    from scipy import stats  # here, not at import: the verbs that draw no page never pay for it
+
     r = stats.spearmanr(x, y)
     return float(r.statistic), float(r.pvalue)
 

@@ -34,7 +34,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 from bench.report import labels
 
@@ -117,6 +116,8 @@ def seeds_only(a: list[float], b: list[float], level: float = LEVEL) -> Interval
 
 
 def _interval(mean, var, df, seeds, basis, level) -> Interval:
+    from scipy import stats  # here, not at import: the verbs that draw no page never pay for scipy.stats
+
     half = stats.t.ppf(0.5 + level / 2, df) * math.sqrt(max(var, 0.0)) if df > 0 else math.inf
     return Interval(mean, mean - half, mean + half, seeds, basis)
 
