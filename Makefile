@@ -47,7 +47,7 @@ bench-mnist: .venv/installed  ## -> results/mnist.md
 
 CIFAR10 := $(PY) -m bench run --config configs/cifar10.toml --dataset $(or $(CIFAR10_DATASET),cifar10-jpeg)
 # `unet` with skips=false is the `ae` network exactly (bench-mnist shows the same numbers), so the
-# U-Net ablation here is skip_drop. A CIFAR-10 run is ~8 min here (view-based learners, 40 epochs, ~25).
+# U-Net ablation here is skip_drop. What a run costs: results/status.md.
 bench-cifar10: .venv/installed  ## -> results/cifar10-jpeg.md (CIFAR10_DATASET=cifar10 for the original files)
 	$(CIFAR10)
 	$(CIFAR10) --methods unet --set methods.unet.skip_drop=0.5
@@ -60,9 +60,8 @@ bench-cifar10-gpu: .venv/installed  ## the full-size grid, on a GPU
 	$(PY) -m bench run --config configs/cifar10-gpu.toml --dataset $(or $(CIFAR10_DATASET),cifar10-jpeg)
 
 # Transfer: trained on one dataset (or some of its classes), probed on another's labels at the main
-# latent size, 3 seeds (results/README.md); the CIFAR-10 class split at seed 0 (~3 h for the split and
-# as much for its in-domain 5-9 runs on 2 cores; SEEDS=0,1,2 for more). Each line resumes: digits ->
-# MNIST ~27 min here, MNIST -> digits ~55 min a seed (BENCH_DATA_DIR as for bench-mnist/-cifar10).
+# latent size, 3 seeds; the CIFAR-10 class split at seed 0 (SEEDS=0,1,2 for more). Each line resumes
+# (BENCH_DATA_DIR as for bench-mnist/-cifar10); what each took: results/status.md.
 bench-transfer: .venv/installed  ## -> results/digits-to-mnist.md, mnist-to-digits.md, the CIFAR-10 class split
 	$(PY) -m bench run --config configs/default.toml --probe-dataset mnist --latent-dims 64
 	$(MNIST) --probe-dataset digits --latent-dims 64

@@ -92,7 +92,8 @@ def test_workers_give_the_in_process_results(reference, tmp_path):
 def test_a_steer_only_grid_on_ray_prints_its_progress(tmp_path):
     """A study's trial is measured by the linear probe alone: its progress line on Ray shows what
     it measured (it once indexed the MLP head and ended in a traceback)."""
-    args = ["--methods", "pca", "--seeds", "0", "--workers", "1", "--set", "eval.steer_only=true"]
+    where = ["--ray-address", CLUSTER] if CLUSTER else ["--workers", "1"]  # a running cluster starts at once
+    args = ["--methods", "pca", "--seeds", "0", *where, "--set", "eval.steer_only=true"]
     done = bench(*GRID, *args, store_dir=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     (line,) = [x for x in done.stdout.splitlines() if x.startswith("[1 done, 0 running, 0 pending")]
@@ -120,16 +121,6 @@ def test_bad_ray_settings_are_one_line(tmp_path, capsys):
         done = bench(*GRID, "--methods", "pca", "--seeds", "0", *args, store_dir=tmp_path)
         assert done.returncode == 2 and words in done.stderr and "Traceback" not in done.stderr, done.stderr
         assert not list((tmp_path / "runs").glob("*/metrics.json"))
-
-
-@needs_cluster
-def test_grid_on_a_cluster_stores_one_run_per_spec(reference, tmp_path):
-    done = bench(
-        *GRID, "--methods", "ae,pca,simclr", "--seeds", "0,1", "--ray-address", CLUSTER, store_dir=tmp_path
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    same_results(stored(tmp_path), reference)
-    assert len(list((tmp_path / "runs").iterdir())) == 6
 
 
 def _wait_for(predicate, timeout=600, what=""):
@@ -181,6 +172,9 @@ def test_a_terminated_driver_releases_every_claim_and_keeps_what_finished(tmp_pa
 
 @needs_cluster
 def test_killing_the_driver_redoes_nothing_finished(reference, tmp_path):
+    """A grid on the cluster whose driver is killed with SIGKILL after two runs: the same command
+    again runs only the rest, and the cluster's grid stores one run per spec, each with the
+    in-process metrics."""
     args = [*GRID, "--methods", "ae,pca,simclr", "--seeds", "0,1", "--ray-address", CLUSTER]
     driver = bench(*args, store_dir=tmp_path, wait=False, start_new_session=True)
     _wait_for(lambda: len(stored(tmp_path)) >= 2 or driver.poll() is not None, what="two runs")
@@ -194,3 +188,4 @@ def test_killing_the_driver_redoes_nothing_finished(reference, tmp_path):
     for key, mtime in finished.items():  # not redone, not rewritten
         assert (tmp_path / "runs" / key / "metrics.json").stat().st_mtime_ns == mtime
     same_results(stored(tmp_path), reference)
+    assert len(list((tmp_path / "runs").iterdir())) == 6 and not list(tmp_path.rglob("claim.lock"))
