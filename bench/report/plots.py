@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from bench import store  # noqa: E402
+from bench.report.drawn import once  # noqa: E402
 from bench.report.tables import LOSSLESS_DB  # noqa: E402
 
 
@@ -103,6 +104,7 @@ def save(fig, path: Path) -> None:
     store.atomic_write(path, lambda tmp: Path(tmp).write_bytes(buf.getvalue()))
 
 
+@once
 def confusion_png(path: Path, conf: list[list[int]], classes: list[str], title: str) -> None:
     """Row-normalised confusion matrix (rows: true class) with per-class recall on the diagonal."""
     m = np.asarray(conf, dtype=float)
@@ -131,6 +133,7 @@ def confusion_png(path: Path, conf: list[list[int]], classes: list[str], title: 
     save(fig, path)
 
 
+@once
 def recon_grid_png(path: Path, rows: dict[str, np.ndarray], title: str) -> None:
     """One row per entry (e.g. 'input', then one per learner) of uint8 images (N, C, H, W)."""
     n = len(next(iter(rows.values())))
@@ -152,6 +155,7 @@ def recon_grid_png(path: Path, rows: dict[str, np.ndarray], title: str) -> None:
     save(fig, path)
 
 
+@once
 def accuracy_vs_latent_png(path: Path, df, title: str, styles: dict | None = None) -> None:
     """Linear-probe accuracy against latent size, one line per learner (mean +- std over seeds)."""
     styles = styles or palette(df["learner"])
@@ -183,6 +187,7 @@ def accuracy_vs_latent_png(path: Path, df, title: str, styles: dict | None = Non
     save(fig, path)
 
 
+@once
 def label_efficiency_png(
     path: Path, summary, df, fracs: list[str], title: str, styles: dict | None = None
 ) -> None:
@@ -229,6 +234,7 @@ def _takes_latent_dim(method: str) -> bool:
     return registry.trait(method, "takes_latent_dim", True)
 
 
+@once
 def loss_png(path: Path, train: dict, title: str) -> None:
     """The training loss and every loss term the learner logged, per epoch, one panel each
     (the terms live on different scales)."""
@@ -243,6 +249,7 @@ def loss_png(path: Path, train: dict, title: str) -> None:
     save(fig, path)
 
 
+@once
 def accuracy_vs_psnr_png(path: Path, df, title: str, styles: dict | None = None) -> None:
     """Does reconstruction quality predict class information? One point per learner and size."""
     styles = styles or palette(df["learner"])
@@ -272,6 +279,7 @@ def accuracy_vs_psnr_png(path: Path, df, title: str, styles: dict | None = None)
     save(fig, path)
 
 
+@once
 def pareto_png(path: Path, trials, pareto: list[int], names: list[str], title: str) -> None:
     """Every complete trial of a two-objective study; the Pareto-optimal ones highlighted."""
     fig, ax = plt.subplots(figsize=(6, 4.2))

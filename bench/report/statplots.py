@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib import ticker
 
+from bench.report.drawn import once
 from bench.report.plots import plt, save
 from bench.report.significance import Interval
 
@@ -22,6 +23,7 @@ FAMILY_COLOURS = {
 }
 
 
+@once
 def pairwise_png(path: Path, names: list[str], cells: list[list[Interval | None]], title: str) -> None:
     """cells[i][j]: row learner minus column learner, in points; a difference whose 95% interval
     contains zero is shown grey (not a real difference), hatched where it carries no verdict
@@ -75,6 +77,7 @@ def short(name: str) -> str:
     return name.replace("reference: trained with labels", "ref.")
 
 
+@once
 def latent_maps_png(path: Path, panels: list[dict], classes: list[str], title: str) -> None:
     """Small multiples: one t-SNE map per learner (`panels`: name, acc, xy, y; xy None = missing),
     one colour per class, the same limits on every panel."""
@@ -123,6 +126,7 @@ def latent_maps_png(path: Path, panels: list[dict], classes: list[str], title: s
     save(fig, path)
 
 
+@once
 def label_free_png(path: Path, df, corr, title: str) -> None:
     """One scatter per label-free measure against linear accuracy, every run a point, coloured
     by family; each panel's title has the Spearman rho over the counted families."""
