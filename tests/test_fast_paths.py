@@ -96,6 +96,18 @@ def test_gpu_smoke_without_cuda_is_one_line_and_exit_2(capsys, tmp_path, monkeyp
     assert not out.exists()  # nothing is written on a machine that measured nothing
 
 
+def test_make_bench_speed_keeps_what_other_commands_measured():
+    """`make bench-speed` rewrites its own table and targets; every other section of
+    results/speed.md (make bench, make test, the maps, the GPU) is carried over as it was."""
+    from bench.tools import speed
+
+    old = "# Speed\n\n| old table |\n\n## Targets\n\nold\n\n## make test on a fresh clone\n\n346 s\n"
+    old += "\n## GPU\n\nmeasured\n"
+    kept = speed.carried(old)
+    assert "346 s" in kept and "measured" in kept and "old table" not in kept and "## Targets" not in kept
+    assert "## make bench from an empty store\n\nNot measured yet" in kept  # a placeholder
+
+
 def test_speed_sections_are_replaced_in_place(tmp_path):
     from bench.tools import speed
 

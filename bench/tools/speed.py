@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -34,11 +35,23 @@ def load(name: str, data_dir: str | None) -> data.Dataset | None:
         return None
 
 
-# Sections of results/speed.md written by other commands, kept when this one rewrites the file.
+# Sections of results/speed.md that other commands write, with what stands there until they have;
+# every section this command does not write is kept when it rewrites the file.
 KEPT_SECTIONS = {
     "## make bench from an empty store": "Not measured yet: `make bench-fresh`.",
     "## GPU": "Not run yet: `make bench-gpu-smoke` needs a CUDA machine, and none has been available.",
 }
+
+
+def carried(old: str) -> str:
+    """The sections of the old results/speed.md that this command does not write (`make
+    bench-fresh`, `bench-fresh-test`, `bench-maps`, the GPU smoke), as they were; a placeholder for
+    those of KEPT_SECTIONS not measured yet."""
+    others = [h for h in re.findall(r"^## .+$", old, re.M) if h != "## Targets"]
+    return "".join(
+        "\n" + (section(old, h) or f"{h}\n\n{KEPT_SECTIONS[h]}\n")
+        for h in dict.fromkeys([*KEPT_SECTIONS, *others])
+    )
 
 
 def section(text: str, heading: str) -> str | None:
@@ -179,11 +192,7 @@ def main(argv=None) -> None:
         rows.append(evaluator(zp, yp, 10, "MNIST pixels (the raw-pixel run's evaluation)"))
     text = render(rows, gflops, notes) + "\n" + targets(rows, gflops)
     out = Path(args.out)
-    kept = out.read_text() if out.exists() else ""
-    for heading, missing in KEPT_SECTIONS.items():  # measured by other commands: carried over
-        found = section(kept, heading)
-        text += "\n" + (found or f"{heading}\n\n{missing}\n")
-    store.write_text(out, text)
+    store.write_text(out, text + carried(out.read_text() if out.exists() else ""))
     print(text)
 
 
