@@ -100,3 +100,11 @@ def test_the_site_builds_strictly(tmp_path):
     done = subprocess.run(build, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     assert (tmp_path / "site" / "results" / "findings" / "mlp-head" / "index.html").is_file()
+
+
+def test_every_file_the_docs_name_exists():
+    """A path in the docs is a file of the checkout (the two a reader is told to create aside)."""
+    text = "\n".join(page.read_text() for page in PAGES)
+    named = set(re.findall(r"\b(?:bench|methods|tests|configs|examples)/[\w/.-]+\.(?:py|toml)\b", text))
+    created = {"bench/evaluators/ncm.py", "methods/mylearner.py"}  # what a reader writes
+    assert len(named) > 20 and {p for p in named - created if not (ROOT / p).is_file()} == set()
