@@ -277,7 +277,7 @@ from dataclasses import dataclass
 import torch
 
 from bench.checks import at_least
-from bench.evaluators import Column, Evaluator, accuracy, register
+from bench.evaluators import Card, Column, Evaluator, accuracy, register
 
 
 
@@ -289,12 +289,16 @@ class NearestClassMean(Evaluator):
     class Config:
         ncm_shrink: float = at_least(0, 0.0)  # pulls each class mean towards the global one
 
+    def card(self, cfg):
+        return [Card("NCM", "nothing", "-", "-", "test", 1)]
+
     def __call__(self, ctx):
         z, y = ctx.z, ctx.y
         means = torch.stack([z["train"][y["train"] == c].mean(0) for c in range(ctx.num_classes)])
         means = (1 - ctx.cfg.ncm_shrink) * means + ctx.cfg.ncm_shrink * z["train"].mean(0)
-        pred = torch.cdist(z["test"], means).argmin(1)
-        return {"zzncm": {"test_acc": (pred == y["test"]).float().mean().item()}}
+        test = ctx.test("zzncm")
+        pred = torch.cdist(test.z, means).argmin(1)
+        return {"zzncm": {"test_acc": (pred == test.y).float().mean().item()}}
 '''
 
 

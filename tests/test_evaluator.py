@@ -15,7 +15,7 @@ import torch
 
 from bench import config, data, store
 from bench.__main__ import main
-from bench.evaluators import label_efficiency, linear, rankme
+from bench.evaluators import Context, label_efficiency, linear, rankme
 from bench.run import env, evaluate, runner
 from bench.store import compat
 
@@ -51,7 +51,7 @@ def test_label_efficiency_probe_sees_only_the_subset():
     y = {s: torch.arange(4).repeat(n) for s, n in (("train", 50), ("val", 10), ("test", 10))}
     z = {s: centers[v] + torch.randn(len(v), 8, generator=g) for s, v in y.items()}
     cfg = config.EvalConfig(label_fractions=[0.02, 0.5], label_draws=3)
-    out = label_efficiency.label_efficiency(evaluate.standardize(z), y, 4, cfg)
+    out = label_efficiency.label_efficiency(Context(evaluate.standardize(z), z, y, 4, cfg, 0))
     assert out["0.02"]["labels"] == 4 and out["0.5"]["labels"] == 100
     assert len(out["0.02"]["knn"]) == 3 and min(out["0.5"]["linear"]) == 1.0
 

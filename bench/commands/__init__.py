@@ -22,6 +22,7 @@ VERBS = {  # name: the line `python -m bench --help` shows for it
     "runs": "every stored run as one tidy row (CSV), for pandas and notebooks",
     "export": "a run's latents and labels for train, val and test as .npz",
     "verify": "retrain stored runs in a scratch store and compare their metrics",
+    "cost": "count the FLOPs of stored runs from their specs, without retraining",
 }
 
 

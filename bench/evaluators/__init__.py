@@ -51,13 +51,41 @@ def accuracy(entry: str, which: str = "test_acc") -> Callable[[dict], float | No
     return lambda m: (m.get(entry) or {}).get(which) if isinstance(m.get(entry), dict) else None
 
 
+@dataclass(frozen=True)
+class Card:
+    """One line of a protocol card: what an evaluator reports (`measure`), what it chooses
+    (`chooses`, "nothing" where it fits nothing) over which declared range (`over`), on which split
+    (`on`), which split scores it (`scored`), and how many times a run reads the test split for it
+    (`reads`): the audit in bench/run/evaluate.py refuses a run whose evaluator read test more."""
+
+    measure: str
+    chooses: str
+    over: str
+    on: str
+    scored: str
+    reads: int
+
+
+@dataclass(frozen=True)
+class Held:
+    """The test split, as `Context.test` hands it out: standardised latents, raw ones, labels."""
+
+    z: torch.Tensor
+    z_raw: torch.Tensor
+    y: torch.Tensor
+
+
 @dataclass
 class Context:
     """What an evaluator gets: standardised latents `z[split]` (N, D), the raw ones `z_raw`,
-    labels `y[split]`, the resolved `[eval]` config, the run's seed, and for evaluators that
-    declare `needs_model` the frozen model, its data and device. `shared` holds what several
-    evaluators reuse (the probe's preconditioner); `artifacts` what the run stores beside its
-    metrics (the reconstruction grid)."""
+    labels `y[split]` of the training and validation splits, the resolved `[eval]` config, the
+    run's seed, and for evaluators that declare `needs_model` the frozen model, its data and
+    device. `shared` holds what several evaluators reuse (the probe's preconditioner);
+    `artifacts` what the run stores beside its metrics (the reconstruction grid).
+
+    The test split is held back: an evaluator reads it through `test(read)` (latents) or
+    `test_images(read)` (images, for the model), once per number it reports, each read named;
+    `reads` records them for the audit. Dicts given with a "test" entry are taken apart here."""
 
     z: dict[str, torch.Tensor]
     z_raw: dict[str, torch.Tensor]
@@ -71,6 +99,29 @@ class Context:
     device: Any = None
     shared: dict = field(default_factory=dict)
     artifacts: dict = field(default_factory=dict)
+    reads: dict[str, list[str]] = field(default_factory=dict)  # evaluator -> the test reads it made
+    reader: str = ""  # the evaluator running now
+    _held: Held | None = field(default=None, repr=False)
+
+    def __post_init__(self):
+        if "test" in self.y:
+            z_raw = self.z_raw.get("test", self.z.get("test"))
+            self._held = Held(self.z["test"], z_raw, self.y["test"])
+            self.z, self.z_raw, self.y = (
+                {k: v for k, v in d.items() if k != "test"} for d in (self.z, self.z_raw, self.y)
+            )
+
+    def test(self, read: str) -> Held:
+        """The test split's latents and labels, for the number named `read` (recorded)."""
+        if self._held is None:
+            raise RuntimeError("this context holds no test split")
+        self.reads.setdefault(self.reader, []).append(read)
+        return self._held
+
+    def test_images(self, read: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """The test split's uint8 images and labels, for the model (recorded as a read)."""
+        self.reads.setdefault(self.reader, []).append(read)
+        return self.data.x_test, self.data.y_test
 
 
 @dataclass(frozen=True)
@@ -137,6 +188,11 @@ class Evaluator:
         learner and latent size; `runs`: one per run, tables.frame), or None."""
         return None
 
+    def card(self, cfg) -> list[Card]:
+        """Its lines of the protocol card under `[eval]` config `cfg`: what it chooses on which
+        split, and how often it reads test (an evaluator that reads no test split: none)."""
+        return []
+
     def refuse(self, cfg, plan: Plan) -> str | None:
         """Before any training: why this `[eval]` config cannot measure a run of `plan` (one
         line naming the field), or None."""
@@ -182,6 +238,11 @@ def register(name: str):
         return cls
 
     return wrap
+
+
+def listed(values) -> str:
+    """A declared range as a card prints it: `{1e-06, 0.0001}`."""
+    return "{" + ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values) + "}"
 
 
 def all() -> list[Evaluator]:  # noqa: A001  (the registry's whole content, in order)

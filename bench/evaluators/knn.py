@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.checks import at_least
-from bench.evaluators import Column, Context, Evaluator, Plan, accuracy, register
+from bench.evaluators import Card, Column, Context, Evaluator, Plan, accuracy, listed, register
 from bench.evaluators.linear import hits
 
 
@@ -45,8 +45,16 @@ class KNN(Evaluator):
         bank, chunk = plan.n["train"] * plan.dim, 1024 * plan.n["train"]
         return 4 * (bank + 2 * chunk), f"the kNN bank of {plan.n['train']} training latents"
 
+    def card(self, cfg) -> list[Card]:
+        return [Card("kNN", "k", listed(cfg.knn_ks), "validation", "test", 1)]
+
     def __call__(self, ctx: Context) -> dict:
-        return {"knn": knn_probe(ctx.z, ctx.y, ctx.num_classes, ctx.cfg.knn_ks)}
+        test = ctx.test("knn")
+        return {
+            "knn": knn_probe(
+                dict(ctx.z, test=test.z), dict(ctx.y, test=test.y), ctx.num_classes, ctx.cfg.knn_ks
+            )
+        }
 
 
 def votes(query, bank, bank_y, k_max, num_classes, chunk=1024):

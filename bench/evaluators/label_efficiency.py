@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 
 from bench.checks import at_least, within
-from bench.evaluators import Context, Evaluator, Plan, register
+from bench.evaluators import Card, Context, Evaluator, Plan, listed, register
 from bench.evaluators.knn import knn_probe
 from bench.evaluators.linear import linear_probe, shared
 
@@ -37,8 +37,21 @@ class LabelEfficiency(Evaluator):
                 )
         return None
 
+    def card(self, cfg) -> list[Card]:
+        subsets = f"on {listed(cfg.label_fractions)} of the training labels x {cfg.label_draws} draws"
+        return [
+            Card(
+                f"linear, kNN {subsets}",
+                "weight decay; k",
+                f"{listed(cfg.probe_weight_decays)}; {listed(cfg.knn_ks)}",
+                "validation (all its labels)",
+                "test",
+                len(cfg.label_fractions) * cfg.label_draws,
+            )
+        ]
+
     def __call__(self, ctx: Context) -> dict:
-        return {"label_efficiency": label_efficiency(ctx.z, ctx.y, ctx.num_classes, ctx.cfg, shared(ctx))}
+        return {"label_efficiency": label_efficiency(ctx, shared(ctx))}
 
     def cells(self, metrics: dict) -> dict:
         """`linear@0.01`: the mean over a run's labelled subsets; `linear@0.01/draws`: every draw,
@@ -55,7 +68,7 @@ class LabelEfficiency(Evaluator):
         return sorted(c for c in columns if "@" in c and "/draws" not in c)
 
 
-def label_efficiency(z: dict, y: dict, num_classes: int, cfg, precond=None) -> dict:
+def label_efficiency(ctx: Context, precond=None) -> dict:
     """Test accuracy of the linear probe and kNN when only a fraction of the training images keep
     their labels: {"0.01": {"labels": n, "linear": [acc per draw], "knn": [...]}, ...}.
 
@@ -65,12 +78,14 @@ def label_efficiency(z: dict, y: dict, num_classes: int, cfg, precond=None) -> d
     semi-supervised protocol of SimCLR and BYOL; the latents stay standardised (and the probe
     preconditioned) with statistics of all training images, which need no labels.
     """
-    out = {}
+    z, y, cfg, num_classes, out = ctx.z, ctx.y, ctx.cfg, ctx.num_classes, {}
     for fraction in cfg.label_fractions:
         draws = {"linear": [], "knn": []}
         for draw in range(cfg.label_draws):
             idx = balanced_subset(y["train"], fraction, draw)
-            zs, ys = dict(z, train=z["train"][idx]), dict(y, train=y["train"][idx])
+            test = ctx.test(f"{fraction:g} draw {draw}")  # one read: both probes score it
+            zs = {"train": z["train"][idx], "val": z["val"], "test": test.z}
+            ys = {"train": y["train"][idx], "val": y["val"], "test": test.y}
             lin = linear_probe(zs, ys, num_classes, cfg.probe_weight_decays, cfg.probe_max_iter, precond)
             draws["linear"].append(lin["test_acc"])
             draws["knn"].append(knn_probe(zs, ys, num_classes, cfg.knn_ks)["test_acc"])

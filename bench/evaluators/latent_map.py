@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from bench.checks import at_least
-from bench.evaluators import Column, Context, Evaluator, register
+from bench.evaluators import Card, Column, Context, Evaluator, register
 
 ALGORITHM = "t-SNE (scikit-learn, perplexity 30, PCA init, seed 0)"
 
@@ -30,12 +30,18 @@ class LatentMap(Evaluator):
     class Config:
         map_points: int = at_least(0, 2000)  # test latents in the 2-D map (0: no map)
 
+    def card(self, cfg) -> list[Card]:
+        if not cfg.map_points:
+            return []
+        return [Card("latent map", "nothing (t-SNE, fixed settings)", "-", "-", "test (drawn)", 1)]
+
     def __call__(self, ctx: Context) -> dict:
         if ctx.steer_only or ctx.cfg.map_points == 0:
             return {"latent_map": None}
-        y = ctx.y["test"].numpy()
+        test = ctx.test("latent_map")
+        y = test.y.numpy()
         index = sample(y, ctx.num_classes, ctx.cfg.map_points)
-        xy = embed(ctx.z["test"][torch.as_tensor(index)].numpy(), y[index])
+        xy = embed(test.z[torch.as_tensor(index)].numpy(), y[index])
         dtype = np.uint8 if ctx.num_classes <= 256 else np.int32
         ctx.artifacts["latent_map"] = {
             "index": index.astype(np.int32),

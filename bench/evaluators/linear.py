@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.checks import at_least
-from bench.evaluators import Column, Context, Evaluator, Plan, accuracy, register
+from bench.evaluators import Card, Column, Context, Evaluator, Plan, accuracy, listed, register
 
 # Recorded with every linear probe (and version 2 below): runs stored before it (plain L-BFGS
 # stopped at 150 steps, short of the optimum) are marked in the tables and chosen by
@@ -48,15 +48,24 @@ class Linear(Evaluator):
         lbfgs = 4 * (2 * 20 + 4) * (d + 1) * k + 3 * 4 * plan.n["train"] * k  # history, logits
         return gram + lbfgs + 8 * k * k, f"the probe's {d}x{d} preconditioner"
 
+    def card(self, cfg) -> list[Card]:
+        return [Card("linear", "weight decay", listed(cfg.probe_weight_decays), "validation", "test", 1)]
+
     def __call__(self, ctx: Context) -> dict:
+        test = ctx.test("linear")
         result = linear_probe(
-            ctx.z, ctx.y, ctx.num_classes, ctx.cfg.probe_weight_decays, ctx.cfg.probe_max_iter, shared(ctx)
+            dict(ctx.z, test=test.z),
+            dict(ctx.y, test=test.y),
+            ctx.num_classes,
+            ctx.cfg.probe_weight_decays,
+            ctx.cfg.probe_max_iter,
+            shared(ctx),
         )
         pred = result.pop("test_pred")
         if ctx.steer_only:  # a study's trial: its objective only
             return {"linear": result, "confusion": None}
-        ctx.artifacts["predictions"] = predictions(pred, ctx.y["test"], ctx.num_classes)
-        return {"linear": result, "confusion": confusion(pred, ctx.y["test"], ctx.num_classes)}
+        ctx.artifacts["predictions"] = predictions(pred, test.y, ctx.num_classes)
+        return {"linear": result, "confusion": confusion(pred, test.y, ctx.num_classes)}
 
 
 def shared(ctx: Context) -> tuple[torch.Tensor, torch.Tensor]:
@@ -122,6 +131,43 @@ def fit_logreg(x, y, k, wd, max_iter, init=None, precond=None, stats=None) -> to
     opt.step(closure)
     if stats is not None:  # for results/speed.md: evaluations of the objective and its gradient
         stats["evals"] = opt.state[v]["func_evals"]
+    return weights(v.detach())
+
+
+def fit_logreg_many(x, y, k, wd, max_iter, precond) -> torch.Tensor:
+    """P independent problems of `fit_logreg` at once: latents x (P, N, D), labels y (P, N),
+    weight decays wd (P,), one preconditioner; returns W (P, D+1, K). Their objectives are summed
+    and nothing couples them, so the joint optimum is each problem's own; one L-BFGS over the sum
+    runs P small fits as batched matmuls (few-shot episodes: tens of problems of tens of images)."""
+    n = x.shape[1]
+    u, r = precond
+    penalty = wd[:, None, None] * r.pow(2)[None, :, None]  # (P, D, 1)
+    onehot = F.one_hot(y, k).to(x.dtype)  # (P, N, K)
+    v = x.new_zeros(x.shape[0], x.shape[2] + 1, k)
+
+    def weights(v):
+        return torch.cat([u @ (r[:, None] * v[:, :-1]), v[:, -1:]], 1)
+
+    opt = torch.optim.LBFGS(
+        [v],
+        lr=1,
+        max_iter=max_iter,
+        history_size=20,
+        tolerance_grad=1e-5,
+        tolerance_change=1e-9,
+        line_search_fn="strong_wolfe",
+    )
+
+    def closure():
+        w = weights(v)
+        logp = torch.baddbmm(w[:, -1:], x, w[:, :-1]).log_softmax(2)  # (P, N, K)
+        loss = -(logp * onehot).sum() / n + 0.5 * (penalty * v[:, :-1].pow(2)).sum()
+        g = (logp.exp() - onehot) / n
+        g_w = torch.bmm(x.transpose(1, 2), g)  # (P, D, K)
+        v.grad = torch.cat([r[:, None] * (u.T @ g_w) + penalty * v[:, :-1], g.sum(1, keepdim=True)], 1)
+        return loss
+
+    opt.step(closure)
     return weights(v.detach())
 
 

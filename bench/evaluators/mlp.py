@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.checks import above, at_least, within
-from bench.evaluators import Column, Context, Evaluator, Plan, accuracy, register
+from bench.evaluators import Card, Column, Context, Evaluator, Plan, accuracy, listed, register
 
 BATCH = 512
 
@@ -115,8 +115,15 @@ class MLP(Evaluator):
             "that does not carry to test."
         )
 
+    def card(self, cfg) -> list[Card]:
+        lrs = listed([cfg.mlp_lr * f for f in cfg.mlp_lr_factors])
+        over = f"lr {lrs} x weight decay {listed(cfg.mlp_weight_decays)} x rounds 1-{cfg.mlp_max_epochs}"
+        return [Card("MLP", "learning rate, weight decay, rounds", over, "validation", "test", 1)]
+
     def __call__(self, ctx: Context) -> dict:
-        return {"mlp": mlp_probe(ctx.z, ctx.y, ctx.num_classes, ctx.cfg, ctx.seed)}
+        test = ctx.test("mlp")
+        z, y = dict(ctx.z, test=test.z), dict(ctx.y, test=test.y)
+        return {"mlp": mlp_probe(z, y, ctx.num_classes, ctx.cfg, ctx.seed)}
 
 
 def _pm(mean, std=None) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from bench.evaluators import Column, Context, Evaluator, Plan, register
+from bench.evaluators import Card, Column, Context, Evaluator, Plan, register
 
 
 @register("rankme")
@@ -23,6 +23,9 @@ class RankMe(Evaluator):
         return 8 * (
             plan.n["train"] * plan.dim + 3 * side * side
         ), f"the {side}x{side} Gram matrix of {self.name}"
+
+    def card(self, cfg) -> list[Card]:
+        return [Card("RankMe", "nothing", "-", "-", "training latents, no labels", 0)]
 
     def __call__(self, ctx: Context) -> dict:
         return {"rankme": rankme(ctx.z_raw["train"])}

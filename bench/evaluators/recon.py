@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from bench.evaluators import Column, Context, Evaluator, Plan, register
+from bench.evaluators import Card, Column, Context, Evaluator, Plan, register
 from bench.nets import ssim
 
 
@@ -31,16 +31,18 @@ class Reconstruction(Evaluator):
             return f"images of {height}x{width} px: SSIM needs at least 2x2 px; use larger images"
         return None
 
+    def card(self, cfg) -> list[Card]:
+        return [Card("MSE, PSNR, SSIM", "nothing", "-", "-", "test (learners that reconstruct)", 1)]
+
     def __call__(self, ctx: Context) -> dict:
         if not ctx.model.reconstructs:
             return {"recon": None, "recon_val": None}
         out = {"recon_val": reconstruction(ctx.model, ctx.data.x_val, ctx.device), "recon": None}
         if not ctx.steer_only:
-            out["recon"] = reconstruction(ctx.model, ctx.data.x_test, ctx.device)
+            x_test, y_test = ctx.test_images("recon")
+            out["recon"] = reconstruction(ctx.model, x_test, ctx.device)
             # the grid is kept small in the store, so the report can compare learners later
-            ctx.artifacts["recon"] = grid_reconstructions(
-                ctx.model, ctx.data.x_test, ctx.data.y_test, ctx.device
-            )
+            ctx.artifacts["recon"] = grid_reconstructions(ctx.model, x_test, y_test, ctx.device)
         return out
 
 

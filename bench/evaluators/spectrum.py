@@ -8,7 +8,7 @@ import math
 
 import torch
 
-from bench.evaluators import Column, Context, Evaluator, Plan, register
+from bench.evaluators import Card, Column, Context, Evaluator, Plan, register
 
 
 def _entry(name: str):
@@ -29,6 +29,9 @@ class Spectrum(Evaluator):
         return 8 * (
             plan.n["train"] * plan.dim + 3 * side * side
         ), f"the {side}x{side} Gram matrix of {self.name}"
+
+    def card(self, cfg) -> list[Card]:
+        return [Card("alpha-ReQ, NESum, stable rank", "nothing", "-", "-", "training latents, no labels", 0)]
 
     def __call__(self, ctx: Context) -> dict:
         z = ctx.z_raw["train"].double()

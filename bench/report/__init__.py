@@ -10,7 +10,7 @@ and study_pages.py the transfer and study pages.
 from __future__ import annotations
 
 from bench import store
-from bench.report import labels, page, plots, sections, study_pages, tables, transfer
+from bench.report import card, cost, fewshot, labels, page, plots, sections, study_pages, tables, transfer
 
 
 def write_all(redraw_runs: bool = False) -> list:
@@ -103,6 +103,9 @@ def write(name: str, every: list[dict]):
             "real": sections.real_differences(name, title, summary, df, intervals, right),
             "maps": sections.latent_maps(name, title, summary, df, classes),
             "label_free": sections.label_free(name, title, summary, df),
+            "fewshot": fewshot.section(name, title, summary, df),
+            "cost": cost.section(name, title, summary, df, runs),
+            "card": card.section(runs, title),
         }
     path = out / f"{name}.md"
     store.write_text(path, page.render(title, runs, df, summary, figures, every, more))

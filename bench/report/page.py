@@ -17,7 +17,7 @@ PROTOCOL = (
     "Learners train on training images only (no labels), then are frozen. Latents are extracted "
     "once in eval mode and standardised with training statistics. A fixed, seeded validation slice "
     "of the training split picks every evaluator hyperparameter (probe weight decay, {mlp}, "
-    "kNN k); the test split is scored once per run. Linear = multinomial logistic regression "
+    "kNN k); the test split is read once per reported number. Linear = multinomial logistic regression "
     "(L-BFGS), MLP = one hidden layer, kNN = cosine majority vote. Reconstruction metrics are on "
     "the test split, pixels in [0, 1] (PSNR capped at 100 dB: lossless). The encoder's weights "
     "are checked unchanged by evaluation."
@@ -42,7 +42,13 @@ def render(title: str, runs: list[dict], df, summary, figures: dict, every: list
         "",
         f"- **Data:** {c0['dataset']['provenance']}; train {n.get('train')}, validation "
         f"{n.get('val')}, test {n.get('test')} images.",
-        f"- **Protocol:** {protocol(runs)}",
+        f"- **Protocol:** {protocol(runs)}"
+        + (
+            " The [protocol card](#protocol-card) says, per measure, what chose it and how often test "
+            "was read."
+            if more.get("card")
+            else ""
+        ),
         f"- **Budget (trained learners):** {_budgets(runs)}; baselines are not trained. A learner "
         "whose name lists a setting was asked for it beyond this protocol (`--set`, its own config "
         "table or a study), and differs from the plain row in that setting only.",
@@ -106,6 +112,7 @@ def render(title: str, runs: list[dict], df, summary, figures: dict, every: list
             "",
             *([f"![accuracy vs labels used]({figures['labels']})", ""] if "labels" in figures else []),
         ]
+    lines += more.get("fewshot", []) + more.get("cost", [])
     lines += tuned.section(every, runs, summary, df)
     ablations = tables.ablation_table(summary)
     if ablations:
@@ -129,6 +136,7 @@ def render(title: str, runs: list[dict], df, summary, figures: dict, every: list
             "",
         ]
     lines += more.get("maps", []) + more.get("label_free", [])
+    lines += more.get("card", [])
     lines += [
         "## Confusion matrix of the best learner",
         "",

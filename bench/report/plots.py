@@ -162,7 +162,7 @@ def accuracy_vs_latent_png(path: Path, df, title: str, styles: dict | None = Non
     fig, ax = plt.subplots(figsize=(7.5, 4.6))
     for label, g in df.groupby("learner", sort=True):
         g = g.sort_values("latent_dim")
-        if not _takes_latent_dim(g["method"].iloc[0]):  # one point at the image size: a line reads better
+        if not takes_latent_dim(g["method"].iloc[0]):  # one point at the image size: a line reads better
             ax.axhline(
                 g["linear_mean"].iloc[0],
                 color="gray",
@@ -194,13 +194,13 @@ def label_efficiency_png(
     """Linear-probe accuracy against the number of labelled training images, one line per learner
     at the latent size most learners share (baselines without a latent size at theirs)."""
     have = summary[summary[f"linear@{fracs[0]}_mean"].notna()]
-    dims = have.loc[[_takes_latent_dim(m) for m in have["method"]], "latent_dim"]
+    dims = have.loc[[takes_latent_dim(m) for m in have["method"]], "latent_dim"]
     dim = dims.mode().max() if len(dims) else None  # ties: the largest size
     counts = [int(df[f"labels@{f}"].dropna().iloc[0]) for f in fracs]
     full = int(round(counts[-1] / float(fracs[-1])))
     styles = styles or palette(summary["learner"])
     fig, ax = plt.subplots(figsize=(7.5, 4.6))
-    shown = have[[not _takes_latent_dim(m) or d == dim for m, d in zip(have["method"], have["latent_dim"])]]
+    shown = have[[not takes_latent_dim(m) or d == dim for m, d in zip(have["method"], have["latent_dim"])]]
     for _, s in shown.iterrows():
         y = [s[f"linear@{f}_mean"] for f in fracs] + [s["linear_mean"]]
         err = [s[f"linear@{f}_std"] for f in fracs] + [s["linear_std"]]
@@ -228,7 +228,7 @@ def palette(learners) -> dict[str, dict]:
     }
 
 
-def _takes_latent_dim(method: str) -> bool:
+def takes_latent_dim(method: str) -> bool:
     from bench import registry
 
     return registry.trait(method, "takes_latent_dim", True)

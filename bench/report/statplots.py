@@ -158,3 +158,49 @@ def label_free_png(path: Path, df, corr, title: str) -> None:
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     save(fig, path)
+
+
+@once
+def fewshot_png(path: Path, lines: dict[str, list[tuple]], styles: dict, title: str) -> None:
+    """Linear-probe accuracy against k labelled images a class, one line per learner:
+    lines[learner] = [(k, mean, half-width of the 95% interval), ...]."""
+    fig, ax = plt.subplots(figsize=(7.5, 4.6))
+    ks = sorted({k for points in lines.values() for k, _, _ in points})
+    for learner, points in lines.items():
+        k, mean, half = zip(*points)
+        err = np.nan_to_num(np.asarray(half, float) * 100)
+        ax.errorbar(k, np.asarray(mean) * 100, yerr=err, capsize=3, label=learner, **styles[learner])
+    ax.set_xscale("log")
+    ax.set_xticks(ks, [str(k) for k in ks])
+    ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+    ax.set(xlabel="labelled training images per class (k)", ylabel="linear probe test accuracy (%)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    save(fig, path)
+
+
+@once
+def frontier_png(path: Path, points: list[tuple], styles: dict, title: str) -> None:
+    """Linear accuracy against total training FLOPs, one point per learner: points =
+    [(learner, FLOPs or 0 for an untrained baseline, accuracy, on the frontier)]. Untrained
+    baselines sit at the left edge; the Pareto frontier (no cheaper point is as accurate) is a line."""
+    trained = [p[1] for p in points if p[1] > 0]
+    floor = min(trained) / 10 if trained else 1.0
+    fig, ax = plt.subplots(figsize=(7.5, 4.6))
+    for learner, flops, acc, _ in points:
+        style = {k: v for k, v in styles[learner].items() if k != "ls"}
+        ax.scatter(flops or floor, acc * 100, label=learner, s=36, **style)
+    front = sorted((flops or floor, acc * 100) for _, flops, acc, on in points if on)
+    if front:
+        ax.plot(*zip(*front), color="0.3", lw=1, ls="--", zorder=0, label="Pareto frontier")
+    ax.set_xscale("log")
+    ax.axvline(floor * 3, color="0.8", lw=0.8)
+    ax.set(
+        xlabel="training FLOPs (total; untrained baselines at the left)",
+        ylabel="linear probe test accuracy (%)",
+    )
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    save(fig, path)

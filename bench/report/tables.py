@@ -217,3 +217,49 @@ def ablation_table(summary: pd.DataFrame) -> str | None:
             if row not in rows:
                 rows.append(row)
     return labels.markdown(pd.DataFrame(rows)) if rows else None
+
+
+def fewshot_frame(summary: pd.DataFrame, df: pd.DataFrame) -> pd.DataFrame:
+    """One row per (learner, latent size, probe, k) measured by k-shot episodes: the mean over
+    seeds x episodes and the half-width of its 95% t-interval (bench/evaluators/fewshot.py)."""
+    from bench.evaluators.fewshot import FewShot, interval, shots
+
+    rows = []
+    for s in summary.itertuples():
+        mine = df[(df["learner"] == s.learner) & (df["latent_dim"] == s.latent_dim)]
+        for probe, name in FewShot.probes:
+            for k in shots(df.columns):
+                column = f"{probe}-{k}shot/draws"
+                values = [v for cell in mine.get(column, []) if isinstance(cell, list) for v in cell]
+                if values:
+                    mean, half, n = interval(values)
+                    rows.append(
+                        {
+                            "learner": s.learner,
+                            "latent_dim": s.latent_dim,
+                            "method": s.method,
+                            "variant": s.variant,
+                            "probe": name,
+                            "k": k,
+                            "mean": mean,
+                            "half": half,
+                            "n": n,
+                        }
+                    )
+    return pd.DataFrame(rows)
+
+
+def fewshot_table(shots: pd.DataFrame) -> str | None:
+    """Test accuracy (%) per learner (rows) and probe x k (columns), mean ± 95% interval."""
+    if shots.empty:
+        return None
+    cells = shots.assign(
+        column=[f"{p} {k}-shot" for p, k in zip(shots["probe"], shots["k"])],
+        cell=[pm(m, h, 100) for m, h in zip(shots["mean"], shots["half"])],
+    )
+    table = cells.pivot_table(
+        index=["learner", "latent_dim"], columns="column", values="cell", aggfunc="first", sort=False
+    )
+    order = [f"{p} {k}-shot" for p in dict.fromkeys(shots["probe"]) for k in sorted(set(shots["k"]))]
+    table = table[[c for c in order if c in table.columns]].fillna("-").reset_index()
+    return labels.markdown(table.rename(columns={"latent_dim": "latent dim"}))

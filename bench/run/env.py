@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import platform
@@ -37,12 +38,33 @@ def native_bf16(device: torch.device) -> bool:
         return False
 
 
+def reset_peak(device: torch.device) -> None:
+    """Start a run's peak memory: CUDA's allocator statistics, or on Linux the process's
+    high-water mark of resident memory (VmHWM, reset by writing 5 to /proc/self/clear_refs), so a
+    run of a grid reports its own peak and not the largest of the process's runs so far."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:  # not Linux, or not allowed: the process's lifetime maximum is what there is
+        pass
+
+
+def peak_memory(device: torch.device) -> tuple[float, str]:
+    """(MB, what it is) since `reset_peak`."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20, "cuda allocated"
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        with open("/proc/self/status") as f:
+            kb = next(line.split()[1] for line in f if line.startswith("VmHWM:"))
+        return int(kb) / 1024, "run's peak RSS"
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "process max RSS"
+
+
 def record(device: torch.device, start: float) -> dict:
-    peak = (
-        torch.cuda.max_memory_allocated(device) / 2**20
-        if device.type == "cuda"
-        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    )
+    peak, kind = peak_memory(device)
     return {
         "env": {
             "git_sha": git_sha(),
@@ -56,7 +78,7 @@ def record(device: torch.device, start: float) -> dict:
             "threads": torch.get_num_threads(),
             "python": platform.python_version(),
             "peak_memory_mb": round(peak, 1),
-            "peak_memory_kind": "cuda allocated" if device.type == "cuda" else "process max RSS",
+            "peak_memory_kind": kind,
             # the machine's load when the run ended: above the core count, other work shared the
             # cores and the run's wall times are longer than on a quiet machine
             "load_avg_1min": round(os.getloadavg()[0], 2),

@@ -9,6 +9,7 @@ not change them (docs/protocol.md, rule 3).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from pathlib import Path
@@ -118,14 +119,42 @@ def preflight(cfg, plan: Plan, what: str, shrink: str = "a smaller latent size")
 
 def run(ctx: Context) -> dict:
     """Every registered evaluator, in order, on `ctx` (a study's trial, `ctx.steer_only`: only
-    those that steer studies); returns their metrics entries and the versions that measured them."""
-    out, versions = {}, {}
+    those that steer studies); returns their metrics entries, the versions that measured them
+    and the protocol card they kept to (`audit`)."""
+    out, versions, card = {}, {}, []
     for e in evaluators.all():
         if (ctx.steer_only and not e.steers) or (e.needs_model and ctx.model is None):
             continue
+        ctx.reader = e.name
         out.update(e(ctx))
+        card += audit(e, ctx)
         versions[e.name] = e.version
-    return {**out, "evaluators": versions}
+    return {**out, "evaluators": versions, "protocol": card}
+
+
+def audit(e, ctx: Context) -> list[dict]:
+    """`e`'s lines of the protocol card with the test reads it made. A number read twice from
+    the test split, or more reads than its card declares (a choice made on test: one read per
+    candidate), refuses the run: nothing is stored."""
+    reads = ctx.reads.get(e.name, [])
+    lines = [dataclasses.asdict(c) for c in e.card(ctx.cfg)]
+    declared = sum(line["reads"] for line in lines)
+    twice = sorted({r for r in reads if reads.count(r) > 1})
+    if twice:
+        raise BenchError(
+            f"evaluator {e.name} read the test split twice for {twice[0]!r}: a test number is read "
+            "once, after the validation slice chose; nothing was stored"
+        )
+    if len(reads) > declared:
+        raise BenchError(
+            f"evaluator {e.name} read the test split {len(reads)} times where its protocol card "
+            f"declares {declared}: choices are made on the validation slice and test is read once per "
+            "number reported; nothing was stored"
+        )
+    for line in lines:  # what it read, in the card's order (an evaluator that measured less reads less)
+        line["reads"], reads = min(line["reads"], len(reads)), reads[line["reads"] :]
+        line["evaluator"] = e.name
+    return lines
 
 
 def on_latents(z: dict, y: dict, num_classes: int, cfg, seed: int, steer_only: bool = False) -> dict:

@@ -138,8 +138,7 @@ def compute(
         given = probe.probe["dataset"]["name"] if probe is not None else "the training data"
         raise BenchError(f"{labels.run(spec.json())}: it is measured on {wanted}, not on {given}")
     start = time.perf_counter()
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
+    env.reset_peak(device)
     method = spec.method
     registry.ensure(method, spec.source)  # an outside learner, in a worker: loaded from its source
     torch.manual_seed(spec.seed)

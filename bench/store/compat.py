@@ -55,6 +55,8 @@ LATER = {
         "mlp_min_steps": 1500,
         "mlp_lr_factors": [1.0, 3.0],
         "mlp_weight_decays": [1e-4, 1e-2],
+        "fewshot_ks": [1, 5, 10, 20],
+        "fewshot_episodes": 10,
     },
 }
 

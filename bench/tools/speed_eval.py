@@ -9,8 +9,8 @@ import warnings
 import torch
 
 from bench import config, data, registry
+from bench.evaluators import Context, label_efficiency, linear, mlp
 from bench.evaluators import knn as knn_eval
-from bench.evaluators import label_efficiency, linear, mlp
 from bench.run import evaluate
 from bench.tools.timing import alternate, timed
 
@@ -126,7 +126,7 @@ def evaluator(z: dict, y: dict, k: int, label: str) -> dict:
         ),
         "MLP": lambda: mlp.mlp_probe(z, y, k, cfg, 0),
         "kNN": lambda: knn_eval.knn_probe(z, y, k, cfg.knn_ks),
-        "label efficiency": lambda: label_efficiency.label_efficiency(z, y, k, cfg, precond),
+        "label efficiency": lambda: label_efficiency.label_efficiency(Context(z, z, y, k, cfg, 0), precond),
     }
     for name, call in calls.items():
         parts[name] = timed(call)
