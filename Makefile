@@ -5,7 +5,7 @@ PY := .venv/bin/python
 export MALLOC_MMAP_MAX_ := 0
 export MALLOC_TRIM_THRESHOLD_ := 100000000000
 
-.PHONY: bench bench-digits bench-compare bench-compare-mnist bench-compare-cifar10 bench-speed bench-maps bench-fresh bench-fresh-test bench-gpu-smoke gpu-bundle bench-parallel bench-mnist bench-cifar10 bench-cifar10-gpu bench-transfer test test-fast lint docs report clean-cache
+.PHONY: bench bench-fewshot-speed bench-digits bench-compare bench-compare-mnist bench-compare-cifar10 bench-speed bench-maps bench-fresh bench-fresh-test bench-gpu-smoke gpu-bundle bench-parallel bench-mnist bench-cifar10 bench-cifar10-gpu bench-transfer test test-fast lint docs report clean-cache
 
 # The pinned lock, then this checkout as an editable package: the `latentbench` command (setuptools
 # warns that a folder named like the package takes precedence: here it is the package).
@@ -87,6 +87,9 @@ bench-compare-cifar10: .venv/installed  ## CIFAR-10 (JPEG q75 copy) -> results/c
 
 bench-speed: .venv/installed  ## the fast paths against scikit-learn and lightly's DataLoader pipeline -> results/speed.md
 	$(PY) -m bench.tools.speed
+
+bench-fewshot-speed: .venv/installed  ## a digits run's evaluation with and without k-shot episodes -> results/speed.md
+	$(PY) -m bench.tools.speed_fewshot
 
 bench-maps: .venv/installed  ## t-SNE against openTSNE and UMAP on 2,000 MNIST latents; bench report timed -> results/speed.md
 	$(PY) -m bench.tools.maps

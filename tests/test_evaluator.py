@@ -138,6 +138,8 @@ def test_report_runs_export_and_verify(capsys, tmp_path, monkeypatch):
     assert f["z_train"].shape == (len(ds.x_train), 8) and np.array_equal(f["y_test"], ds.y_test.numpy())
     assert str(f["run_key"]) == key and "scikit-learn digits" in str(f["provenance"])
     assert json.loads(str(f["config"]))["method"] == "ae" and len(f["classes"]) == 10
+    card = {line["evaluator"]: line for line in json.loads(str(f["protocol"]))}  # audited when measured
+    assert card["linear"]["reads"] == 1 and card["linear"]["audited"] and json.loads(ae["protocol"])
     cached = f["z_test"].copy()
     for sub in ("latents", "ckpt"):  # another machine: no cache of this run
         for p in (store.cache_dir() / sub).glob("*.pt"):

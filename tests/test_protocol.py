@@ -174,3 +174,16 @@ def test_stored_runs_get_their_flops_from_the_spec(capsys):
         assert filled["cost"][key] == measured["cost"][key]
     assert {k: v for k, v in filled.items() if k != "cost"} == old
     assert "1 had them" in (main(["cost"]) == 0 and capsys.readouterr().out)
+
+
+def test_a_dataset_without_its_own_config_is_named_with_the_command_that_tunes_there(capsys):
+    from bench.run.session import Setup
+
+    Setup(dataset="fashion-mnist").resolve()
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("settings:"))
+    assert (
+        "fashion-mnist has no config of its own" in line and "the learners run with their defaults," in line
+    )
+    assert "`python -m bench compare --dataset fashion-mnist --latent-dim 16`" in line
+    Setup(dataset="mnist").resolve()
+    assert "settings:" not in capsys.readouterr().out

@@ -18,6 +18,7 @@ import torch
 
 from bench import BenchError, cli, config, data, registry, store
 from bench.data import probes
+from bench.report import card
 from bench.run import evaluate, runner, verify
 from bench.store import output
 from bench.store.spec import EXPORT, RunSpec
@@ -118,6 +119,7 @@ def arrays(run: dict, ds, z: dict) -> dict[str, np.ndarray]:
         provenance=np.array(c["dataset"]["provenance"]),
         run_key=np.array(run["key"]),
         config=np.array(json.dumps(c, sort_keys=True)),
+        protocol=np.array(json.dumps(card.of_run(run))),
     )
     for s in SPLITS:
         if len(out[f"z_{s}"]) != len(out[f"y_{s}"]):

@@ -31,6 +31,7 @@ LAST = [
     "threads",
     "torch",
     "purposes",
+    "protocol",
 ]
 
 

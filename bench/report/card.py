@@ -26,6 +26,19 @@ def eval_config(runs: list[dict]):
     return config.EvalConfig(**{k: v for k, v in values.items() if k in known})
 
 
+def of_run(run: dict) -> list[dict]:
+    """A run's protocol card: the one recorded when it was measured (audited), or for a run
+    measured before the audit, its evaluators' cards at its `[eval]` settings, marked unaudited."""
+    recorded = run["metrics"].get("protocol")
+    if isinstance(recorded, list):
+        return [{**line, "audited": True} for line in recorded]
+    return [
+        {**dataclasses.asdict(c), "evaluator": e.name, "audited": False}
+        for e in evaluators.all()
+        for c in e.card(eval_config([run]))
+    ]
+
+
 def section(runs: list[dict], dataset: str) -> list[str]:
     ok = [r for r in runs if r["metrics"].get("status") == "ok"]
     if not ok:

@@ -37,10 +37,10 @@ def section(slug: str, title: str, summary, df) -> list[str]:
         "",
         f"Test accuracy (%) of the linear probe and kNN fitted on k labelled training images of each "
         f"of the {classes} classes, over seeded episodes (episode e draws the same images for every "
-        "learner and seed; its 1-shot set is inside its 5-shot set); mean over seeds x episodes ± the "
-        "half-width of its 95% t-interval. The validation slice (all its labels) picks the weight decay "
-        "and k per episode; each episode's test score is read once. Runs stored before this evaluator "
-        "existed show `-`.",
+        "learner and seed; its 1-shot set is inside its 5-shot set); mean over seeds x episodes (their "
+        "number: *episodes*) ± the half-width of its 95% t-interval. The validation slice (all its "
+        "labels) picks the weight decay and k per episode; each episode's test score is read once. "
+        "Runs stored before this evaluator existed show `-`.",
         "",
         table,
         "",

@@ -71,6 +71,7 @@ def frame(runs: list[dict]) -> pd.DataFrame:
                 "torch": env.get("torch"),
                 "overrides": json.dumps(c.get("overrides", {}), sort_keys=True),
                 "purposes": ",".join(c.get("purposes", [])),
+                "protocol": json.dumps(m["protocol"]) if isinstance(m.get("protocol"), list) else None,
             }
         )
     return pd.DataFrame(rows)
@@ -261,5 +262,7 @@ def fewshot_table(shots: pd.DataFrame) -> str | None:
         index=["learner", "latent_dim"], columns="column", values="cell", aggfunc="first", sort=False
     )
     order = [f"{p} {k}-shot" for p in dict.fromkeys(shots["probe"]) for k in sorted(set(shots["k"]))]
-    table = table[[c for c in order if c in table.columns]].fillna("-").reset_index()
-    return labels.markdown(table.rename(columns={"latent_dim": "latent dim"}))
+    table = table[[c for c in order if c in table.columns]].fillna("-")
+    episodes = shots.groupby(["learner", "latent_dim"], sort=False)["n"].max()  # seeds x episodes pooled
+    table["episodes"] = episodes.reindex(table.index).astype(int)
+    return labels.markdown(table.reset_index().rename(columns={"latent_dim": "latent dim"}))

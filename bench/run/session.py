@@ -20,6 +20,7 @@ DATASET_CONFIGS = {
     "cifar10": "cifar10.toml",
     "cifar10-jpeg": "cifar10.toml",
 }
+CONFIGS = ("digits", "mnist", "cifar10")  # the datasets a config was made for, as a line names them
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,14 @@ class Setup:
             cfg.probe.dataset = cfg.data.name  # one dataset split by class: probed on its other classes
         for name in cfg.grid_methods():
             registry.get(name)
+        if (slug := data.slug(cfg.data.name)) not in DATASET_CONFIGS:
+            made = "their defaults" + (f" and {self.config_name()}" if path is not None else "")
+            print(
+                f"settings: {slug} has no config of its own (configs/ holds {', '.join(CONFIGS)}): the "
+                f"learners run with {made}, chosen for another dataset; `python -m bench compare "
+                f"--dataset {cfg.data.name} --latent-dim {cfg.grid.latent_dims[0]}` tunes every learner "
+                "at equal budget on it"
+            )
         return cfg
 
     def load(self, cfg: config.Config) -> data.Dataset:
