@@ -57,7 +57,7 @@ def page(name: str, every: list[dict]) -> str | None:
         on_b, on_a = home_b.get(key), home_a.get(key)
         rows.append(
             {
-                "learner": s.learner + (" †" if s.uncommitted else ""),
+                "learner": s.learner + (" †" if s.uncommitted else "") + (" ‡" if s.stale else ""),
                 "latent dim": int(s.latent_dim),
                 f"linear % on {b_side}": tables.pm(s.linear_mean, s.linear_std, 100),
                 "MLP %": tables.pm(s.mlp_mean, s.mlp_std, 100),
@@ -92,10 +92,27 @@ def page(name: str, every: list[dict]) -> str | None:
         "",
         table,
         "",
+        *_stale(df),
         *_ranking(summary, asked, home_b, b_side),
         *sections.transfer_gaps(summary, df.assign(like=df["overrides"].map(_like)), rows_b, a_side, b_side),
     ]
     return "\n".join(lines) + "\n"
+
+
+def _stale(df) -> list[str]:
+    """The ‡ footnote: which evaluator's older numbers a marked row holds, and the command that
+    re-measures them."""
+    from bench import evaluators
+
+    names = {n for cell in df.loc[df["stale"], "stale_by"] for n in cell.split(",") if n}
+    if not names:
+        return []
+    wrong = "; ".join(e.stale_note for e in evaluators.all() if e.name in names and e.stale_note)
+    return [
+        f"‡: some of the row's runs were measured by an older evaluator: {wrong}. `python -m bench "
+        "verify --stale --adopt` re-measures them (retraining them where no checkpoint is cached).",
+        "",
+    ]
 
 
 def side(dataset: dict, d: dict) -> str:
