@@ -1,5 +1,6 @@
 """Transfer: trained on one dataset (or some of its classes), probed on another's labels."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -119,6 +120,15 @@ def test_transfer_from_the_cli_gets_its_own_page(capsys):
     gap = away["metrics"]["linear"]["test_acc"] - own["metrics"]["linear"]["test_acc"]
     assert cells["transfer - in-domain (points)"] == f"{100 * gap:+.2f}"
     assert (cells["verdict"], cells["accounts for"]) == ("1 seed: no verdict", "test images only (1 seed)")
+    # a row measured by a stale evaluator (a version-1 MLP head on digits) is marked, with its footnote
+    folder = store.run_dir(run["key"])
+    metrics = json.loads((folder / "metrics.json").read_text())
+    metrics["evaluators"]["mlp"] = 1
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    assert main(["report"]) == 0
+    page = (store.results_dir() / "digits-classes0-4-to-digits.md").read_text()
+    assert "| ae (data.train_limit=256) ‡ " in page
+    assert "‡: some of the row's runs were measured by an older evaluator: an MLP head stopped" in page
 
 
 def test_a_transfer_gap_is_paired_by_seed_and_by_test_image():
