@@ -87,6 +87,19 @@ def preconditioner(x: torch.Tensor, delta: float = 1e-2) -> tuple[torch.Tensor, 
     return u.to(x.dtype), (lam.clamp_min(0) + delta).rsqrt().to(x.dtype)
 
 
+def lbfgs(v: torch.Tensor, max_iter: int) -> torch.optim.LBFGS:
+    """The probes' optimiser: full-batch L-BFGS with a strong-Wolfe line search on `v`."""
+    return torch.optim.LBFGS(
+        [v],
+        lr=1,
+        max_iter=max_iter,
+        history_size=20,
+        tolerance_grad=1e-5,
+        tolerance_change=1e-9,
+        line_search_fn="strong_wolfe",
+    )
+
+
 def fit_logreg(x, y, k, wd, max_iter, init=None, precond=None, stats=None) -> torch.Tensor:
     """Multinomial logistic regression (mean cross-entropy + wd/2 ||W||^2, bias unpenalised) by
     full-batch L-BFGS; returns W (D+1, K), bias last.
@@ -109,15 +122,7 @@ def fit_logreg(x, y, k, wd, max_iter, init=None, precond=None, stats=None) -> to
     def weights(v):
         return torch.cat([u @ (r[:, None] * v[:-1]), v[-1:]])
 
-    opt = torch.optim.LBFGS(
-        [v],
-        lr=1,
-        max_iter=max_iter,
-        history_size=20,
-        tolerance_grad=1e-5,
-        tolerance_change=1e-9,
-        line_search_fn="strong_wolfe",
-    )
+    opt = lbfgs(v, max_iter)
 
     def closure():
         w = weights(v)
@@ -148,15 +153,7 @@ def fit_logreg_many(x, y, k, wd, max_iter, precond) -> torch.Tensor:
     def weights(v):
         return torch.cat([u @ (r[:, None] * v[:, :-1]), v[:, -1:]], 1)
 
-    opt = torch.optim.LBFGS(
-        [v],
-        lr=1,
-        max_iter=max_iter,
-        history_size=20,
-        tolerance_grad=1e-5,
-        tolerance_change=1e-9,
-        line_search_fn="strong_wolfe",
-    )
+    opt = lbfgs(v, max_iter)
 
     def closure():
         w = weights(v)
