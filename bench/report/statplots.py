@@ -196,6 +196,16 @@ def frontier_png(path: Path, points: list[tuple], styles: dict, title: str) -> N
         ax.plot(*zip(*front), color="0.3", lw=1, ls="--", zorder=0, label="Pareto frontier")
     ax.set_xscale("log")
     ax.axvline(floor * 3, color="0.8", lw=0.8)
+    if len(trained) < len(points):  # the untrained baselines' strip, named
+        ax.text(
+            floor * 1.5,
+            0.02,
+            "untrained",
+            transform=ax.get_xaxis_transform(),
+            ha="center",
+            fontsize=7,
+            color="0.4",
+        )
     ax.set(
         xlabel="training FLOPs (total; untrained baselines at the left)",
         ylabel="linear probe test accuracy (%)",
