@@ -22,7 +22,7 @@ def test_trained_ae_beats_random_encoder_on_mnist_subset(data_dir):
     cfg = Config()
     cfg.data = config.DataConfig(name="mnist", train_limit=6000)
     cfg.train.epochs, cfg.train.batch_size = 3, 128
-    # the linear probe as in every run; the rest of the evaluation (MLP head, label efficiency, map) cut
+    # the linear probe as in every run; the rest (MLP head, label efficiency, few-shot, map) cut
     cfg.eval = config.EvalConfig(
         mlp_max_epochs=1,
         mlp_min_steps=30,
@@ -31,6 +31,8 @@ def test_trained_ae_beats_random_encoder_on_mnist_subset(data_dir):
         label_fractions=[0.1],
         label_draws=1,
         map_points=0,
+        fewshot_ks=[1],
+        fewshot_episodes=1,
     )
     ds = data.load(cfg.data, data_dir, offline=True)
     acc = {}
