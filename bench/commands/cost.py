@@ -38,6 +38,7 @@ def main(args, argv) -> None:
         ds = data.for_run(spec, args.data_dir, args.offline, loaded)
         shape = (method, repr(sorted(spec["method_config"].items())), ds.shape)
         if shape not in counted:
+            registry.ensure(method, spec.get("source"))  # an outside learner: from its recorded source
             torch.manual_seed(0)
             model = registry.create(method, config.method_config(method, spec["method_config"]), ds.shape)
             counted[shape] = cost.count(
