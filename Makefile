@@ -5,7 +5,7 @@ PY := .venv/bin/python
 export MALLOC_MMAP_MAX_ := 0
 export MALLOC_TRIM_THRESHOLD_ := 100000000000
 
-.PHONY: bench bench-fewshot-speed bench-digits bench-compare bench-compare-mnist bench-compare-cifar10 bench-speed bench-maps bench-fresh bench-fresh-test bench-gpu-smoke gpu-bundle bench-parallel bench-mnist bench-cifar10 bench-cifar10-gpu bench-transfer test test-fast lint docs report clean-cache
+.PHONY: site site-screenshot bench-site-speed bench bench-fewshot-speed bench-digits bench-compare bench-compare-mnist bench-compare-cifar10 bench-speed bench-maps bench-fresh bench-fresh-test bench-gpu-smoke gpu-bundle bench-parallel bench-mnist bench-cifar10 bench-cifar10-gpu bench-transfer test test-fast lint docs report clean-cache
 
 # The pinned lock, then this checkout as an editable package: the `latentbench` command (setuptools
 # warns that a folder named like the package takes precedence: here it is the package).
@@ -84,6 +84,16 @@ bench-compare-mnist: .venv/installed  ## MNIST (BENCH_DATA_DIR with MNIST/raw/) 
 bench-compare-cifar10: .venv/installed  ## CIFAR-10 (JPEG q75 copy) -> results/cifar10-jpeg.md
 	$(PY) -m bench compare --config configs/cifar10.toml --dataset $(or $(CIFAR10_DATASET),cifar10-jpeg) \
 	    --latent-dim 256 --trials 12 --trial-epochs 25% --max-hours 30
+
+# The results explorer: static HTML from the store (no training), opened from disk: explorer/index.html.
+site: .venv/installed  ## the results explorer (leaderboard, dataset, transfer, study and run pages) -> explorer/
+	$(PY) -m bench site --out explorer
+
+site-screenshot: site  ## the browser tests on the committed store's explorer; the leaderboard's screenshot -> docs/leaderboard.png
+	BENCH_SITE_DIR=explorer BENCH_SITE_SCREENSHOT=docs/leaderboard.png $(PY) -m pytest -q -p no:xdist tests/test_browser.py
+
+bench-site-speed: .venv/installed  ## the explorer's build (fresh, unchanged, one run changed) and page loads -> results/speed.md
+	$(PY) -m bench.tools.site_speed
 
 bench-speed: .venv/installed  ## the fast paths against scikit-learn and lightly's DataLoader pipeline -> results/speed.md
 	$(PY) -m bench.tools.speed

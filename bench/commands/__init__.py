@@ -23,6 +23,7 @@ VERBS = {  # name: the line `python -m bench --help` shows for it
     "export": "a run's latents and labels for train, val and test as .npz",
     "verify": "retrain stored runs in a scratch store and compare their metrics",
     "cost": "count the FLOPs of stored runs from their specs, without retraining",
+    "site": "the results explorer: static HTML pages from the store, opened from disk",
 }
 
 

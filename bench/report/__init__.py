@@ -25,8 +25,7 @@ def write_all(redraw_runs: bool = False) -> list:
                 title = labels.title(r["config"], r["metrics"].get("latent_dim"))
                 m = r["metrics"]
                 plots.run_figures(store.run_dir(r["key"]), r["config"], m["confusion"], title, m.get("train"))
-    homes = sorted({page_of(r["config"]) for r in runs if not transfer.is_transfer(r)})
-    paths = [p for p in (write(name, runs) for name in homes) if p]
+    paths = [p for p in (write(name, runs) for name in homes(runs)) if p]
     paths += [p for p in (write_transfer(name, runs) for name in transfer.pages(runs)) if p]
     for db in sorted((store.results_dir() / "studies").glob("*.db")):
         url = f"sqlite:///{db}"
@@ -69,13 +68,14 @@ def write_for(cfg: dict, every: list[dict]):
     return (write_transfer if cfg.get("probe") else write)(page_of(cfg), every)
 
 
-def write(name: str, every: list[dict]):
-    """Write results/<name>.md and its plots from the store's in-domain runs whose page it is
-    (`page_of`: a dataset's slug, or its slug and a class subset).
+def homes(every: list[dict]) -> list[str]:
+    """The in-domain pages of the store's runs (`page_of`), in name order."""
+    return sorted({page_of(r["config"]) for r in every if not transfer.is_transfer(r)})
 
-    Study trials, and any run measured only by the linear probe (`eval.steer_only`), are left out
-    (a study has its own page); tuned re-runs are labelled.
-    """
+
+def page_runs(name: str, every: list[dict]) -> list[dict]:
+    """The runs whose rows are on in-domain page `name`: study trials, and any run measured only
+    by the linear probe (`eval.steer_only`), are left out (a study has its own page)."""
     runs = [
         r
         for r in every
@@ -84,7 +84,16 @@ def write(name: str, every: list[dict]):
         and not labels.only_trial(r)
         and not r["metrics"].get("steer_only")
     ]
-    runs = tables.registered(runs)
+    return tables.registered(runs)
+
+
+def write(name: str, every: list[dict]):
+    """Write results/<name>.md and its plots from the store's in-domain runs whose page it is
+    (`page_of`: a dataset's slug, or its slug and a class subset).
+
+    Study trials and steer-only runs are left out (`page_runs`); tuned re-runs are labelled.
+    """
+    runs = page_runs(name, every)
     out = store.results_dir()
     if not runs:
         return None

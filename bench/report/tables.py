@@ -143,7 +143,12 @@ def _cell(s, col: evaluators.Column) -> str:
 
 
 def main_table(summary: pd.DataFrame) -> str:
-    rows = [
+    return labels.markdown(pd.DataFrame(main_rows(summary)))
+
+
+def main_rows(summary: pd.DataFrame) -> list[dict]:
+    """The main table's rows, {header: cell text}, as a page shows them (results explorer too)."""
+    return [
         {
             "learner": s.learner + (" †" if s.uncommitted else "") + (" ‡" if s.stale else ""),
             "latent dim": int(s.latent_dim),
@@ -154,7 +159,6 @@ def main_table(summary: pd.DataFrame) -> str:
         }
         for s in summary.itertuples()
     ]
-    return labels.markdown(pd.DataFrame(rows))
 
 
 def latent_table(summary: pd.DataFrame) -> str:
