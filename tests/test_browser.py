@@ -22,7 +22,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="no headless browser: apt install chromium chromium-driver"),
+    pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="no browser: apt install chromium chromium-driver"),
 ]
 
 

@@ -27,6 +27,7 @@ from bench.run import env
 from bench.tools.speed import replace_section
 
 HEADING = "## Results explorer: build and page load"
+LOAD_MS = "const t = performance.getEntriesByType('navigation')[0]; return t.loadEventEnd - t.startTime;"
 
 
 def timed(out: Path) -> tuple[float, site.Built]:
@@ -50,11 +51,7 @@ def page_loads(out: Path, pages: list[Path]) -> list[tuple[str, float]]:
             times = []
             for _ in range(3):
                 driver.get(page.as_uri())
-                times.append(
-                    driver.execute_script(
-                        "const t = performance.getEntriesByType('navigation')[0]; return t.loadEventEnd - t.startTime;"
-                    )
-                )
+                times.append(driver.execute_script(LOAD_MS))
             rows.append((page.relative_to(out).as_posix(), statistics.median(times)))
     finally:
         driver.quit()
