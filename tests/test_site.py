@@ -135,18 +135,16 @@ def test_the_main_table_is_the_pages_with_run_links_and_filters(digits_site):
 
 def test_a_run_page_has_its_numbers_images_and_the_command_that_reproduces_it(digits_site):
     out, keys, _ = digits_site
-    kept = [
-        k
-        for k in keys
-        if {"recon.npz", "latent_map.npz"} <= {f.name for f in (COMMITTED / "runs" / k).iterdir()}
-    ]
-    run = kept[0]
+    on_page = set(re.findall(r"\| ([0-9a-f]{16}) \|", (COMMITTED / "digits.md").read_text()))
+    files = {k: {f.name for f in (COMMITTED / "runs" / k).iterdir()} for k in on_page}
+    run = sorted(k for k in on_page if {"recon.npz", "latent_map.npz"} <= files[k])[0]
     assert (out / "runs" / run / "recon.png").is_file()
     page = (out / "runs" / f"{run}.html").read_text()
     for part in ("Per-class accuracy", "Confusion matrix", "Training loss", "Reconstructions", "Latent map",
                  "Protocol card", "Provenance", f"python -m bench verify {run}", "config.json"):  # fmt: skip
         assert part in page, part
-    assert "../digits.html#row-" in page  # a link back to its table row
+    assert "../digits.html#row-" in page and f"../digits.html#run-{run}" in page  # back to its rows
+    assert f'id="run-{run}"' in (out / "digits.html").read_text()
 
 
 def test_a_new_evaluator_column_appears_without_editing_the_site(tmp_path, monkeypatch):
