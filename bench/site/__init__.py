@@ -133,7 +133,7 @@ def _write(tmp: Path, previous: Path) -> Built:
             body = html.from_markdown(text, re.sub(r"\W+", "-", rel))
         for key in sorted({m[1] for m in KEY.findall(body)} & keys):
             appears.setdefault(key, []).append((f"{rel}: runs table", f"{rel}.html#run-{key}"))
-        body = KEY.sub(lambda m: _key_cell(m[2], m[1] or "", up, keys), body)
+        body = KEY.sub(lambda m, up=up: _key_cell(m[2], m[1] or "", up, keys), body)
         title = next((line[2:] for line in text.splitlines() if line.startswith("# ")), rel)
         written.append(_put(tmp, f"{rel}.html", html.page(title, body, f"{rel}.html", nav)))
         for src in set(re.findall(r'src="([^":]+\.(?:png|svg|jpg))"', body)):

@@ -252,7 +252,9 @@ def charts_section(page: Page) -> str:
                 lines=True,
             )
         )
-    body = "<h2>Interactive charts</h2><p class=muted>Hover a point to name its row; click it to open its run.</p>"
+    body = (
+        "<h2>Interactive charts</h2><p class=muted>Hover a point to name its row; click it to open its run."
+    )
     body += '<div class="charts">' + "".join(f"<figure>{f}</figure>" for f in figures if f) + "</div>"
     return body + latent_maps(page)
 

@@ -90,8 +90,10 @@ def _classes(run: dict) -> list[str]:
         return []
     names = plots.class_names(run["config"], len(conf))
     totals = conf.sum(1)
-    per = [{"class": esc(n), "test images": f"{t:,}", "accuracy %": f"{100 * conf[i, i] / t:.2f}" if t else "-"}
-           for i, (n, t) in enumerate(zip(names, totals))]  # fmt: skip
+    per = [
+        {"class": esc(n), "test images": f"{t:,}", "accuracy %": f"{100 * conf[i, i] / t:.2f}" if t else "-"}
+        for i, (n, t) in enumerate(zip(names, totals))
+    ]
     head = "".join(f"<th>{esc(n)}</th>" for n in names)
     body = []
     for i, row in enumerate(conf):
@@ -157,7 +159,8 @@ def _protocol(run: dict) -> list[str]:
 def _provenance(m: dict, env: dict) -> list[str]:
     facts = {
         "git commit": env.get("git_sha"),
-        "CPU": f"{env.get('cpu_model', '-')} ({env.get('cpu_capability', '-')}), {env.get('cpu_count', '-')} cores",
+        "CPU": f"{env.get('cpu_model', '-')} ({env.get('cpu_capability', '-')}), "
+        f"{env.get('cpu_count', '-')} cores",
         "device": env.get("device"),
         "torch": env.get("torch"),
         "threads": env.get("threads"),
