@@ -74,8 +74,8 @@ def values_within(lo, hi, default, why: str, *, open_lo: bool = False):
     return _field(default, Rule(f"each in {'(' if open_lo else '['}{lo}, {hi}] ({why})", test))
 
 
-def one_of(options, default):
-    return _field(default, Rule(f"one of {', '.join(map(str, options))}", lambda v: v in options))
+def one_of(options, default, *, each: bool = False):
+    return _field(default, Rule(f"one of {', '.join(map(str, options))}", lambda v: v in options, each))
 
 
 def any_value(default, why: str):

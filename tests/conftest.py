@@ -1,4 +1,5 @@
 import contextlib
+import json
 import os
 import shutil
 from pathlib import Path
@@ -43,6 +44,7 @@ def pytest_collection_modifyitems(config, items):
 
 
 ROOT = Path(__file__).resolve().parent.parent
+COMMITTED = ROOT / "results"  # the committed store, read (copied from) only
 # One quick ae run and the pixels baseline (tests/quick.toml: the digits protocol cut to a test's
 # budget): the grid that the store's healing and fuzz tests break and mend.
 QUICK_GRID = ["run", "--config", str(ROOT / "tests" / "quick.toml"), "--methods", "ae,pixels"]
@@ -133,3 +135,39 @@ def checkout(tmp_path):
     for name in ("pyproject.toml", "requirements.txt"):
         shutil.copy(ROOT / name, copy / name)
     return copy
+
+
+def copy_page(results: Path, page: str = "digits", seeds=None) -> list[str]:
+    """Copy the committed in-domain runs of dataset `page` (its study trials left out: they are on
+    no page) and its Markdown page and figures into the store at `results`; the keys copied."""
+    keys = []
+    for folder in sorted((COMMITTED / "runs").iterdir()):
+        if not (folder / "metrics.json").is_file():
+            continue  # a run being made here (its claim only)
+        cfg = json.loads((folder / "config.json").read_text())
+        if cfg["dataset"]["slug"] != page or cfg.get("probe") or cfg.get("data", {}).get("classes"):
+            continue
+        if all(p.startswith("trial:") for p in cfg.get("purposes", [])) and cfg.get("purposes"):
+            continue
+        if seeds is not None and cfg["seed"] not in seeds:
+            continue
+        shutil.copytree(folder, results / "runs" / folder.name)
+        keys.append(folder.name)
+    if seeds is None:
+        shutil.copy(COMMITTED / f"{page}.md", results / f"{page}.md")
+        for png in COMMITTED.glob(f"{page}-*.png"):
+            shutil.copy(png, results / png.name)
+    return keys
+
+
+@pytest.fixture(scope="session")
+def digits_site(tmp_path_factory):
+    """The explorer of the committed digits runs, built once a session (tests/test_browser.py
+    opens the same one: both modules run on one xdist worker, `xdist_group`)."""
+    root = tmp_path_factory.mktemp("site")
+    keys = copy_page(root / "results")
+    from bench import site, store
+
+    with store.using(store.Store(root / "results", root / "cache")):
+        built = site.build(root / "site")
+    return root / "site", keys, built

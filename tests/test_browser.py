@@ -10,35 +10,27 @@ screenshot there."""
 import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.test_site import COMMITTED, ROOT, copy_page, markdown_linear
+from tests.conftest import COMMITTED
+from tests.test_site import markdown_linear
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.xdist_group("explorer"),  # the explorer tests/test_site.py builds, built once
     pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="no browser: apt install chromium chromium-driver"),
 ]
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
+def built(request):
     if os.environ.get("BENCH_SITE_DIR"):
         return Path(os.environ["BENCH_SITE_DIR"]).resolve()
-    root = tmp_path_factory.mktemp("browser")
-    copy_page(root / "results")
-    env = {**os.environ, "BENCH_RESULTS_DIR": str(root / "results"), "BENCH_CACHE_DIR": str(root / "cache")}
-    done = subprocess.run(
-        [sys.executable, "-m", "bench", "site", "--out", str(root / "site")],
-        env=env, capture_output=True, text=True, cwd=ROOT,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    return root / "site"
+    return request.getfixturevalue("digits_site")[0]
 
 
 @pytest.fixture(scope="module")

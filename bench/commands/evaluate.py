@@ -46,6 +46,14 @@ def show(prefix: str) -> None:
         print("  per-class accuracy (linear probe, test):")
         for i, (name, row) in enumerate(zip(classes, m["confusion"])):
             print(f"    {name:<12} {row[i] / max(1, sum(row)):.2%}  ({sum(row)} images)")
+    cal = m.get("calibration")
+    if isinstance(cal, dict) and "ece" in cal:
+        print(
+            f"  calibration (linear probe, test): ECE {cal['ece']:.2%} -> {cal['ece_ts']:.2%}, NLL "
+            f"{cal['nll']:.3f} -> {cal['nll_ts']:.3f}, Brier {cal['brier']:.4f} -> {cal['brier_ts']:.4f} "
+            f"with temperature {cal['temperature']:.2f} (fitted on validation)"
+        )
+        statplots.reliability_png(run / "reliability.png", cal, labels.title(spec, m.get("latent_dim")))
     train = m.get("train") or {}
     for term, values in {"loss": train.get("loss_per_epoch"), **train.get("terms_per_epoch", {})}.items():
         if values:

@@ -62,6 +62,7 @@ class Linear(Evaluator):
             shared(ctx),
         )
         pred = result.pop("test_pred")
+        ctx.shared["linear_w"] = result.pop("w")
         if ctx.steer_only:  # a study's trial: its objective only
             return {"linear": result, "confusion": None}
         ctx.artifacts["predictions"] = predictions(pred, test.y, ctx.num_classes)
@@ -189,6 +190,7 @@ def linear_probe(z, y, k, weight_decays, max_iter, precond=None) -> dict:
         "weight_decay": wd,
         "solver": SOLVER,
         "test_pred": pred,
+        "w": w,  # the chosen probe (not stored: Linear hands it to calibration and the stress tests)
     }
 
 

@@ -10,7 +10,19 @@ and study_pages.py the transfer and study pages.
 from __future__ import annotations
 
 from bench import store
-from bench.report import card, cost, fewshot, labels, page, plots, sections, study_pages, tables, transfer
+from bench.report import (
+    card,
+    cost,
+    fewshot,
+    labels,
+    page,
+    plots,
+    sections,
+    stress,
+    study_pages,
+    tables,
+    transfer,
+)
 
 
 def write_all(redraw_runs: bool = False) -> list:
@@ -114,6 +126,7 @@ def write(name: str, every: list[dict]):
             "label_free": sections.label_free(name, title, summary, df),
             "fewshot": fewshot.section(name, title, summary, df),
             "cost": cost.section(name, title, summary, df, runs),
+            "stress": stress.section(summary, df),
             "card": card.section(runs, title),
         }
     path = out / f"{name}.md"

@@ -32,9 +32,11 @@ def of_run(run: dict) -> list[dict]:
     recorded = run["metrics"].get("protocol")
     if isinstance(recorded, list):
         return [{**line, "audited": True} for line in recorded]
+    measured = {name for name, version in compat.measured(run["metrics"]).items() if version}
     return [
         {**dataclasses.asdict(c), "evaluator": e.name, "audited": False}
         for e in evaluators.all()
+        if e.name in measured
         for c in e.card(eval_config([run]))
     ]
 
@@ -43,7 +45,8 @@ def section(runs: list[dict], dataset: str) -> list[str]:
     ok = [r for r in runs if r["metrics"].get("status") == "ok"]
     if not ok:
         return []
-    cards = [c for e in evaluators.all() for c in e.card(eval_config(ok))]
+    measured = {name for r in ok for name, version in compat.measured(r["metrics"]).items() if version}
+    cards = [c for e in evaluators.all() if e.name in measured for c in e.card(eval_config(ok))]
     table = pd.DataFrame(
         [
             {

@@ -112,7 +112,7 @@ def render(title: str, runs: list[dict], df, summary, figures: dict, every: list
             "",
             *([f"![accuracy vs labels used]({figures['labels']})", ""] if "labels" in figures else []),
         ]
-    lines += more.get("fewshot", []) + more.get("cost", [])
+    lines += more.get("fewshot", []) + more.get("cost", []) + more.get("stress", [])
     lines += tuned.section(every, runs, summary, df)
     ablations = tables.ablation_table(summary)
     if ablations:

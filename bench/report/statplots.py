@@ -214,3 +214,23 @@ def frontier_png(path: Path, points: list[tuple], styles: dict, title: str) -> N
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     save(fig, path)
+
+
+def reliability_png(path: Path, calibration: dict, title: str) -> None:
+    """A run's reliability diagram (bench/evaluators/calibration.py): each confidence bin's
+    accuracy against its mean confidence, raw and temperature-scaled; the diagonal is calibrated."""
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.8), sharey=True)
+    bins = calibration["bins"]
+    width = 1 / bins
+    for ax, suffix, name in zip(axes, ("", "_ts"), ("probe", f"T = {calibration['temperature']:.2f}")):
+        r = calibration[f"reliability{suffix}"]
+        left = np.arange(bins) * width
+        acc = np.where(np.asarray(r["count"]) > 0, r["accuracy"], np.nan)
+        ax.bar(left, acc, width=width, align="edge", edgecolor="black", linewidth=0.5, label="accuracy")
+        ax.plot([0, 1], [0, 1], "--", color="gray", linewidth=1)
+        ax.set_xlim(0, 1), ax.set_ylim(0, 1)
+        ax.set_xlabel("confidence")
+        ax.set_title(f"{name}: ECE {calibration[f'ece{suffix}'] * 100:.2f}%", fontsize=9)
+    axes[0].set_ylabel("accuracy")
+    fig.suptitle(title, fontsize=9)
+    save(fig, path)

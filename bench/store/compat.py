@@ -57,6 +57,9 @@ LATER = {
         "mlp_weight_decays": [1e-4, 1e-2],
         "fewshot_ks": [1, 5, 10, 20],
         "fewshot_episodes": 10,
+        "ood_sources": ["noise", "gaussian", "inverted"],
+        "ood_images": 2000,
+        "ood_k": 50,
     },
 }
 
