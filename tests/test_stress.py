@@ -2,14 +2,18 @@
 detection from frozen latents (bench/evaluators/calibration.py, ood.py)."""
 
 import math
+import os
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from bench import config, evaluators
-from bench.evaluators import Context, calibration, ood
+from bench.evaluators import Context, calibration, corruptions, ood
 from bench.run import evaluate
+from tests.conftest import ROOT
 
 
 def test_calibration_scores_match_their_definitions():
@@ -101,12 +105,12 @@ def test_a_run_records_calibration_and_ood_with_their_test_reads():
     }
     model = _Encoder()
     z_raw = {s: model.encode(v.float() / 255) for s, v in x.items()}
-    cfg = config.EvalConfig(ood_images=100, ood_k=5, map_points=0)
+    cfg = config.EvalConfig(ood_images=100, ood_k=5, map_points=0, corruption_images=80)
     data = SimpleNamespace(x_val=x["val"], x_test=x["test"], y_test=y["test"])
     ctx = Context(
         evaluate.standardize(z_raw), z_raw, y, k, cfg, 0, model=model, data=data, device=torch.device("cpu")
     )
-    for name in ("linear", "calibration", "ood"):
+    for name in ("linear", "calibration", "ood", "corruptions"):
         e = evaluators.get(name)
         ctx.reader = name
         out = e(ctx)
@@ -121,4 +125,61 @@ def test_a_run_records_calibration_and_ood_with_their_test_reads():
             assert all(0 <= got[f"{s}_auroc"] <= 1 and 0 <= got[f"{s}_fpr95"] <= 1 for s in ("knn", "maha"))
             assert got["sources"]["noise"]["knn"]["auroc"] > 0.9  # noise is far from class blobs
             assert len(ctx.reads["ood"]) == len(cfg.ood_sources) == lines[0]["reads"]
+        if name == "corruptions":
+            bad = out["corruptions"]
+            assert len(ctx.reads["corruptions"]) == 11 * 5 == lines[0]["reads"]
+            assert bad["images"] == 80 and set(bad["accuracy"]) == set(corruptions.CORRUPTIONS)
+            assert bad["drop"] == pytest.approx(bad["clean_acc"] - bad["mean_acc"])
+            assert bad["accuracy"]["contrast"]["5"] <= bad["clean_acc"]
     assert not math.isnan(ctx.shared["linear_w"].sum().item())
+
+
+def digit_images(n=60):
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    return torch.from_numpy((d.images[:n] / 16 * 255).round().astype("uint8"))[:, None]
+
+
+@pytest.mark.parametrize("name", sorted(corruptions.CORRUPTIONS))
+def test_each_corruption_is_deterministic_in_range_and_worse_with_severity(name):
+    """The same uint8 images every call (seeded by name and severity alone). On 32x32 colour
+    images, the size CIFAR-10-C's parameters were set for, the PSNR to the clean images falls with
+    every step of severity; on 8x8 digits and 28x28 grey images the highest severity is worse than
+    the lowest (there, pixelate's factors round to the same width at two severities, and a box
+    filter's aliasing can leave a higher one closer to the clean image)."""
+    colour = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (12, 3, 32, 32)).astype("uint8"))
+    digits = digit_images()
+    grey28 = torch.nn.functional.interpolate(digits.float(), size=(28, 28), mode="bilinear").round().byte()
+    for x in (colour, digits, grey28):
+        psnr = []
+        for severity in corruptions.SEVERITIES:
+            a, b = corruptions.corrupt(x, name, severity), corruptions.corrupt(x, name, severity)
+            assert torch.equal(a, b) and a.dtype == torch.uint8 and a.shape == x.shape
+            mse = ((a.double() - x.double()) ** 2).mean().item()
+            psnr.append(10 * math.log10(255**2 / max(mse, 1e-12)))
+        assert psnr[-1] < psnr[0], (name, x.shape, psnr)
+        if x is colour:
+            assert all(later < earlier + 0.05 for earlier, later in zip(psnr, psnr[1:])), (name, psnr)
+
+
+def test_a_corruption_that_makes_non_finite_pixels_is_an_error_not_a_clip(monkeypatch):
+    monkeypatch.setitem(corruptions.CORRUPTIONS, "contrast", lambda x, s, rng: x * np.nan)
+    with pytest.raises(ValueError, match="non-finite"):
+        corruptions.corrupt(digit_images(4), "contrast", 1)
+
+
+def test_corruption_settings_are_checked_before_any_run(capsys):
+    from bench.__main__ import main
+
+    base = ["run", "--config", str(ROOT / "tests" / "quick.toml"), "--methods", "pca"]
+    for setting, said in [
+        ('eval.corruption_names=["snowstorm"]', "eval.corruption_names"),
+        ("eval.corruption_severities=[6]", "eval.corruption_severities"),
+        ('eval.ood_sources=["cifar"]', "eval.ood_sources"),
+        ("eval.ood_sources=[]", "eval.ood_sources"),
+    ]:
+        assert main([*base, "--set", setting]) == 2
+        err = capsys.readouterr().err
+        assert said in err and len(err.strip().splitlines()) == 1, err
+    assert not (Path(os.environ["BENCH_RESULTS_DIR"]) / "runs").exists()

@@ -54,6 +54,14 @@ def show(prefix: str) -> None:
             f"with temperature {cal['temperature']:.2f} (fitted on validation)"
         )
         statplots.reliability_png(run / "reliability.png", cal, labels.title(spec, m.get("latent_dim")))
+    bad = m.get("corruptions")
+    if isinstance(bad, dict) and bad.get("accuracy"):
+        print(
+            f"  corruptions ({bad['images']} test images, clean {bad['clean_acc']:.2%}): mean "
+            f"{bad['mean_acc']:.2%}, drop {bad['drop'] * 100:.2f} points; accuracy by severity:"
+        )
+        for name, by in bad["accuracy"].items():
+            print(f"    {name:<15} " + "  ".join(f"{s}: {a:.2%}" for s, a in by.items()))
     train = m.get("train") or {}
     for term, values in {"loss": train.get("loss_per_epoch"), **train.get("terms_per_epoch", {})}.items():
         if values:

@@ -126,7 +126,7 @@ def write(name: str, every: list[dict]):
             "label_free": sections.label_free(name, title, summary, df),
             "fewshot": fewshot.section(name, title, summary, df),
             "cost": cost.section(name, title, summary, df, runs),
-            "stress": stress.section(summary, df),
+            "stress": stress.section(name, title, summary, df, runs),
             "card": card.section(runs, title),
         }
     path = out / f"{name}.md"

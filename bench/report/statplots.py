@@ -234,3 +234,48 @@ def reliability_png(path: Path, calibration: dict, title: str) -> None:
     axes[0].set_ylabel("accuracy")
     fig.suptitle(title, fontsize=9)
     save(fig, path)
+
+
+@once
+def severity_png(path: Path, lines: dict[str, list[tuple]], styles: dict, title: str) -> None:
+    """Linear accuracy against corruption severity (0: the same images clean), mean over the
+    corruptions, one line per learner: lines[learner] = [(severity, accuracy), ...]."""
+    fig, ax = plt.subplots(figsize=(7.5, 4.6))
+    for learner, points in lines.items():
+        sev, acc = zip(*points)
+        ax.plot(sev, np.asarray(acc) * 100, label=learner, **styles[learner])
+    ax.set_xticks(range(6), ["clean", "1", "2", "3", "4", "5"])
+    ax.set(xlabel="corruption severity", ylabel="linear probe test accuracy (%)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    save(fig, path)
+
+
+@once
+def corruption_heat_png(
+    path: Path, learners: list[str], names: list[str], acc: np.ndarray, title: str
+) -> None:
+    """Linear accuracy (%) of each learner (rows) under each corruption (columns), mean over
+    severities and seeds."""
+    fig, ax = plt.subplots(figsize=(2.5 + 0.62 * len(names), 1.6 + 0.38 * len(learners)))
+    im = ax.imshow(acc * 100, cmap="viridis", aspect="auto")
+    for i in range(len(learners)):
+        for j in range(len(names)):
+            light = (acc[i, j] - acc.min()) > 0.6 * (acc.max() - acc.min())  # dark text on the bright cells
+            ax.text(
+                j,
+                i,
+                f"{acc[i, j] * 100:.0f}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="black" if light else "white",
+            )
+    ax.set_xticks(
+        range(len(names)), [n.replace("_", " ") for n in names], rotation=40, ha="right", fontsize=7
+    )
+    ax.set_yticks(range(len(learners)), [short(n) for n in learners], fontsize=7)
+    fig.colorbar(im, ax=ax, label="accuracy (%)")
+    ax.set_title(title, fontsize=9)
+    save(fig, path)

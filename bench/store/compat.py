@@ -60,6 +60,21 @@ LATER = {
         "ood_sources": ["noise", "gaussian", "inverted"],
         "ood_images": 2000,
         "ood_k": 50,
+        "corruption_names": [
+            "gaussian_noise",
+            "shot_noise",
+            "impulse_noise",
+            "gaussian_blur",
+            "defocus_blur",
+            "zoom_blur",
+            "fog",
+            "brightness",
+            "contrast",
+            "pixelate",
+            "jpeg",
+        ],
+        "corruption_severities": [1, 2, 3, 4, 5],
+        "corruption_images": 2000,
     },
 }
 
