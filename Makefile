@@ -5,7 +5,7 @@ PY := .venv/bin/python
 export MALLOC_MMAP_MAX_ := 0
 export MALLOC_TRIM_THRESHOLD_ := 100000000000
 
-.PHONY: site site-screenshot bench-site-speed bench bench-fewshot-speed bench-digits bench-compare bench-compare-mnist bench-compare-cifar10 bench-speed bench-maps bench-fresh bench-fresh-test bench-gpu-smoke gpu-bundle bench-parallel bench-mnist bench-cifar10 bench-cifar10-gpu bench-transfer test test-fast lint docs report clean-cache
+.PHONY: site site-screenshot bench-site-speed bench-stress-speed bench bench-fewshot-speed bench-digits bench-compare bench-compare-mnist bench-compare-cifar10 bench-speed bench-maps bench-fresh bench-fresh-test bench-gpu-smoke gpu-bundle bench-parallel bench-mnist bench-cifar10 bench-cifar10-gpu bench-transfer test test-fast lint docs report clean-cache
 
 # The pinned lock, then this checkout as an editable package: the `latentbench` command (setuptools
 # warns that a folder named like the package takes precedence: here it is the package).
@@ -94,6 +94,9 @@ site-screenshot: site  ## the browser tests on the committed store's explorer; t
 
 bench-site-speed: .venv/installed  ## the explorer's build (fresh, unchanged, one run changed) and page loads -> results/speed.md
 	$(PY) -m bench.tools.site_speed
+
+bench-stress-speed: .venv/installed  ## what corruptions, calibration and OOD cost a digits and an MNIST run -> results/speed.md
+	$(PY) -m bench.tools.speed_stress
 
 bench-speed: .venv/installed  ## the fast paths against scikit-learn and lightly's DataLoader pipeline -> results/speed.md
 	$(PY) -m bench.tools.speed
