@@ -183,3 +183,23 @@ def test_corruption_settings_are_checked_before_any_run(capsys):
         err = capsys.readouterr().err
         assert said in err and len(err.strip().splitlines()) == 1, err
     assert not (Path(os.environ["BENCH_RESULTS_DIR"]) / "runs").exists()
+
+
+@pytest.mark.slow
+def test_a_grid_gets_the_under_stress_section_and_a_run_its_reliability_diagram(capsys):
+    from bench import store
+    from bench.__main__ import main
+
+    assert main(["run", "--config", str(ROOT / "tests" / "quick.toml"), "--methods", "ae,pca,pixels"]) == 0
+    page = (store.results_dir() / "digits.md").read_text()
+    section = page.split("## Under stress", 1)[1].split("\n## ", 1)[0]
+    for head in ("corrupted %", "ECE % (T-scaled)", "OOD AUROC % kNN", "FPR@95 % Mahalanobis"):
+        assert head in section, head
+    for figure in ("digits-corruption-severity.png", "digits-corruptions.png"):
+        assert f"]({figure})" in section and (store.results_dir() / figure).is_file()
+    (ae,) = [r for r in store.load_runs() if r["config"]["method"] == "ae"]
+    capsys.readouterr()
+    assert main(["evaluate", ae["key"]]) == 0
+    said = capsys.readouterr().out
+    assert "calibration (linear probe, test): ECE" in said and "contrast" in said
+    assert (store.run_dir(ae["key"]) / "reliability.png").is_file()
