@@ -190,7 +190,8 @@ def test_a_grid_gets_the_under_stress_section_and_a_run_its_reliability_diagram(
     from bench import store
     from bench.__main__ import main
 
-    assert main(["run", "--config", str(ROOT / "tests" / "quick.toml"), "--methods", "ae,pca,pixels"]) == 0
+    quick = ["--config", str(ROOT / "tests" / "quick.toml"), "--set", "eval.corruption_images=100"]
+    assert main(["run", *quick, "--methods", "ae,pca,pixels"]) == 0
     page = (store.results_dir() / "digits.md").read_text()
     section = page.split("## Under stress", 1)[1].split("\n## ", 1)[0]
     for head in ("corrupted %", "ECE % (T-scaled)", "OOD AUROC % kNN", "FPR@95 % Mahalanobis"):

@@ -205,9 +205,11 @@ class Corruptions(Evaluator):
     class Config:
         corruption_names: list[str] = one_of(tuple(CORRUPTIONS), list(CORRUPTIONS), each=True)
         corruption_severities: list[int] = one_of(SEVERITIES, list(SEVERITIES), each=True)
-        corruption_images: int = at_least(1, 2000, hi=1_000_000)  # test images corrupted (a fixed sample)
+        corruption_images: int = at_least(0, 2000, hi=1_000_000)  # test images corrupted (0: not measured)
 
     def card(self, cfg) -> list[Card]:
+        if not cfg.corruption_images:
+            return []
         n = len(set(cfg.corruption_names)) * len(set(cfg.corruption_severities))
         return [
             Card(
@@ -223,8 +225,8 @@ class Corruptions(Evaluator):
 
     def __call__(self, ctx: Context) -> dict:
         w = ctx.shared.get("linear_w")
-        if w is None:
-            return {}
+        if w is None or not ctx.cfg.corruption_images:
+            return {"corruptions": None}
         cfg = ctx.cfg
         train = ctx.z_raw["train"]
         mean, std = train.mean(0), train.std(0).clamp_min(1e-6)

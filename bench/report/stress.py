@@ -96,7 +96,8 @@ def _figures(slug, title, summary, df, runs) -> list[str]:
     the page's main latent size (each learner's runs that measured corruptions, seeds pooled)."""
     dim = sections.main_dim(summary)
     detail = {r["key"]: r["metrics"].get("corruptions") for r in runs}
-    rows = df[(df["status"] == "ok") & ~df["variant"]]
+    measured = df[(df["status"] == "ok") & df["key"].map(lambda k: isinstance(detail.get(k), dict))]
+    rows = measured[~measured["variant"]] if (~measured["variant"]).any() else measured  # as main_dim does
     rows = rows[
         [not plots.takes_latent_dim(m) or d == dim for m, d in zip(rows["method"], rows["latent_dim"])]
     ]
