@@ -110,11 +110,11 @@ def _write(tmp: Path, previous: Path) -> Built:
         )
     ]
     appears: dict[str, list[tuple[str, str]]] = {}
+    by_name = {p.name: p for p in dataset_pages}
     for r in rows:
         for name, (s, _) in r.cells.items():
-            for key in next(p for p in dataset_pages if p.name == name).rows(s.learner, s.latent_dim)["key"]:
+            for key in by_name[name].rows(s.learner, s.latent_dim)["key"]:
                 appears.setdefault(key, []).append((f"leaderboard: {r.name} ({r.group})", "index.html"))
-    by_name = {p.name: p for p in dataset_pages}
     for page in dataset_pages:
         for s in page.summary.itertuples():
             for key in page.rows(s.learner, s.latent_dim)["key"]:

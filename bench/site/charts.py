@@ -67,7 +67,7 @@ def scatter(points: list[Point], title: str, xlabel: str, ylabel: str, logx=Fals
         out.append(f'<text x="{left - 4}" y="{y + 4:.1f}" text-anchor="end">{_fmt(t)}</text>')
     xticks = sorted({p.x for p in points}) if logx else _ticks(x0, x1)
     for t in xticks if len(xticks) <= 12 else xticks[:: math.ceil(len(xticks) / 12)]:
-        x = px(t) if logx else left + (t - x0) / (x1 - x0) * (W - left - right)
+        x = px(t)  # px applies the log itself
         out.append(f'<text x="{x:.1f}" y="{H - bottom + 14}" text-anchor="middle">{_fmt(t)}</text>')
     out.append(
         f'<line class="axis" x1="{left}" x2="{W - right}" y1="{H - bottom}" y2="{H - bottom}"/>'
