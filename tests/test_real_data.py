@@ -22,7 +22,8 @@ def test_trained_ae_beats_random_encoder_on_mnist_subset(data_dir):
     cfg = Config()
     cfg.data = config.DataConfig(name="mnist", train_limit=6000)
     cfg.train.epochs, cfg.train.batch_size = 3, 128
-    # the linear probe as in every run; the rest (MLP head, label efficiency, few-shot, map) cut
+    # the linear probe as in every run; the rest (MLP head, label efficiency, few-shot, map, the
+    # stress evaluators) cut
     cfg.eval = config.EvalConfig(
         mlp_max_epochs=1,
         mlp_min_steps=30,
@@ -33,6 +34,9 @@ def test_trained_ae_beats_random_encoder_on_mnist_subset(data_dir):
         map_points=0,
         fewshot_ks=[1],
         fewshot_episodes=1,
+        corruption_images=0,
+        ood_images=100,
+        ood_sources=["noise"],
     )
     ds = data.load(cfg.data, data_dir, offline=True)
     acc = {}

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy.stats import spearmanr
 
 from bench import store
 from bench.report import labels, plots, sections, statplots
@@ -76,6 +75,8 @@ def section(slug: str, title: str, summary, df, runs: list[dict]) -> list[str]:
     ]
     lines += _figures(slug, title, summary, df, runs) + _families(summary, ok, have)
     if len(pairs) >= 4:
+        from scipy.stats import spearmanr  # scipy.stats costs every command ~0.4 s to import
+
         said = []
         for c, head, *_ in COLUMNS:
             if c in have and c in ("corruption_relative", "ece_ts", "ood_knn_auroc", "ood_maha_auroc"):
