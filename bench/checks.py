@@ -25,6 +25,7 @@ class Rule:
     text: str  # what is allowed, as the error message says it
     test: Callable[[Any], bool]
     each: bool = False  # the value is a list: every item must pass, and the list must not be empty
+    empty: bool = False  # ... unless this says an empty list is a choice (none of them)
 
 
 def _field(default, rule: Rule):
@@ -74,8 +75,10 @@ def values_within(lo, hi, default, why: str, *, open_lo: bool = False):
     return _field(default, Rule(f"each in {'(' if open_lo else '['}{lo}, {hi}] ({why})", test))
 
 
-def one_of(options, default, *, each: bool = False):
-    return _field(default, Rule(f"one of {', '.join(map(str, options))}", lambda v: v in options, each))
+def one_of(options, default, *, each: bool = False, empty: bool = False):
+    return _field(
+        default, Rule(f"one of {', '.join(map(str, options))}", lambda v: v in options, each, empty)
+    )
 
 
 def any_value(default, why: str):
@@ -101,8 +104,8 @@ def flag(default: bool):
 def problem(value, rule: Rule) -> str | None:
     """What is wrong with an already type-coerced `value` under `rule`, or None."""
     if rule.each:
-        if not isinstance(value, list | tuple) or not value:
-            return f"must be a non-empty list, each item {rule.text}"
+        if not isinstance(value, list | tuple) or not (value or rule.empty):
+            return f"must be a {'' if rule.empty else 'non-empty '}list, each item {rule.text}"
         bad = [v for v in value if not _ok(v, rule)]
         return f"every item must be {rule.text} (not {_show(bad[0])})" if bad else None
     return None if _ok(value, rule) else f"must be {rule.text}"

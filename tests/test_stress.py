@@ -125,10 +125,16 @@ def test_a_run_records_calibration_and_ood_with_their_test_reads():
             assert all(0 <= got[f"{s}_auroc"] <= 1 and 0 <= got[f"{s}_fpr95"] <= 1 for s in ("knn", "maha"))
             assert got["sources"]["noise"]["knn"]["auroc"] > 0.9  # noise is far from class blobs
             assert len(ctx.reads["ood"]) == len(cfg.ood_sources) == lines[0]["reads"]
-        if name == "corruptions":
+        if name == "corruptions":  # grey images: MNIST-C's suite, 18 graded corruptions and 4 of one form
             bad = out["corruptions"]
-            assert len(ctx.reads["corruptions"]) == 11 * 5 == lines[0]["reads"]
-            assert bad["images"] == 80 and set(bad["accuracy"]) == set(corruptions.CORRUPTIONS)
+            assert len(ctx.reads["corruptions"]) == 18 * 5 + 4 == sum(line["reads"] for line in lines)
+            assert [line["reads"] for line in lines] == [11 * 5, 7 * 5 + 4]
+            assert bad["images"] == 80 and bad["suite"] == "MNIST-C"
+            assert set(bad["accuracy"]) == set(corruptions.SHARED) | set(corruptions.OWN)
+            assert bad["accuracy"]["stripe"].keys() == {"-"}
+            assert bad["accuracy"]["shear"].keys() == set("12345")
+            means = [sum(by.values()) / len(by) for by in bad["accuracy"].values()]
+            assert bad["mean_acc"] == pytest.approx(sum(means) / len(means))  # each corruption counts once
             assert bad["drop"] == pytest.approx(bad["clean_acc"] - bad["mean_acc"])
             assert bad["accuracy"]["contrast"]["5"] <= bad["clean_acc"]
     assert not math.isnan(ctx.shared["linear_w"].sum().item())
@@ -141,30 +147,82 @@ def digit_images(n=60):
     return torch.from_numpy((d.images[:n] / 16 * 255).round().astype("uint8"))[:, None]
 
 
-@pytest.mark.parametrize("name", sorted(corruptions.CORRUPTIONS))
-def test_each_corruption_is_deterministic_in_range_and_worse_with_severity(name):
-    """The same uint8 images every call (seeded by name and severity alone). On 32x32 colour
-    images, the size CIFAR-10-C's parameters were set for, the PSNR to the clean images falls with
-    every step of severity; on 8x8 digits and 28x28 grey images the highest severity is worse than
-    the lowest (there, pixelate's factors round to the same width at two severities, and a box
-    filter's aliasing can leave a higher one closer to the clean image)."""
-    colour = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (12, 3, 32, 32)).astype("uint8"))
+SUITES = [("cifar10-c", n) for n in corruptions.SHARED] + [("mnist-c", n) for n in corruptions.suite(1)]
+
+
+@pytest.mark.parametrize("suite,name", SUITES)
+def test_each_corruption_is_deterministic_in_range_and_worse_with_severity(suite, name):
+    """The same uint8 images every call (seeded by name and severity alone), shaped as they came.
+    At the size each suite's parameters were set for, a higher severity is further from the clean
+    images: on 32x32 colour images (CIFAR-10-C) the PSNR falls with every step; on 28x28 grey
+    images (MNIST-C) the highest severity is below the lowest (its generator's steps are not all
+    monotone: glass blur's iterations go 2, 1, 3, 2, 2, spatter changes its drops at 4, and a box
+    filter's aliasing can leave pixelate closer at a higher severity). On 8x8 digits lengths set
+    for 28 px shrink below a pixel, so there only range and determinism are checked."""
     digits = digit_images()
-    grey28 = torch.nn.functional.interpolate(digits.float(), size=(28, 28), mode="bilinear").round().byte()
-    for x in (colour, digits, grey28):
+    if suite == "cifar10-c":
+        colour = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (12, 3, 32, 32)).astype("uint8"))
+        sizes = [colour]
+    else:
+        grey28 = F.interpolate(digits.float(), size=(28, 28), mode="bilinear").round().byte()
+        sizes = [grey28, digits]
+    for x in sizes:
         psnr = []
-        for severity in corruptions.SEVERITIES:
+        for severity in [1] if name in corruptions.ONE_FORM else corruptions.SEVERITIES:
             a, b = corruptions.corrupt(x, name, severity), corruptions.corrupt(x, name, severity)
             assert torch.equal(a, b) and a.dtype == torch.uint8 and a.shape == x.shape
             mse = ((a.double() - x.double()) ** 2).mean().item()
+            assert mse > 0 or x is digits, (name, severity, x.shape)  # 8 px: a 3 px disk is < 1 px
             psnr.append(10 * math.log10(255**2 / max(mse, 1e-12)))
+        if x is digits or name in corruptions.ONE_FORM:
+            continue
         assert psnr[-1] < psnr[0], (name, x.shape, psnr)
-        if x is colour:
+        if x.shape[1] == 3:
             assert all(later < earlier + 0.05 for earlier, later in zip(psnr, psnr[1:])), (name, psnr)
 
 
+def test_mnist_c_geometry_matches_its_definition():
+    """The affine maps keep the centre and move pixels as their parameters say; stripe inverts the
+    outer quarters; the edge map is binary and marks a square's outline, not its inside."""
+    x = torch.zeros(1, 1, 28, 28, dtype=torch.uint8)
+    x[0, 0, 10:18, 10:18] = 255
+    for name in ("shear", "rotate", "scale"):
+        out = corruptions.corrupt(x, name, 1)
+        assert out[0, 0, 13:15, 13:15].min() == 255, name  # the centre stays put
+    small = corruptions.corrupt(x, "scale", 5)  # to 50%: the 8 px square becomes 4 px
+    assert 3 <= (small[0, 0, 14] > 127).sum() <= 5
+    moved = corruptions.corrupt(x, "translate", 5)  # 5 px along each axis
+    rows, cols = torch.nonzero(moved[0, 0] > 127, as_tuple=True)
+    assert {abs(rows.min().item() - 10), abs(cols.min().item() - 10)} == {5}
+    stripe = corruptions.corrupt(x, "stripe", 1)
+    assert stripe[0, 0, :, :7].min() == 255 and stripe[0, 0, :, 21:].min() == 255
+    assert torch.equal(stripe[0, 0, :, 7:21], x[0, 0, :, 7:21])
+    edges = corruptions.corrupt(x, "canny_edges", 1)
+    assert set(edges.unique().tolist()) == {0, 255}
+    assert edges[0, 0, 14, 14] == 0 and edges[0, 0, 8:20, 8:20].sum() > 0  # outline, not inside
+
+
+def test_corrupted_images_are_kept_in_the_cache_and_a_bad_file_is_made_again(tmp_path, monkeypatch):
+    from bench.run import evaluate as run_evaluate
+
+    x = digit_images(40)
+    made = []
+    real = corruptions.corrupt
+    monkeypatch.setattr(corruptions, "corrupt", lambda *a: made.append(a[1:]) or real(*a))
+    keep = lambda name, make, check: run_evaluate.kept(tmp_path / f"{name}.pt", make, check)  # noqa: E731
+    ctx = Context({}, {}, {}, 10, config.EvalConfig(), 0, keep=keep)
+    index = torch.arange(40)
+    first = corruptions._corrupted(ctx, "shear", 3, index, x)
+    corruptions._MADE.clear()  # another process: read from the cache file
+    assert torch.equal(corruptions._corrupted(ctx, "shear", 3, index, x), first) and len(made) == 1
+    (path,) = tmp_path.glob("corrupted-*-shear-3.pt")
+    path.write_bytes(b"not a tensor")
+    corruptions._MADE.clear()
+    assert torch.equal(corruptions._corrupted(ctx, "shear", 3, index, x), first) and len(made) == 2
+
+
 def test_a_corruption_that_makes_non_finite_pixels_is_an_error_not_a_clip(monkeypatch):
-    monkeypatch.setitem(corruptions.CORRUPTIONS, "contrast", lambda x, s, rng: x * np.nan)
+    monkeypatch.setitem(corruptions.suite(1), "contrast", lambda x, s, rng: x * np.nan)
     with pytest.raises(ValueError, match="non-finite"):
         corruptions.corrupt(digit_images(4), "contrast", 1)
 
@@ -175,11 +233,13 @@ def test_corruption_settings_are_checked_before_any_run(capsys):
     base = ["run", "--config", str(ROOT / "tests" / "quick.toml"), "--methods", "pca"]
     for setting, said in [
         ('eval.corruption_names=["snowstorm"]', "eval.corruption_names"),
+        ('eval.corruption_mnist_c=["gaussian_noise"]', "eval.corruption_mnist_c"),
+        ("eval.corruption_names=[]", "eval.corruption_names"),  # eval.corruption_images=0 measures none
         ("eval.corruption_severities=[6]", "eval.corruption_severities"),
         ('eval.ood_sources=["cifar"]', "eval.ood_sources"),
         ("eval.ood_sources=[]", "eval.ood_sources"),
     ]:
-        assert main([*base, "--set", setting]) == 2
+        assert main([*base, *[a for one in setting.split() for a in ("--set", one)]]) == 2
         err = capsys.readouterr().err
         assert said in err and len(err.strip().splitlines()) == 1, err
     assert not (Path(os.environ["BENCH_RESULTS_DIR"]) / "runs").exists()

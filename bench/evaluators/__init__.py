@@ -101,6 +101,7 @@ class Context:
     artifacts: dict = field(default_factory=dict)
     reads: dict[str, list[str]] = field(default_factory=dict)  # evaluator -> the test reads it made
     reader: str = ""  # the evaluator running now
+    keep: Callable | None = None  # keep(name, make, check): a file of the project's cache (run/evaluate.py)
     _held: Held | None = field(default=None, repr=False)
 
     def __post_init__(self):
@@ -117,6 +118,11 @@ class Context:
             raise RuntimeError("this context holds no test split")
         self.reads.setdefault(self.reader, []).append(read)
         return self._held
+
+    def kept(self, name: str, make: Callable[[], Any], check: Callable[[Any], str | None]):
+        """What `make()` returns, kept under `name` in the project's cache across runs and
+        processes where the run gave a cache (a file that `check` finds wrong is made again)."""
+        return make() if self.keep is None else self.keep(name, make, check)
 
     def test_images(self, read: str) -> tuple[torch.Tensor, torch.Tensor]:
         """The test split's uint8 images and labels, for the model (recorded as a read)."""

@@ -53,14 +53,7 @@ def section(slug: str, title: str, summary, df, runs: list[dict]) -> list[str]:
         "",
         "How the frozen latent holds up beyond clean accuracy, mean ± std over the seeds that measured "
         "it (*n*). "
-        + (
-            "**Corruptions**: the clean linear probe on a fixed sample of test images corrupted as "
-            "CIFAR-10-C does (noise, blur, fog, brightness, contrast, pixelate, JPEG; 5 severities; "
-            "bench/evaluators/corruptions.py), its mean accuracy over them, the drop from the same "
-            "images clean (points) and their ratio. "
-            if "corrupted" in have
-            else ""
-        )
+        + (_corruptions_said(runs) if "corrupted" in have else "")
         + "**Calibration** of the linear probe on test, before and after "
         "temperature scaling fitted on the validation slice (ECE over 15 equal-width confidence bins; "
         "NLL; Brier). **OOD "
@@ -92,6 +85,26 @@ def section(slug: str, title: str, summary, df, runs: list[dict]) -> list[str]:
     return lines
 
 
+SUITES = {
+    "MNIST-C": "MNIST-C does (grey images: noise, blur, fog, brightness, contrast, pixelate, JPEG, glass "
+    "and motion blur, affine maps, spatter at 5 severities; stripe, lines and edges once)",
+    "CIFAR-10-C": "CIFAR-10-C does (noise, blur, fog, brightness, contrast, pixelate, JPEG; 5 severities)",
+}
+
+
+def _corruptions_said(runs) -> str:
+    found = [r["metrics"].get("corruptions") for r in runs]
+    suites = sorted(
+        {d.get("suite", "CIFAR-10-C") for d in found if isinstance(d, dict) and d.get("accuracy")}
+    )
+    return (
+        "**Corruptions**: the clean linear probe on a fixed sample of test images corrupted as "
+        + " or as ".join(SUITES.get(s, s) for s in suites)
+        + " (bench/evaluators/corruptions.py), its mean accuracy over the corruptions, the drop from "
+        "the same images clean (points) and their ratio. "
+    )
+
+
 def _figures(slug, title, summary, df, runs) -> list[str]:
     """Accuracy against severity, and the corruption x learner heat map, of the plain learners at
     the page's main latent size (each learner's runs that measured corruptions, seeds pooled)."""
@@ -111,10 +124,11 @@ def _figures(slug, title, summary, df, runs) -> list[str]:
     names = list(next(iter(by_learner.values()))[0]["accuracy"])
     lines, heat = {}, []
     for learner, found in by_learner.items():
-        sev = sorted({int(s) for d in found for by in d["accuracy"].values() for s in by})
+        sev = sorted({int(s) for d in found for by in d["accuracy"].values() for s in by if s != "-"})
         points = [(0, float(np.mean([d["clean_acc"] for d in found])))]
-        for s in sev:
-            points.append((s, float(np.mean([by[str(s)] for d in found for by in d["accuracy"].values()]))))
+        for s in sev:  # the graded corruptions (one with a single form has no severity)
+            at = [by[str(s)] for d in found for by in d["accuracy"].values() if str(s) in by]
+            points.append((s, float(np.mean(at))))
         lines[learner] = points
         heat.append([np.mean([v for d in found for v in d["accuracy"].get(n, {}).values()]) for n in names])
     styles = plots.palette(summary["learner"])

@@ -74,6 +74,16 @@ def latents(model, data, device, cache: Path) -> dict[str, torch.Tensor]:
     return z
 
 
+def kept(path: Path, make, check):
+    """A cache file of what an evaluator reuses across runs (corrupted test images): loaded when
+    `check` finds it sound, else made and saved (a file that cannot be written costs the cache)."""
+    obj = store.load_tensor(path, check)
+    if obj is None:
+        obj = make()
+        store.try_save_tensor(path, obj, "evaluator cache")
+    return obj
+
+
 def fits(data):
     """A check for store.load_tensor: what is wrong with cached latents of `data`, or None. They
     must be one float (N, D) tensor per split, N that split's size, one D, every value finite."""
@@ -173,6 +183,7 @@ def measure(model, data, eval_cfg, seed: int, device, cache: Path, what: str) ->
     ctx = Context(
         standardize(z), z, y, len(data.classes), eval_cfg, seed, eval_cfg.steer_only, model, data, device
     )
+    ctx.keep = lambda name, make, check: kept(store.cache_dir() / "evaluators" / f"{name}.pt", make, check)
     measures = run(ctx)
     versions = measures.pop("evaluators")
     after = weights_hash(model)
