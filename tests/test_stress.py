@@ -264,3 +264,66 @@ def test_a_grid_gets_the_under_stress_section_and_a_run_its_reliability_diagram(
     said = capsys.readouterr().out
     assert "calibration (linear probe, test): ECE" in said and "contrast" in said
     assert (store.run_dir(ae["key"]) / "reliability.png").is_file()
+
+
+def test_held_out_classes_and_another_dataset_are_ood_sources(tmp_path, capsys):
+    """A run on digits 0-4 scored against its held-out classes 5-9 (near-OOD) and against another
+    dataset's test images adapted to 8x8 grey by transfer's rule (here an .npz of colour 16x16
+    images; far-OOD): each recorded with what it is, one test read each."""
+    from bench import store
+    from bench.__main__ import main
+
+    g = np.random.default_rng(0)
+    other = tmp_path / "blobs.npz"
+    np.savez(
+        other,
+        x_train=g.integers(0, 256, (40, 16, 16, 3), dtype=np.uint8),
+        y_train=np.arange(40) % 2,
+        x_test=g.integers(0, 256, (30, 16, 16, 3), dtype=np.uint8),
+        y_test=np.arange(30) % 2,
+    )
+    sources = f'["noise","held-out","npz:{other}"]'
+    quick = ["--config", str(ROOT / "tests" / "quick.toml"), "--methods", "pca"]
+    split = ["--set", "data.classes=[0,1,2,3,4]"]
+    assert main(["run", *quick, *split, "--set", f"eval.ood_sources={sources}"]) == 0
+    (run,) = store.load_runs()
+    got = run["metrics"]["ood"]["sources"]
+    assert list(got) == ["noise", "held-out", f"npz:{other}"]
+    from bench import data
+
+    held_test = int((data.load(config.DataConfig()).y_test >= 5).sum())  # digits' test images of 5-9
+    assert got["held-out"]["images"] == min(200, held_test)
+    assert "held-out classes [5, 6, 7, 8, 9]" in got["held-out"]["about"]
+    assert got[f"npz:{other}"]["images"] == 30 and "grey" in got[f"npz:{other}"]["about"]
+    assert all(0 <= s["knn"]["auroc"] <= 1 for s in got.values())
+
+
+def test_ood_sources_that_cannot_be_had_are_one_line_before_any_run(tmp_path, capsys):
+    from bench.__main__ import main
+
+    empty = tmp_path / "empty.npz"
+    np.savez(empty, x_train=np.zeros((4, 8, 8), np.uint8), y_train=np.arange(4) % 2,
+             x_test=np.zeros((0, 8, 8), np.uint8), y_test=np.zeros(0, np.int64))  # fmt: skip
+    base = ["run", "--config", str(ROOT / "tests" / "quick.toml"), "--methods", "pca"]
+    for sources, said in [
+        ('["held-out"]', "needs a run on some of the classes"),
+        ('["digits"]', "is the run's own dataset"),
+        (f'["npz:{empty}"]', "x_test"),
+        ('["nowhere"]', "neither a source"),
+    ]:
+        assert main([*base, "--set", f"eval.ood_sources={sources}"]) == 2
+        err = capsys.readouterr().err
+        assert said in err and len(err.strip().splitlines()) == 1, err
+    assert not (Path(os.environ["BENCH_RESULTS_DIR"]) / "runs").exists()
+
+
+def test_mnist_is_far_ood_for_digits(data_dir):
+    """Real data: MNIST's test images, resized to 8x8, as a far-OOD source of a digits run."""
+    from bench import store
+    from bench.__main__ import main
+
+    quick = ["--config", str(ROOT / "tests" / "quick.toml"), "--methods", "pca", "--data-dir", str(data_dir)]
+    assert main(["run", *quick, "--set", 'eval.ood_sources=["mnist"]']) == 0
+    (run,) = store.load_runs()
+    mnist = run["metrics"]["ood"]["sources"]["mnist"]
+    assert mnist["images"] == 200 and mnist["about"].startswith("MNIST")

@@ -57,11 +57,13 @@ def show(prefix: str) -> None:
     bad = m.get("corruptions")
     if isinstance(bad, dict) and bad.get("accuracy"):
         print(
-            f"  corruptions ({bad['images']} test images, clean {bad['clean_acc']:.2%}): mean "
+            f"  corruptions ({bad.get('suite', 'CIFAR-10-C')}, {bad['images']} test images, clean "
+            f"{bad['clean_acc']:.2%}): mean "
             f"{bad['mean_acc']:.2%}, drop {bad['drop'] * 100:.2f} points; accuracy by severity:"
         )
         for name, by in bad["accuracy"].items():
-            print(f"    {name:<15} " + "  ".join(f"{s}: {a:.2%}" for s, a in by.items()))
+            cells = (f"{'once' if s == '-' else s}: {a:.2%}" for s, a in by.items())  # "-": one form
+            print(f"    {name:<15} " + "  ".join(cells))
     train = m.get("train") or {}
     for term, values in {"loss": train.get("loss_per_epoch"), **train.get("terms_per_epoch", {})}.items():
         if values:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +38,7 @@ class Dataset:
     shape: InputShape
     fingerprint: str  # hash of the raw arrays: part of every run key, paths are not
     probe: dict | None = None  # a transfer's probe data: what it is and how it was adapted (transfer.py)
+    ood: dict = field(default_factory=dict)  # OOD source -> (uint8 images, what they are): oodsets.py
 
 
 def load(cfg: DataConfig, data_dir: str | None = None, offline: bool = False) -> Dataset:

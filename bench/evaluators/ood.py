@@ -19,9 +19,12 @@ The sources are made from what every run has, so the embedded default measures O
   2017, "A Baseline for Detecting Misclassified and Out-of-Distribution Examples");
 - `inverted`: the validation images with their intensities inverted (255 - x), a shift of
   appearance that keeps the shape (validation, so no test image is read to make them).
-Another dataset adapted to the run's geometry, and the held-out classes of a class-split run, are
-not among them yet. The sources are seeded (noise) or deterministic (inverted) and are part of the
-run key through `eval.ood_sources`.
+Two more come from data, loaded before the run starts (bench/data/oodsets.py) and read from
+`Context.data.ood`: a dataset's name (its test images adapted to the run's geometry by transfer's
+rule: far-OOD, e.g. `cifar10-jpeg` for MNIST) and `held-out` (the test images of the classes a run
+with `data.classes` leaves out: near-OOD). At most `eval.ood_images` of each are used, a fixed
+random sample. The sources are seeded (noise), deterministic (the rest) and part of the run key
+through `eval.ood_sources`; a dataset's content is recorded with the result (`about`).
 """
 
 from __future__ import annotations
@@ -30,10 +33,11 @@ from dataclasses import dataclass
 
 import torch
 
-from bench.checks import at_least, one_of
+from bench.checks import at_least, names
 from bench.evaluators import Card, Column, Context, Evaluator, Plan, listed, register
 
-SOURCES = ("noise", "gaussian", "inverted")
+SOURCES = ("noise", "gaussian", "inverted")  # made from the run's own images, offline
+HELD_OUT = "held-out"  # the test images of the classes a class-split run leaves out
 
 
 def _mean(score: str, measure: str):
@@ -57,7 +61,7 @@ class OOD(Evaluator):
 
     @dataclass
     class Config:
-        ood_sources: list[str] = one_of(SOURCES, list(SOURCES), each=True)  # see the module docstring
+        ood_sources: list[str] = names(list(SOURCES))  # SOURCES, held-out or a dataset: see the docstring
         ood_images: int = at_least(
             1, 2000, hi=1_000_000
         )  # images per source (inverted: at most validation's)
@@ -79,7 +83,7 @@ class OOD(Evaluator):
 
     def refuse(self, cfg, plan: Plan) -> str | None:
         if not cfg.ood_sources:
-            return f"eval.ood_sources is empty: choose from {', '.join(SOURCES)}"
+            return f"eval.ood_sources is empty: choose from {', '.join(SOURCES)}, {HELD_OUT} or a dataset"
         if cfg.ood_k > plan.n["train"]:
             return f"eval.ood_k={cfg.ood_k}: more neighbours than the {plan.n['train']} training images"
         return None
@@ -89,17 +93,33 @@ class OOD(Evaluator):
         mean, std = train.mean(0), train.std(0).clamp_min(1e-6)
         scorers = fit(ctx.z["train"], ctx.y["train"], ctx.num_classes, ctx.cfg.ood_k)
         out = {"sources": {}}
-        for source in ctx.cfg.ood_sources:
-            images = make(source, ctx.data.x_val, ctx.cfg.ood_images)
+        for source in dict.fromkeys(ctx.cfg.ood_sources):
+            images, about = from_data(ctx, source) if source not in SOURCES else (None, None)
+            if images is None:
+                images = make(source, ctx.data.x_val, ctx.cfg.ood_images)
             z_ood = (encode(ctx.model, images, ctx.device) - mean) / std
             held = ctx.test(f"ood {source}")
             found = {name: detect(score(held.z), score(z_ood)) for name, score in scorers.items()}
-            out["sources"][source] = {"images": len(images), **found}
+            out["sources"][source] = {"images": len(images), **({"about": about} if about else {}), **found}
         for name in scorers:
             for measure in ("auroc", "fpr95"):
                 values = [s[name][measure] for s in out["sources"].values()]
                 out[f"{name}_{measure}"] = sum(values) / len(values)
         return {"ood": out}
+
+
+def from_data(ctx: Context, source: str) -> tuple[torch.Tensor, str]:
+    """A source loaded from data with the run's dataset: a fixed random sample of at most
+    `eval.ood_images` of its images, and what they are."""
+    loaded = getattr(ctx.data, "ood", None) or {}
+    if source not in loaded:  # oodsets.attach loads every source a run's config names
+        raise RuntimeError(f"OOD source {source!r} was not loaded with the run's data (data/oodsets.py)")
+    images, about = loaded[source]
+    n = ctx.cfg.ood_images
+    if n < len(images):
+        pick = torch.randperm(len(images), generator=torch.Generator().manual_seed(10_007))[:n]
+        images = images[torch.sort(pick).values]
+    return images, about
 
 
 def make(source: str, x_val: torch.Tensor, n: int) -> torch.Tensor:

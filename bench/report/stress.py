@@ -66,6 +66,7 @@ def section(slug: str, title: str, summary, df, runs: list[dict]) -> list[str]:
         labels.markdown(pd.DataFrame(rows)),
         "",
     ]
+    lines += _by_source(summary, ok, runs)
     lines += _figures(slug, title, summary, df, runs) + _families(summary, ok, have)
     if len(pairs) >= 4:
         from scipy.stats import spearmanr  # scipy.stats costs every command ~0.4 s to import
@@ -144,6 +145,34 @@ def _figures(slug, title, summary, df, runs) -> list[str]:
         f"{title}: accuracy by corruption (d={dim})",
     )
     return [f"![accuracy against corruption severity]({curve})", "", f"![accuracy by corruption]({grid})", ""]
+
+
+def _by_source(summary, ok, runs) -> list[str]:
+    """OOD AUROC per source (kNN / Mahalanobis), mean over the seeds: which shift each latent sees."""
+    found = {r["key"]: (r["metrics"].get("ood") or {}).get("sources") for r in runs}
+    rows, about = [], {}
+    for s in summary.itertuples():
+        keys = ok.loc[(ok["learner"] == s.learner) & (ok["latent_dim"] == s.latent_dim), "key"]
+        measured = [found[k] for k in keys if isinstance(found.get(k), dict)]
+        if not measured:
+            continue
+        row = {"learner": s.learner, "latent dim": int(s.latent_dim)}
+        for name in dict.fromkeys(n for m in measured for n in m):
+            at = [m[name] for m in measured if name in m]
+            about.setdefault(name, at[0].get("about"))
+            knn, maha = (np.mean([a[score]["auroc"] for a in at]) * 100 for score in ("knn", "maha"))
+            row[name] = f"{knn:.1f} / {maha:.1f}"
+        rows.append(row)
+    if not rows:
+        return []
+    said = "; ".join(f"`{n}`: {a}" for n, a in about.items() if a)
+    return [
+        "OOD AUROC % by source, kNN / Mahalanobis, mean over seeds (`noise`, `gaussian`: noise images; "
+        "`inverted`: the validation images inverted" + (f"; {said}" if said else "") + "):",
+        "",
+        labels.markdown(pd.DataFrame(rows).fillna("-")),
+        "",
+    ]
 
 
 def _families(summary, ok, have) -> list[str]:

@@ -8,7 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import CHECKOUT, CONFIG_DIR, config, data, registry, store
+from bench import CHECKOUT, CONFIG_DIR, BenchError, config, data, registry, store
+from bench.data import oodsets
 from bench.run import env
 
 # Each dataset's protocol: the config its committed page was made with, used when no --config is
@@ -97,7 +98,16 @@ class Setup:
         return cfg
 
     def load(self, cfg: config.Config) -> data.Dataset:
-        return data.load(cfg.data, self.data_dir, self.offline)
+        """The run's dataset, with the OOD images its `[eval]` asks for from data (oodsets.py)."""
+        ds = data.load(cfg.data, self.data_dir, self.offline)
+        if cfg.eval.steer_only or not oodsets.wanted(cfg.eval.ood_sources):
+            return ds
+        if cfg.probe.dataset:
+            raise BenchError(
+                "eval.ood_sources: sources from data (another dataset, held-out) are measured on in-domain "
+                "runs; a transfer run takes the sources made from its probe images"
+            )
+        return oodsets.attach(cfg.eval.ood_sources, cfg.data, ds, self.data_dir, self.offline)
 
     def pick_device(self):
         return env.pick_device(self.device)

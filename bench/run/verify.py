@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import BenchError, data, evaluators, store
-from bench.data import probes
+from bench.data import oodsets, probes
 from bench.report import labels, tables
 from bench.run import runner
 from bench.store import compat
@@ -248,6 +248,7 @@ def main(args: VerifyRequest) -> int:
     loaded, diffs, new, failed, kept = {}, [], [], [], 0
     for i, run in enumerate(runs, 1):
         ds = data.for_run(run["config"], args.data_dir, args.offline, loaded)
+        ds = oodsets.for_run(run["config"], ds, args.data_dir, args.offline)  # OOD images from data
         probe = probes.load_for(run["config"], args.data_dir, args.offline, ds)  # a transfer's
         m, had = recompute(run, folder, ds, device, probe)
         new.append(m)
