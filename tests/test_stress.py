@@ -181,6 +181,12 @@ def test_each_corruption_is_deterministic_in_range_and_worse_with_severity(suite
             assert all(later < earlier + 0.05 for earlier, later in zip(psnr, psnr[1:])), (name, psnr)
 
 
+def test_the_suites_define_the_names_the_config_offers():
+    assert tuple(corruptions.suite(3)) == corruptions.SHARED
+    assert tuple(corruptions.suite(1)) == corruptions.SHARED + corruptions.OWN
+    assert set(corruptions.ONE_FORM) <= set(corruptions.OWN)
+
+
 def test_mnist_c_geometry_matches_its_definition():
     """The affine maps keep the centre and move pixels as their parameters say; stripe inverts the
     outer quarters; the edge map is binary and marks a square's outline, not its inside."""
