@@ -124,6 +124,18 @@ class Corruptions(Evaluator):
         scored = "corrupted test images"
         return [Card(f"{m} (the clean probe)", "nothing", "-", "-", scored, n) for m, n in lines if n]
 
+    def cells(self, metrics: dict) -> dict:
+        """The columns, and `corrupted:NAME`: the accuracy under each corruption, mean over its
+        severities (`bench runs`' CSV: what the findings compare per corruption)."""
+        out = super().cells(metrics)
+        found = metrics.get("corruptions")
+        for name, by in ((found or {}).get("accuracy") or {}).items() if isinstance(found, dict) else ():
+            out[f"corrupted:{name}"] = sum(by.values()) / len(by)
+        return out
+
+    def extra_csv(self, columns) -> list[str]:
+        return [c for c in columns if c.startswith("corrupted:")]
+
     def __call__(self, ctx: Context) -> dict:
         w = ctx.shared.get("linear_w")
         if w is None or not ctx.cfg.corruption_images:

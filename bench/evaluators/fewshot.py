@@ -85,7 +85,8 @@ class FewShot(Evaluator):
         return out
 
     def extra_csv(self, columns) -> list[str]:
-        return sorted((c for c in columns if "shot" in c and "/" not in c), key=lambda c: (_k(c), c))
+        mine = (c for c in columns if re.fullmatch(r"[a-z]+-\d+shot|shots-\d+", c))
+        return sorted(mine, key=lambda c: (_k(c), c))
 
 
 def episodes(ctx: Context, precond) -> dict:
@@ -139,7 +140,7 @@ def class_order(y: torch.Tensor, classes: torch.Tensor, k: int, episode: int) ->
 
 def shots(columns) -> list[int]:
     """The k measured in a table's columns (`linear-5shot...`), smallest first."""
-    return sorted({_k(c) for c in columns if c.startswith("linear-") and "shot" in c})
+    return sorted({_k(c) for c in columns if re.fullmatch(r"linear-\d+shot", c)})
 
 
 def _k(column: str) -> int:
