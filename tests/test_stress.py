@@ -257,14 +257,20 @@ def test_a_grid_gets_the_under_stress_section_and_a_run_its_reliability_diagram(
     from bench.__main__ import main
 
     quick = ["--config", str(ROOT / "tests" / "quick.toml"), "--set", "eval.corruption_images=100"]
-    assert main(["run", *quick, "--methods", "ae,pca,pixels"]) == 0
+    assert main(["run", *quick, "--methods", "ae,simclr,pca,pixels", "--seeds", "0,1"]) == 0
     page = (store.results_dir() / "digits.md").read_text()
     section = page.split("## Under stress", 1)[1].split("\n## ", 1)[0]
     for head in ("corrupted %", "ECE % (T-scaled)", "OOD AUROC % kNN", "FPR@95 % Mahalanobis"):
         assert head in section, head
     for figure in ("digits-corruption-severity.png", "digits-corruptions.png"):
         assert f"]({figure})" in section and (store.results_dir() / figure).is_file()
-    (ae,) = [r for r in store.load_runs() if r["config"]["method"] == "ae"]
+    # the families' corrupted accuracy: an interval over seeds and the corrupted images they kept
+    assert "view-based" in section and "(seeds and test images)" in section
+    ae = min((r for r in store.load_runs() if r["config"]["method"] == "ae"), key=lambda r: r["key"])
+    kept = store.load_artifact(store.run_dir(ae["key"]), "corrupted")
+    hit = corruptions.unpacked(kept, 100)
+    first = ae["metrics"]["corruptions"]["accuracy"]["gaussian_noise"]["1"]  # quick.toml's first
+    assert hit.shape == (len(kept["which"]), 100) and hit[0].mean() == pytest.approx(first)
     capsys.readouterr()
     assert main(["evaluate", ae["key"]]) == 0
     said = capsys.readouterr().out

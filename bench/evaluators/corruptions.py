@@ -88,7 +88,9 @@ def _get(which: str):
 @register("corruptions")
 class Corruptions(Evaluator):
     order = 72
-    version = 2  # 1: CIFAR-10-C's 11 corruptions at its 32 px parameters on every image, grey ones too
+    # 1: CIFAR-10-C's 11 corruptions at its 32 px parameters on every image, grey ones too;
+    # 2: MNIST-C's suite for grey images; 3: also keeps which images it got right (corrupted.npz)
+    version = 3
     needs_model = True
     columns = (
         Column("corrupted", _get("mean_acc"), scale=100, spread=False),
@@ -145,6 +147,7 @@ class Corruptions(Evaluator):
         mean, std = train.mean(0), train.std(0).clamp_min(1e-6)
         clean = None
         per: dict[str, dict[str, float]] = {}
+        right, which = [], []  # kept per image, for intervals over seeds and images (report/stress.py)
         severities = sorted(set(cfg.corruption_severities))
         for name in names(cfg, ctx.data.x_test.shape[1]):
             per[name] = {}
@@ -156,8 +159,15 @@ class Corruptions(Evaluator):
                     clean = hits(logits(z, w).argmax(1), y[index])
                 images = _corrupted(ctx, name, 1 if severity == "-" else severity, index, x)
                 z = (_encode(ctx, images) - mean) / std
-                per[name][str(severity)] = hits(logits(z, w).argmax(1), y[index])
+                got = logits(z, w).argmax(1) == y[index]
+                per[name][str(severity)] = got.float().mean().item()
+                right.append(got.numpy())
+                which.append(code(name, severity))
         mean_acc = sum(sum(by.values()) / len(by) for by in per.values()) / len(per)
+        ctx.artifacts["corrupted"] = {
+            "right": np.packbits(np.stack(right), axis=1),
+            "which": np.asarray(which, dtype=np.int16),
+        }
         return {
             "corruptions": {
                 "images": len(index),
@@ -169,6 +179,17 @@ class Corruptions(Evaluator):
                 "accuracy": per,
             }
         }
+
+
+def code(name: str, severity) -> int:
+    """A condition as one integer: 10 x the corruption's place in SHARED + OWN, plus its severity
+    (0: one form)."""
+    return 10 * (SHARED + OWN).index(name) + (0 if severity == "-" else int(severity))
+
+
+def unpacked(arrays: dict, n: int) -> np.ndarray:
+    """A run's `corrupted.npz` unpacked: (conditions, n) booleans, rows in the order of `which`."""
+    return np.unpackbits(arrays["right"], axis=1, count=n).astype(bool)
 
 
 def names(cfg, channels: int) -> list[str]:

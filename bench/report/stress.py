@@ -67,7 +67,7 @@ def section(slug: str, title: str, summary, df, runs: list[dict]) -> list[str]:
         "",
     ]
     lines += _by_source(summary, ok, runs)
-    lines += _figures(slug, title, summary, df, runs) + _families(summary, ok, have)
+    lines += _figures(slug, title, summary, df, runs) + _families(summary, ok, have, runs)
     if len(pairs) >= 4:
         from scipy.stats import spearmanr  # scipy.stats costs every command ~0.4 s to import
 
@@ -175,14 +175,16 @@ def _by_source(summary, ok, runs) -> list[str]:
     ]
 
 
-def _families(summary, ok, have) -> list[str]:
+def _families(summary, ok, have, runs) -> list[str]:
     """Reconstruction against invariance: the autoencoders' mean against the view-based learners'
     at the main latent size, per seed (each family's plain learners averaged), and the difference
-    with a 95% t-interval over the seeds both families have."""
+    with a 95% interval: for corrupted accuracy over seeds and test images where every run kept
+    which images it got right (`_paired`), else a t-interval over the seeds both families have."""
     from scipy.stats import t as student
 
     dim = sections.main_dim(summary)
-    rows = ok[~ok["variant"] & (ok["latent_dim"] == dim)].assign(
+    plain = ok[~ok["variant"]] if (~ok["variant"]).any() else ok  # as main_dim picks them
+    rows = plain[plain["latent_dim"] == dim].assign(
         family=lambda d: d["method"].map(sections.family)
     )
     said = []
@@ -197,10 +199,13 @@ def _families(summary, ok, have) -> list[str]:
             continue
         diff = both["views"] - both["autoencoders"]
         half = student.ppf(0.975, len(diff) - 1) * diff.std() / np.sqrt(len(diff))
+        lo, hi, basis = diff.mean() - half, diff.mean() + half, ""
+        if c == "corrupted" and (paired := _paired(rows, runs)) is not None:
+            lo, hi, basis = paired.lo, paired.hi, " (seeds and test images)"
         said.append(
             f"{head}: autoencoders {both['autoencoders'].mean() * scale:.{digits}f}, view-based "
             f"{both['views'].mean() * scale:.{digits}f}, difference {diff.mean() * scale:+.{digits}f} "
-            f"[{(diff.mean() - half) * scale:+.{digits}f}, {(diff.mean() + half) * scale:+.{digits}f}]"
+            f"[{lo * scale:+.{digits}f}, {hi * scale:+.{digits}f}]{basis}"
         )
     if not said:
         return []
@@ -211,6 +216,35 @@ def _families(summary, ok, have) -> list[str]:
         f"Reconstruction against invariance, at d={dim}: each family's plain learners averaged per seed "
         f"(autoencoders: {members['autoencoders']}; view-based: {members['views']}), the view-based "
         "minus the autoencoders with a 95% t-interval over seeds (the learners and the seeds' spread; the "
-        "test images' noise is not counted here). " + "; ".join(said) + ".",
+        "test images' noise is not counted) or, where marked, over seeds and test images (the crossed "
+        "design of the significance section, each corrupted image an item). " + "; ".join(said) + ".",
         "",
     ]
+
+
+def _paired(rows, runs):
+    """The view-based minus the autoencoders in corrupted accuracy, on the crossed seeds x items
+    design of bench/report/significance.py: an item is a test image under one corruption (its
+    severities averaged, so each corruption weighs as in the mean), a family's value the mean of
+    its learners. None unless every run of both families kept `corrupted.npz` for the same items."""
+    from bench.evaluators import corruptions
+    from bench.report import significance
+
+    found = {r["key"]: r["metrics"].get("corruptions") for r in runs}
+    by: dict[tuple[str, int], list] = {}
+    conditions = set()
+    for r in rows[rows["family"].isin(["autoencoders", "views"])].itertuples():
+        arrays = store.load_artifact(store.run_dir(r.key), "corrupted")
+        if arrays is None or not isinstance(found.get(r.key), dict):
+            return None
+        hit = corruptions.unpacked(arrays, int(found[r.key]["images"]))
+        conditions.add((tuple(arrays["which"].tolist()), hit.shape[1]))
+        group = arrays["which"] // 10
+        items = np.concatenate([hit[group == g].mean(0) for g in dict.fromkeys(group.tolist())])
+        by.setdefault((r.family, r.seed), []).append(items)
+    seeds = sorted({s for f, s in by if f == "views"} & {s for f, s in by if f == "autoencoders"})
+    if len(seeds) < 2 or len(conditions) != 1:
+        return None
+    views = np.stack([np.mean(by["views", s], 0) for s in seeds])
+    autoencoders = np.stack([np.mean(by["autoencoders", s], 0) for s in seeds])
+    return significance.crossed(views, autoencoders)

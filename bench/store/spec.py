@@ -191,6 +191,8 @@ ARTIFACTS = {
     "recon": {"input": 4, "recon": 4},  # the grid's test images and their reconstructions
     "predictions": {"linear": 1, "y": 1},  # the linear probe's test predictions, the labels
     "latent_map": {"index": 1, "xy": 2, "y": 1},  # the map's test images, 2-D points, labels
+    # per (corruption, severity): which images the clean probe got right (bits), and which condition
+    "corrupted": {"right": 2, "which": 1},
 }
 
 
