@@ -184,9 +184,7 @@ def _families(summary, ok, have, runs) -> list[str]:
 
     dim = sections.main_dim(summary)
     plain = ok[~ok["variant"]] if (~ok["variant"]).any() else ok  # as main_dim picks them
-    rows = plain[plain["latent_dim"] == dim].assign(
-        family=lambda d: d["method"].map(sections.family)
-    )
+    rows = plain[plain["latent_dim"] == dim].assign(family=lambda d: d["method"].map(sections.family))
     said = []
     for c, head, scale, digits in COLUMNS:
         if c not in have or c in ("nll", "nll_ts", "corruption_drop"):
