@@ -38,9 +38,15 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(config, items):
-    """The slow tests first (stable otherwise): under pytest-xdist a long test left to the end of
-    the queue keeps one worker busy while the other has nothing left to take."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    """The slow tests first, and among them the groups that one worker runs in turn (the Ray
+    cluster's, the explorer's), stable otherwise: under pytest-xdist a long test or group left to
+    the end of the queue keeps one worker busy while the other has nothing left to take."""
+    items.sort(
+        key=lambda item: (
+            item.get_closest_marker("slow") is None,
+            item.get_closest_marker("xdist_group") is None,
+        )
+    )
 
 
 ROOT = Path(__file__).resolve().parent.parent
