@@ -68,9 +68,11 @@ def same_results(a: dict, b: dict) -> None:
             assert a[key].get(field) == want, (key, field)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def reference(tmp_path_factory):
-    """The grid run in-process with one thread per run, as every Ray task below runs."""
+    """The grid run in-process with one thread per run, as every Ray task below runs (once per
+    worker: at module scope, pytest-xdist's worker tore it down between these tests and made it
+    again, 11 s each time)."""
     folder = tmp_path_factory.mktemp("in-process")
     done = bench(*GRID, "--methods", "ae,pca,simclr", "--seeds", "0,1", store_dir=folder)
     assert done.returncode == 0, done.stdout + done.stderr
