@@ -26,14 +26,14 @@ pytestmark = [
 ]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def built(request):
     if os.environ.get("BENCH_SITE_DIR"):
         return Path(os.environ["BENCH_SITE_DIR"]).resolve()
     return request.getfixturevalue("digits_site")[0]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def browser():
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
