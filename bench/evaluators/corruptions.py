@@ -148,6 +148,7 @@ class Corruptions(Evaluator):
         clean = None
         per: dict[str, dict[str, float]] = {}
         right, which = [], []  # kept per image, for intervals over seeds and images (report/stress.py)
+        digest = None
         severities = sorted(set(cfg.corruption_severities))
         for name in names(cfg, ctx.data.x_test.shape[1]):
             per[name] = {}
@@ -157,7 +158,8 @@ class Corruptions(Evaluator):
                 if clean is None:
                     z = (_encode(ctx, x[index]) - mean) / std
                     clean = hits(logits(z, w).argmax(1), y[index])
-                images = _corrupted(ctx, name, 1 if severity == "-" else severity, index, x)
+                digest = digest or _digest(x, index)  # hashed once a run, not once a condition
+                images = _corrupted(ctx, name, 1 if severity == "-" else severity, index, x, digest)
                 z = (_encode(ctx, images) - mean) / std
                 got = logits(z, w).argmax(1) == y[index]
                 per[name][str(severity)] = got.float().mean().item()
@@ -208,11 +210,19 @@ def sample(y: torch.Tensor, n: int) -> torch.Tensor:
 _MADE: dict[str, torch.Tensor] = {}
 
 
-def _corrupted(ctx: Context, name: str, severity: int, index: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+def _digest(x: torch.Tensor, index: torch.Tensor) -> str:
+    """What names a dataset's corrupted sample: the test images and the sampled indices."""
+    h = hashlib.sha256(x.numpy().tobytes())
+    h.update(index.numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _corrupted(
+    ctx: Context, name: str, severity: int, index: torch.Tensor, x: torch.Tensor, digest: str | None = None
+) -> torch.Tensor:
     """The corrupted sample: made once per dataset and kept (in this process, and in the project's
     cache through `ctx.kept`), under the digest of the test images and the sample."""
-    digest = hashlib.sha256(x.numpy().tobytes() + index.numpy().tobytes()).hexdigest()[:16]
-    key = f"corrupted-{digest}-{name}-{severity}"
+    key = f"corrupted-{digest or _digest(x, index)}-{name}-{severity}"
     if key not in _MADE:
         if len(_MADE) > 256:
             _MADE.clear()
