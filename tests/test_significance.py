@@ -58,6 +58,23 @@ def test_a_planted_two_point_gap_on_ten_thousand_images_is_detected():
     assert np.mean(found) >= 0.9
 
 
+def test_a_second_set_of_items_adds_its_image_term_and_counts_the_seeds_once():
+    """crossed(..., also=) for an AUROC's two sides: OOD items with no spread of their own leave the
+    interval as it was; OOD items that vary image by image widen it, by their term alone."""
+    rng = np.random.default_rng(4)
+    a, b = rng.random((3, 400)), rng.random((3, 400))
+    base = significance.crossed(a, b)
+    flat = np.repeat((a - b).mean(1, keepdims=True), 100, 1)  # per seed, the same mean
+    same = significance.crossed(a, b, also=(flat, np.zeros_like(flat)))
+    assert (same.diff, same.lo, same.hi) == pytest.approx((base.diff, base.lo, base.hi))
+    noisy = flat + rng.normal(0, 1, (1, 100)) * [[1], [1], [1]]  # an image effect, shared by the seeds
+    side = noisy - noisy.mean(1, keepdims=True) + flat
+    wide = significance.crossed(a, b, also=(side, np.zeros_like(flat)))
+    assert wide.diff == pytest.approx(base.diff) and wide.hi - wide.lo > base.hi - base.lo
+    one = significance.crossed(a[:1], b[:1], also=(side[:1], np.zeros((1, 100))))
+    assert one.basis == significance.TEST_ONLY and one.hi - one.lo > 0
+
+
 def test_a_single_seed_says_so_and_gives_no_verdict():
     rng = np.random.default_rng(3)
     a, b = simulate(rng, seeds=1, gap=1.0)

@@ -64,6 +64,25 @@ def test_detect_gives_the_mann_whitney_auroc_and_fpr_at_95_tpr():
     assert ood.detect(inside, inside)["auroc"] == pytest.approx(0.5)
 
 
+def test_placement_values_average_to_each_sources_auroc_ties_included():
+    """The per-image items behind the AUROC intervals (bench/report/items.py): over the test images
+    and over the OOD images, both means are the sources' mean AUROC."""
+    from bench.report import items
+
+    g = torch.Generator().manual_seed(3)
+    inside = (torch.randn(300, generator=g) + 1).round(decimals=1)  # rounded: ties within and across
+    far, near = torch.randn(200, generator=g).round(decimals=1), torch.randn(50, generator=g) + 0.5
+    source = np.repeat([-1, 0, 1], [300, 200, 50])
+    first, second = items.placements(torch.cat([inside, far, near]).numpy(), source)
+    want = (ood.detect(inside, far)["auroc"] + ood.detect(inside, near)["auroc"]) / 2
+    assert first.shape == (300,) and second.shape == (250,)
+    assert first.mean() == pytest.approx(want) and second.mean() == pytest.approx(want)
+    # a test image's value is the share of OOD images it outscores (ties half), per source
+    i = 7
+    per = [((inside[i] > o).double().mean() + 0.5 * (inside[i] == o).double().mean()) for o in (far, near)]
+    assert first[i] == pytest.approx(float(sum(per) / 2))
+
+
 def test_the_scores_separate_latents_far_from_the_training_ones():
     g = torch.Generator().manual_seed(1)
     centers = torch.randn(4, 16, generator=g) * 3
@@ -119,12 +138,25 @@ def test_a_run_records_calibration_and_ood_with_their_test_reads():
             cal = out["calibration"]
             assert 0 <= cal["ece"] <= 1 and cal["temperature"] > 0 and cal["nll"] > 0
             assert len(ctx.reads["calibration"]) == 1 == lines[0]["reads"] == e.card(cfg)[0].reads
+            kept = ctx.artifacts["calibrated"]  # each test image's NLL and Brier, raw and T-scaled
+            assert kept["nll"].shape == kept["brier"].shape == (len(y["test"]), 2)
+            for i, suffix in enumerate(("", "_ts")):
+                assert kept["nll"][:, i].mean() == pytest.approx(cal[f"nll{suffix}"], rel=1e-5)
+                assert kept["brier"][:, i].mean() == pytest.approx(cal[f"brier{suffix}"], rel=1e-5)
         if name == "ood":
             got = out["ood"]
             assert set(got["sources"]) == set(cfg.ood_sources)
             assert all(0 <= got[f"{s}_auroc"] <= 1 and 0 <= got[f"{s}_fpr95"] <= 1 for s in ("knn", "maha"))
             assert got["sources"]["noise"]["knn"]["auroc"] > 0.9  # noise is far from class blobs
             assert len(ctx.reads["ood"]) == len(cfg.ood_sources) == lines[0]["reads"]
+            from bench.report import items
+
+            kept = ctx.artifacts["ood_scores"]  # every image's two scores: the AUROCs come back
+            assert (kept["source"] == -1).sum() == len(y["test"])
+            for col, score in enumerate(("knn", "maha")):
+                first, second = items.placements(kept["score"][:, col], kept["source"])
+                assert first.mean() == pytest.approx(got[f"{score}_auroc"])
+                assert second.mean() == pytest.approx(got[f"{score}_auroc"])
         if name == "corruptions":  # grey images: MNIST-C's suite, 18 graded corruptions and 4 of one form
             bad = out["corruptions"]
             assert len(ctx.reads["corruptions"]) == 18 * 5 + 4 == sum(line["reads"] for line in lines)
@@ -265,7 +297,11 @@ def test_a_grid_gets_the_under_stress_section_and_a_run_its_reliability_diagram(
     for figure in ("digits-corruption-severity.png", "digits-corruptions.png"):
         assert f"]({figure})" in section and (store.results_dir() / figure).is_file()
     # the families' corrupted accuracy: an interval over seeds and the corrupted images they kept
-    assert "view-based" in section and "(seeds and test images)" in section
+    assert "view-based" in section and "(seeds and images)" in section
+    for head in ("Brier (T-scaled)", "OOD AUROC % kNN"):  # kept per image: counted over images too
+        said = section.split("Reconstruction against invariance", 1)[1].split(f"{head}: ", 1)[1]
+        assert said.split(";")[0].split(".\n")[0].endswith("(seeds and images)"), said[:200]
+    assert "Which learner leads each measure" in section and "| runner-up" in section
     ae = min((r for r in store.load_runs() if r["config"]["method"] == "ae"), key=lambda r: r["key"])
     kept = store.load_artifact(store.run_dir(ae["key"]), "corrupted")
     hit = corruptions.unpacked(kept, 100)

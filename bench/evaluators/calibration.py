@@ -13,11 +13,15 @@ slice's negative log-likelihood; the predictions, and so the accuracy, do not ch
   one-hot label, summed over classes (Brier 1950, the multi-class form).
 
 Each bin's images, accuracy and confidence are kept, so `bench evaluate RUN` draws the
-reliability diagram. The test split is read once for all six numbers.
+reliability diagram. The test split is read once for all six numbers. NLL and Brier are means over
+the test images, so each image's own (raw and T-scaled) is kept in `calibrated.npz`: the pages'
+intervals on them count the test images as well as the seeds (bench/report/items.py). ECE is not
+a mean over images (its bins pool them), so its intervals count the seeds only.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -36,6 +40,7 @@ def _get(which: str):
 @register("calibration")
 class Calibration(Evaluator):
     order = 12  # after the linear probe, whose fitted weights it scores
+    version = 2  # 2: also keeps each test image's NLL and Brier (calibrated.npz)
     columns = (
         Column("ece", _get("ece"), scale=100, spread=False),
         Column("ece_ts", _get("ece_ts"), scale=100, spread=False),
@@ -65,9 +70,13 @@ class Calibration(Evaluator):
         test = ctx.test("calibration")
         raw = logits(test.z, w)
         out = {"temperature": t, "bins": BINS, "binning": "equal-width"}
+        kept = {"nll": [], "brier": []}
         for suffix, scaled in (("", raw), ("_ts", raw / t)):
             measured = scores(scaled, test.y)
+            for k, v in per_image(scaled, test.y).items():
+                kept[k].append(v)
             out.update({f"{k}{suffix}": v for k, v in measured.items()})
+        ctx.artifacts["calibrated"] = {k: np.stack(v, 1).astype(np.float32) for k, v in kept.items()}
         return {"calibration": out}
 
 
@@ -99,14 +108,25 @@ def scores(z: torch.Tensor, y: torch.Tensor, bins: int = BINS) -> dict:
     acc = torch.bincount(which, right, minlength=bins) / count.clamp(min=1)
     mean_conf = torch.bincount(which, conf, minlength=bins) / count.clamp(min=1)
     ece = float((count / len(y) * (acc - mean_conf).abs()).sum())
-    onehot = F.one_hot(y, p.shape[1]).double()
+    image = per_image(z, y)
     return {
         "ece": ece,
-        "nll": float(F.cross_entropy(z, y)),
-        "brier": float(((p - onehot) ** 2).sum(1).mean()),
+        "nll": float(image["nll"].mean()),
+        "brier": float(image["brier"].mean()),
         "reliability": {
             "count": count.long().tolist(),
             "accuracy": [round(v, 6) for v in acc.tolist()],
             "confidence": [round(v, 6) for v in mean_conf.tolist()],
         },
+    }
+
+
+def per_image(z: torch.Tensor, y: torch.Tensor) -> dict[str, np.ndarray]:
+    """Each image's NLL of its true class and its Brier score, from logits `z` (float64)."""
+    z = z.double()
+    p = z.softmax(1)
+    onehot = F.one_hot(y, p.shape[1]).double()
+    return {
+        "nll": F.cross_entropy(z, y, reduction="none").numpy(),
+        "brier": ((p - onehot) ** 2).sum(1).numpy(),
     }

@@ -25,12 +25,17 @@ rule: far-OOD, e.g. `cifar10-jpeg` for MNIST) and `held-out` (the test images of
 with `data.classes` leaves out: near-OOD). At most `eval.ood_images` of each are used, a fixed
 random sample. The sources are seeded (noise), deterministic (the rest) and part of the run key
 through `eval.ood_sources`; a dataset's content is recorded with the result (`about`).
+
+Every image's two scores are kept in `ood_scores.npz` (`source` -1: a test image, else the index of
+its source in the order measured), so the pages' intervals on AUROC count the test and OOD images
+as well as the seeds (bench/report/items.py).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from bench.checks import at_least, names
@@ -51,6 +56,7 @@ def _mean(score: str, measure: str):
 @register("ood")
 class OOD(Evaluator):
     order = 70
+    version = 2  # 2: also keeps every image's scores (ood_scores.npz)
     needs_model = True
     columns = (
         Column("ood_knn_auroc", _mean("knn", "auroc"), scale=100, spread=False),
@@ -93,18 +99,28 @@ class OOD(Evaluator):
         mean, std = train.mean(0), train.std(0).clamp_min(1e-6)
         scorers = fit(ctx.z["train"], ctx.y["train"], ctx.num_classes, ctx.cfg.ood_k)
         out = {"sources": {}}
-        for source in dict.fromkeys(ctx.cfg.ood_sources):
+        inside, kept = None, []
+        for i, source in enumerate(dict.fromkeys(ctx.cfg.ood_sources)):
             images, about = from_data(ctx, source) if source not in SOURCES else (None, None)
             if images is None:
                 images = make(source, ctx.data.x_val, ctx.cfg.ood_images)
             z_ood = (encode(ctx.model, images, ctx.device) - mean) / std
-            held = ctx.test(f"ood {source}")
-            found = {name: detect(score(held.z), score(z_ood)) for name, score in scorers.items()}
+            held = ctx.test(f"ood {source}")  # each source's numbers read the test images' scores
+            if inside is None:  # scored once
+                inside = {name: score(held.z) for name, score in scorers.items()}
+                kept.insert(0, (-1, torch.stack(list(inside.values()), 1)))
+            outside = {name: score(z_ood) for name, score in scorers.items()}
+            kept.append((i, torch.stack(list(outside.values()), 1)))
+            found = {name: detect(inside[name], outside[name]) for name in scorers}
             out["sources"][source] = {"images": len(images), **({"about": about} if about else {}), **found}
         for name in scorers:
             for measure in ("auroc", "fpr95"):
                 values = [s[name][measure] for s in out["sources"].values()]
                 out[f"{name}_{measure}"] = sum(values) / len(values)
+        ctx.artifacts["ood_scores"] = {
+            "score": torch.cat([s for _, s in kept]).numpy().astype(np.float32),
+            "source": np.concatenate([np.full(len(s), i, dtype=np.int16) for i, s in kept]),
+        }
         return {"ood": out}
 
 

@@ -67,25 +67,43 @@ class Interval:
         return self.tested and (self.lo > 0 or self.hi < 0)
 
 
-def crossed(a: np.ndarray, b: np.ndarray, level: float = LEVEL) -> Interval:
-    """Interval on mean(a) - mean(b) for correctness arrays (S seeds, n test images), paired by
-    seed and image: the crossed seeds x images design of the module docstring."""
+def crossed(a: np.ndarray, b: np.ndarray, level: float = LEVEL, also=None) -> Interval:
+    """Interval on mean(a) - mean(b) for per-image arrays (S seeds, n test images: correctness,
+    or any per-image value whose mean is the measure), paired by seed and image: the crossed
+    seeds x images design of the module docstring.
+
+    `also` = (a2, b2): a second set of items (S, n2) whose per-seed means equal those of (a, b),
+    e.g. an AUROC's placement values over the OOD images beside those over the test images (DeLong
+    et al. 1988); its image term is added, the seeds' counted once."""
     d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
     s, n = d.shape
     mean = float(d.mean())
+    d2 = None if also is None else np.asarray(also[0], np.float64) - np.asarray(also[1], np.float64)
     if s == 1:  # one seed: the images' spread alone
         var, df, basis = d[0].var(ddof=1) / n, n - 1, TEST_ONLY
+        if d2 is not None:
+            var2 = d2[0].var(ddof=1) / d2.shape[1]
+            df = _satterthwaite([(1, var, n - 1), (1, var2, d2.shape[1] - 1)], var + var2)
+            var += var2
     else:
-        by_seed, by_image = d.mean(1), d.mean(0)
-        ms_seed = n * ((by_seed - mean) ** 2).sum() / (s - 1)
-        ms_image = s * ((by_image - mean) ** 2).sum() / (n - 1)
-        resid = d - by_seed[:, None] - by_image[None, :] + mean
-        ms_resid = (resid**2).sum() / ((s - 1) * (n - 1))
+        ms_seed = n * ((d.mean(1) - mean) ** 2).sum() / (s - 1)
+        ms_image, ms_resid = _image_squares(d)
         terms = _terms(ms_seed, ms_image, ms_resid, s, n)
+        if d2 is not None:
+            terms += _terms(0.0, *_image_squares(d2), s, d2.shape[1])[1:]
         var = sum(c * ms for c, ms, _ in terms)
         df = _satterthwaite(terms, var)
         basis = SEEDS_AND_TEST
     return _interval(mean, var, df, s, basis, level)
+
+
+def _image_squares(d: np.ndarray) -> tuple[float, float]:
+    """The image and residual mean squares of a seeds x images array."""
+    s, n = d.shape
+    mean, by_seed, by_image = d.mean(), d.mean(1), d.mean(0)
+    ms_image = s * ((by_image - mean) ** 2).sum() / (n - 1)
+    resid = d - by_seed[:, None] - by_image[None, :] + mean
+    return ms_image, (resid**2).sum() / ((s - 1) * (n - 1))
 
 
 def _terms(ms_seed, ms_image, ms_resid, s, n) -> list[tuple[float, float, int]]:

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from bench import store
-from bench.report import labels, plots, sections, statplots
+from bench.report import items, labels, plots, sections, statplots
 from bench.report.tables import pm
 
 COLUMNS = (  # (frame column, table heading, scale, digits)
@@ -20,6 +20,7 @@ COLUMNS = (  # (frame column, table heading, scale, digits)
     ("nll", "NLL", 1, 3),
     ("nll_ts", "NLL (T-scaled)", 1, 3),
     ("brier", "Brier", 1, 4),
+    ("brier_ts", "Brier (T-scaled)", 1, 4),
     ("ood_knn_auroc", "OOD AUROC % kNN", 100, 2),
     ("ood_maha_auroc", "OOD AUROC % Mahalanobis", 100, 2),
     ("ood_knn_fpr95", "FPR@95 % kNN", 100, 2),
@@ -67,7 +68,7 @@ def section(slug: str, title: str, summary, df, runs: list[dict]) -> list[str]:
         "",
     ]
     lines += _by_source(summary, ok, runs)
-    lines += _figures(slug, title, summary, df, runs) + _families(summary, ok, have, runs)
+    lines += _figures(slug, title, summary, df, runs) + _families(summary, ok, have, runs, {})
     if len(pairs) >= 4:
         from scipy.stats import spearmanr  # scipy.stats costs every command ~0.4 s to import
 
@@ -175,35 +176,32 @@ def _by_source(summary, ok, runs) -> list[str]:
     ]
 
 
-def _families(summary, ok, have, runs) -> list[str]:
+def _families(summary, ok, have, runs, memo) -> list[str]:
     """Reconstruction against invariance: the autoencoders' mean against the view-based learners'
     at the main latent size, per seed (each family's plain learners averaged), and the difference
-    with a 95% interval: for corrupted accuracy over seeds and test images where every run kept
-    which images it got right (`_paired`), else a t-interval over the seeds both families have."""
-    from scipy.stats import t as student
-
+    with a 95% interval over seeds and images where every run kept its per-image values
+    (bench/report/items.py), else over the seeds both families have."""
     dim = sections.main_dim(summary)
     plain = ok[~ok["variant"]] if (~ok["variant"]).any() else ok  # as main_dim picks them
     rows = plain[plain["latent_dim"] == dim].assign(family=lambda d: d["method"].map(sections.family))
+    rows = rows.assign(group=rows["family"])
+    by_key = {r["key"]: r for r in runs}
     said = []
     for c, head, scale, digits in COLUMNS:
-        if c not in have or c in ("nll", "nll_ts", "corruption_drop"):
+        if c not in have or c in ("nll", "brier", "corruption_drop"):
             continue
-        per = rows.dropna(subset=[c]).groupby(["family", "seed"])[c].mean().unstack("family")
-        if not {"autoencoders", "views"} <= set(per.columns):
+        per = items.by_seed(rows[rows["family"].isin(["autoencoders", "views"])], by_key, c, memo)
+        if not {"autoencoders", "views"} <= set(per):
             continue
-        both = per[["autoencoders", "views"]].dropna()
-        if len(both) < 2:
+        iv = items.compare(per["views"], per["autoencoders"], c)
+        if iv.seeds < 2:
             continue
-        diff = both["views"] - both["autoencoders"]
-        half = student.ppf(0.975, len(diff) - 1) * diff.std() / np.sqrt(len(diff))
-        lo, hi, basis = diff.mean() - half, diff.mean() + half, ""
-        if c == "corrupted" and (paired := _paired(rows, runs)) is not None:
-            lo, hi, basis = paired.lo, paired.hi, " (seeds and test images)"
+        seeds = sorted(set(per["views"]) & set(per["autoencoders"]))
+        ae, views = (np.mean([per[f][s][0] for s in seeds]) for f in ("autoencoders", "views"))
         said.append(
-            f"{head}: autoencoders {both['autoencoders'].mean() * scale:.{digits}f}, view-based "
-            f"{both['views'].mean() * scale:.{digits}f}, difference {diff.mean() * scale:+.{digits}f} "
-            f"[{lo * scale:+.{digits}f}, {hi * scale:+.{digits}f}]{basis}"
+            f"{head}: autoencoders {ae * scale:.{digits}f}, view-based {views * scale:.{digits}f}, "
+            f"difference {iv.diff * scale:+.{digits}f} [{iv.lo * scale:+.{digits}f}, "
+            f"{iv.hi * scale:+.{digits}f}] ({items.basis(iv)})"
         )
     if not said:
         return []
@@ -213,11 +211,52 @@ def _families(summary, ok, have, runs) -> list[str]:
     return [
         f"Reconstruction against invariance, at d={dim}: each family's plain learners averaged per seed "
         f"(autoencoders: {members['autoencoders']}; view-based: {members['views']}), the view-based "
-        "minus the autoencoders with a 95% t-interval over seeds (the learners and the seeds' spread; the "
-        "test images' noise is not counted) or, where marked, over seeds and test images (the crossed "
-        "design of the significance section, each corrupted image an item). " + "; ".join(said) + ".",
+        "minus the autoencoders with a 95% interval: over seeds and images (the crossed design of the "
+        "significance section; an item is a test image, under one corruption for corrupted accuracy, "
+        "or an OOD image too for AUROC) where every run kept its per-image values, else a t-interval "
+        "over seeds (ECE and FPR@95, which are not means over images, always). " + "; ".join(said) + ".",
         "",
+        *_leaders(rows, by_key, have, memo),
         *_by_corruption(rows, runs),
+    ]
+
+
+def _leaders(rows, by_key, have, memo) -> list[str]:
+    """Per measure, the best learner at the main latent size (a reference trained with labels is
+    never the best), which learners its 95% interval cannot tell from it, and the runner-up."""
+    rows = rows[rows["family"] != "reference"].assign(group=lambda d: d["learner"])
+    out = []
+    for c, head, scale, digits in COLUMNS:
+        if c not in have or c in ("corruption_drop", "corruption_relative", "ece", "nll", "brier"):
+            continue
+        per = items.by_seed(rows, by_key, c, memo)
+        means = {g: np.mean([v for v, _ in seeds.values()]) for g, seeds in per.items()}
+        if len(means) < 2:
+            continue
+        sign = -1 if c in items.LOWER_IS_BETTER else 1
+        ranked = sorted(means, key=lambda g: -sign * means[g])
+        best = ranked[0]
+        vs = {g: items.compare(per[g], per[best], c) for g in ranked[1:]}
+        tied = [g for g, iv in vs.items() if iv.tested and not iv.real]
+        iv = vs[ranked[1]]
+        interval = "-" if np.isnan(iv.lo) else f"[{iv.lo * scale:+.{digits}f}, {iv.hi * scale:+.{digits}f}]"
+        out.append({
+            "measure": head,
+            "best": f"{best} {means[best] * scale:.{digits}f}",
+            "tied with it (95%)": ", ".join(tied) or "none",
+            "runner-up": ranked[1],
+            "difference": f"{iv.diff * scale:+.{digits}f}",
+            "95% interval": interval,
+            "over": items.basis(iv),
+        })  # fmt: skip
+    if not out:
+        return []
+    return [
+        "Which learner leads each measure at that size, and which it cannot be told from: each learner "
+        "against the best, the same intervals (a tie: the interval contains zero):",
+        "",
+        labels.markdown(pd.DataFrame(out)),
+        "",
     ]
 
 
@@ -257,31 +296,3 @@ def _by_corruption(rows, runs) -> list[str]:
         labels.markdown(pd.DataFrame(out)),
         "",
     ]
-
-
-def _paired(rows, runs):
-    """The view-based minus the autoencoders in corrupted accuracy, on the crossed seeds x items
-    design of bench/report/significance.py: an item is a test image under one corruption (its
-    severities averaged, so each corruption weighs as in the mean), a family's value the mean of
-    its learners. None unless every run of both families kept `corrupted.npz` for the same items."""
-    from bench.evaluators import corruptions
-    from bench.report import significance
-
-    found = {r["key"]: r["metrics"].get("corruptions") for r in runs}
-    by: dict[tuple[str, int], list] = {}
-    conditions = set()
-    for r in rows[rows["family"].isin(["autoencoders", "views"])].itertuples():
-        arrays = store.load_artifact(store.run_dir(r.key), "corrupted")
-        if arrays is None or not isinstance(found.get(r.key), dict):
-            return None
-        hit = corruptions.unpacked(arrays, int(found[r.key]["images"]))
-        conditions.add((tuple(arrays["which"].tolist()), hit.shape[1]))
-        group = arrays["which"] // 10
-        items = np.concatenate([hit[group == g].mean(0) for g in dict.fromkeys(group.tolist())])
-        by.setdefault((r.family, r.seed), []).append(items)
-    seeds = sorted({s for f, s in by if f == "views"} & {s for f, s in by if f == "autoencoders"})
-    if len(seeds) < 2 or len(conditions) != 1:
-        return None
-    views = np.stack([np.mean(by["views", s], 0) for s in seeds])
-    autoencoders = np.stack([np.mean(by["autoencoders", s], 0) for s in seeds])
-    return significance.crossed(views, autoencoders)

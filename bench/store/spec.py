@@ -193,6 +193,8 @@ ARTIFACTS = {
     "latent_map": {"index": 1, "xy": 2, "y": 1},  # the map's test images, 2-D points, labels
     # per (corruption, severity): which images the clean probe got right (bits), and which condition
     "corrupted": {"right": 2, "which": 1},
+    "calibrated": {"nll": 2, "brier": 2},  # each test image's NLL and Brier: raw, T-scaled
+    "ood_scores": {"score": 2, "source": 1},  # each image's kNN and Mahalanobis score, its source
 }
 
 
