@@ -225,6 +225,9 @@ def _leaders(rows, by_key, have, memo) -> list[str]:
     """Per measure, the best learner at the main latent size (a reference trained with labels is
     never the best), which learners its 95% interval cannot tell from it, and the runner-up."""
     rows = rows[rows["family"] != "reference"].assign(group=lambda d: d["learner"])
+    methods = rows.groupby("learner")["method"].unique()
+    short = all(len(m) == 1 for m in methods) and methods.str[0].is_unique  # a learner is its method
+    name = (lambda g: methods[g][0]) if short else (lambda g: g)
     out = []
     for c, head, scale, digits in COLUMNS:
         if c not in have or c in ("corruption_drop", "corruption_relative", "ece", "nll", "brier"):
@@ -237,14 +240,14 @@ def _leaders(rows, by_key, have, memo) -> list[str]:
         ranked = sorted(means, key=lambda g: -sign * means[g])
         best = ranked[0]
         vs = {g: items.compare(per[g], per[best], c) for g in ranked[1:]}
-        tied = [g for g, iv in vs.items() if iv.tested and not iv.real]
+        tied = [name(g) for g, iv in vs.items() if iv.tested and not iv.real]
         iv = vs[ranked[1]]
         interval = "-" if np.isnan(iv.lo) else f"[{iv.lo * scale:+.{digits}f}, {iv.hi * scale:+.{digits}f}]"
         out.append({
             "measure": head,
-            "best": f"{best} {means[best] * scale:.{digits}f}",
+            "best": f"{name(best)} {means[best] * scale:.{digits}f}",
             "tied with it (95%)": ", ".join(tied) or "none",
-            "runner-up": ranked[1],
+            "runner-up": name(ranked[1]),
             "difference": f"{iv.diff * scale:+.{digits}f}",
             "95% interval": interval,
             "over": items.basis(iv),
