@@ -2,6 +2,7 @@
 or the drawing code (bench/report/drawn.py); the record of what drew it lives in the cache."""
 
 import os
+import shutil
 
 from bench import store
 from bench.report import plots
@@ -32,3 +33,22 @@ def test_a_figure_is_drawn_again_only_when_what_it_shows_could_differ(monkeypatc
         record.write_text("{broken")
     assert draw([3.0, 2.0, 0.5]) == 1  # a broken record: drawn again, not an error
     assert draw([3.0, 2.0, 0.5]) == 0
+
+
+def test_a_store_copied_with_its_cache_keeps_its_figures(tmp_path, monkeypatch):
+    """The record names a PNG by its path within the results: a copy of the results and the cache
+    (times kept) draws nothing again; a copy without the cache draws everything."""
+    drawn, save = [], plots.save
+    monkeypatch.setattr(plots, "save", lambda fig, path: (drawn.append(path), save(fig, path)))
+    first = store.Store(tmp_path / "a" / "results", tmp_path / "a" / "cache")
+    with store.using(first):
+        first.results.mkdir(parents=True)
+        plots.loss_png(first.results / "loss.png", {"loss_per_epoch": [3.0, 1.0]}, "a run")
+    assert len(drawn) == 1
+    shutil.copytree(tmp_path / "a", tmp_path / "b")  # copy2: modification times kept
+    shutil.copytree(tmp_path / "a" / "results", tmp_path / "c" / "results")
+    for where, want in (("b", 1), ("c", 2)):
+        moved = store.Store(tmp_path / where / "results", tmp_path / where / "cache")
+        with store.using(moved):
+            plots.loss_png(moved.results / "loss.png", {"loss_per_epoch": [3.0, 1.0]}, "a run")
+        assert len(drawn) == want, where

@@ -79,16 +79,21 @@ def reference(tmp_path_factory):
     return stored(folder)
 
 
-def test_workers_give_the_in_process_results(reference, tmp_path):
-    done = bench(*GRID, "--methods", "ae,pca,simclr", "--seeds", "0,1", "--workers", "2", store_dir=tmp_path)
+def test_workers_give_the_in_process_results(reference, tmp_path, capsys, monkeypatch):
+    from bench.__main__ import main
+
+    args = [*GRID, "--methods", "ae,pca,simclr", "--seeds", "0,1", "--workers", "2"]
+    done = bench(*args, store_dir=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Ray: 2 run(s) at a time" in done.stdout and "[6 done, 0 running, 0 pending" in done.stdout
     runs = stored(tmp_path)
     same_results(runs, reference)
     assert len(list((tmp_path / "runs").iterdir())) == 6 and not list(tmp_path.rglob("claim.lock"))
-    again = bench(*GRID, "--methods", "ae,pca,simclr", "--seeds", "0,1", "--workers", "2", store_dir=tmp_path)
-    assert again.returncode == 0 and "6 stored, 0 to run" in again.stdout  # Ray is not even started
-    assert "Ray:" not in again.stdout
+    monkeypatch.setenv("BENCH_RESULTS_DIR", str(tmp_path))  # the same store, in this process:
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))  # Ray is not even started
+    assert main(args) == 0
+    again = capsys.readouterr().out
+    assert "6 stored, 0 to run" in again and "Ray:" not in again
 
 
 def test_a_steer_only_grid_on_ray_prints_its_progress(tmp_path):

@@ -49,9 +49,11 @@ def _digest(draw, args, kwargs) -> str | None:
 
 
 def _record_path(png: Path) -> Path:
-    return (
-        store.cache_dir() / "figures" / f"{hashlib.sha256(str(png.resolve()).encode()).hexdigest()[:32]}.json"
-    )
+    """The record of a PNG, named by its path within the results (so a store copied with its
+    cache, as a test or a second machine does, keeps its figures; mtimes travel with the copy)."""
+    png, results = png.resolve(), store.results_dir().resolve()
+    name = str(png.relative_to(results)) if png.is_relative_to(results) else str(png)
+    return store.cache_dir() / "figures" / f"{hashlib.sha256(name.encode()).hexdigest()[:32]}.json"
 
 
 def _known(record: Path) -> dict | None:
