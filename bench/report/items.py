@@ -27,15 +27,21 @@ _SCORE = {"ood_knn_auroc": 0, "ood_maha_auroc": 1}  # the column of ood_scores.n
 
 def of(run: dict, measure: str, memo: dict | None = None):
     """(items, second items or None) of a finished run for `measure`, or None where not kept;
-    `memo` keeps what was read for a page's other comparisons."""
-    if memo is not None:
-        if (run["key"], measure) not in memo:
-            memo[run["key"], measure] = of(run, measure)
-        return memo[run["key"], measure]
-    key, metrics = run["key"], run["metrics"]
+    `memo` keeps what was read (each file once) for a page's other comparisons."""
+    memo = {} if memo is None else memo
+    if (run["key"], measure) not in memo:
+        memo[run["key"], measure] = _items(run, measure, memo)
+    return memo[run["key"], measure]
+
+
+def _items(run: dict, measure: str, memo: dict):
+    def load(name: str):
+        if (run["key"], name) not in memo:
+            memo[run["key"], name] = store.load_artifact(store.run_dir(run["key"]), name)
+        return memo[run["key"], name]
+
     if measure == "corrupted":
-        found = metrics.get("corruptions")
-        arrays = store.load_artifact(store.run_dir(key), "corrupted")
+        found, arrays = run["metrics"].get("corruptions"), load("corrupted")
         if arrays is None or not isinstance(found, dict):
             return None
         from bench.evaluators import corruptions
@@ -44,11 +50,11 @@ def of(run: dict, measure: str, memo: dict | None = None):
         group = arrays["which"] // 10
         return np.concatenate([hit[group == g].mean(0) for g in dict.fromkeys(group.tolist())]), None
     if measure.split("_")[0] in ("nll", "brier"):
-        arrays = store.load_artifact(store.run_dir(key), "calibrated")
+        arrays = load("calibrated")
         name, scaled = measure.split("_")[0], measure.endswith("_ts")
         return None if arrays is None else (arrays[name][:, int(scaled)].astype(np.float64), None)
     if measure in _SCORE:
-        arrays = store.load_artifact(store.run_dir(key), "ood_scores")
+        arrays = load("ood_scores")
         return None if arrays is None else placements(arrays["score"][:, _SCORE[measure]], arrays["source"])
     return None
 
