@@ -25,7 +25,10 @@ def dataset_figures(slug: str, title: str, runs: list[dict], df, summary) -> dic
     out, figs = store.results_dir(), {"latent": f"{slug}-accuracy-vs-latent.png"}
     styles = palette(summary["learner"])  # a learner looks the same in every figure of the page
     plain = summary[~summary["variant"]]  # the ablations have their own table
-    accuracy_vs_latent_png(out / figs["latent"], plain, title, styles)
+    # each figure gets the columns it draws, no more: a run redone with the same numbers (its
+    # times differ) leaves them as they were, and @once skips drawing them again
+    shown = ["learner", "method", "latent_dim", "linear_mean", "linear_std"]
+    accuracy_vs_latent_png(out / figs["latent"], plain[shown], title, styles)
     if summary["psnr_mean"].notna().any():
         figs["psnr"] = f"{slug}-accuracy-vs-psnr.png"
         accuracy_vs_psnr_png(out / figs["psnr"], summary, title, styles)
@@ -33,7 +36,10 @@ def dataset_figures(slug: str, title: str, runs: list[dict], df, summary) -> dic
 
     if fractions(summary) and plain[f"linear@{fractions(summary)[0]}_mean"].notna().any():
         figs["labels"] = f"{slug}-label-efficiency.png"
-        label_efficiency_png(out / figs["labels"], plain, df, fractions(summary), title, styles)
+        fracs = fractions(summary)
+        at = [f"linear@{f}_{m}" for f in fracs for m in ("mean", "std")]
+        counts = df[[f"labels@{f}" for f in fracs]]
+        label_efficiency_png(out / figs["labels"], plain[shown + at], counts, fracs, title, styles)
     rows = _recon_rows(df[df["status"] == "ok"])
     if len(rows) > 1:
         figs["recon"] = f"{slug}-reconstructions.png"

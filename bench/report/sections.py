@@ -163,9 +163,10 @@ def label_free(slug, title, summary, df) -> list[str]:
     if not corr["runs"].any():
         return []
     name = f"{slug}-label-free.png"
+    drawn = ["family", "linear", *(k for k in corr["key"] if k in df)]  # what it draws, no more
     statplots.label_free_png(
         store.results_dir() / name,
-        df[df["status"] == "ok"],
+        df.loc[df["status"] == "ok", drawn],
         corr,
         f"{title}: label-free measures against the linear probe",
     )
