@@ -31,15 +31,16 @@ COLUMNS = (  # (frame column, table heading, scale, digits)
 def section(slug: str, title: str, summary, df, runs: list[dict]) -> list[str]:
     have = [c for c, *_ in COLUMNS if c in df and pd.to_numeric(df[c], errors="coerce").notna().any()]
     if not have:
-        return []
+        return _unmeasured(runs) if (df["status"] == "ok").any() else []
     ok = df[(df["status"] == "ok")].copy()
     for c in have:
         ok[c] = pd.to_numeric(ok[c], errors="coerce")
-    rows, pairs = [], []
+    rows, pairs, lacking = [], [], []
     for s in summary.itertuples():
         mine = ok[(ok["learner"] == s.learner) & (ok["latent_dim"] == s.latent_dim)]
         measured = mine.dropna(subset=have, how="all")
         if measured.empty:
+            lacking.append(f"{s.learner} d={int(s.latent_dim)}")
             continue
         row = {"learner": s.learner, "latent dim": int(s.latent_dim)}
         for c, head, scale, digits in COLUMNS:
@@ -67,6 +68,12 @@ def section(slug: str, title: str, summary, df, runs: list[dict]) -> list[str]:
         labels.markdown(pd.DataFrame(rows)),
         "",
     ]
+    if lacking:
+        lines += [
+            f"Not measured under stress ({len(lacking)} rows of the main table, stored before these "
+            f"evaluators): {'; '.join(lacking)}. {_remeasure(runs)}",
+            "",
+        ]
     lines += _by_source(summary, ok, runs)
     lines += _figures(slug, title, summary, df, runs) + _families(summary, ok, have, runs, {})
     if len(pairs) >= 4:
@@ -85,6 +92,17 @@ def section(slug: str, title: str, summary, df, runs: list[dict]) -> list[str]:
             "",
         ]
     return lines
+
+
+def _remeasure(runs) -> str:
+    dataset = runs[0]["config"]["dataset"]["slug"]  # a class-split page's runs: the dataset's slug
+    how = "measures them (trains them again without cached checkpoints)"
+    return f"`python -m bench verify --dataset {dataset} --outdated --adopt` {how}."
+
+
+def _unmeasured(runs) -> list[str]:
+    said = "No run of this page was measured under stress (corruptions, calibration, OOD detection: "
+    return ["## Under stress", "", said + "rule 8 of `docs/protocol.md`). " + _remeasure(runs), ""]
 
 
 SUITES = {
