@@ -14,8 +14,6 @@ the seeds only, as do those of runs stored before their evaluator kept the per-i
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from bench import store
@@ -79,19 +77,14 @@ def placements(score: np.ndarray, source: np.ndarray) -> tuple[np.ndarray, np.nd
     return first, np.concatenate(second)
 
 
-def compare(a: dict[int, tuple], b: dict[int, tuple], measure: str) -> significance.Interval:
-    """`a` minus `b` on `measure`, each {seed: (stored value, items or None)}: over seeds and images
-    where both kept the same items on every shared seed, else over the seeds alone."""
-    seeds = sorted(set(a) & set(b))
-    if not seeds:
-        return significance.Interval(math.nan, math.nan, math.nan, 0, significance.UNTESTED)
-    pairs = [(a[s][1], b[s][1]) for s in seeds]
-    shapes = {(x[0].shape, None if x[1] is None else x[1].shape) for p in pairs if None not in p for x in p}
-    if all(None not in p for p in pairs) and len(shapes) == 1:
-        first = [np.stack([p[i][0] for p in pairs]) for i in (0, 1)]
-        also = None if pairs[0][0][1] is None else [np.stack([p[i][1] for p in pairs]) for i in (0, 1)]
-        return significance.crossed(*first, also=also)
-    return significance.seeds_only([a[s][0] for s in seeds], [b[s][0] for s in seeds])
+def compare(a: dict[int, tuple], b: dict[int, tuple]) -> significance.Interval:
+    """`a` minus `b`, each {seed: (stored value, items or None)}: significance.between, over seeds
+    and images where both kept the same items on every shared seed, else over the seeds alone."""
+
+    def runs(side):
+        return {s: {"acc": v, "correct": k and k[0], "also": k and k[1]} for s, (v, k) in side.items()}
+
+    return significance.between(runs(a), runs(b))
 
 
 def _mean_items(found: list) -> tuple | None:

@@ -141,17 +141,20 @@ def _interval(mean, var, df, seeds, basis, level) -> Interval:
 
 
 def between(a: dict[int, dict], b: dict[int, dict], level: float = LEVEL) -> Interval:
-    """Learner A against learner B, each given as {seed: run} with `acc` (test accuracy) and
-    `correct` (a bool array per test image, or None where the run kept no predictions): image by
-    image on the shared seeds when every one of them has predictions on the same test images,
-    otherwise by the per-seed accuracies."""
+    """Learner A against learner B, each given as {seed: run} with `acc` (test accuracy, or the
+    measure compared) and `correct` (a bool array per test image, or any per-image values whose
+    mean is `acc`; None where the run kept none), and optionally `also` (a second set of items,
+    see `crossed`): image by image on the shared seeds when every one of them has the same images,
+    otherwise by the per-seed values."""
     seeds = sorted(set(a) & set(b))
     if not seeds:
         return Interval(math.nan, math.nan, math.nan, 0, UNTESTED)
-    pairs = [(a[s]["correct"], b[s]["correct"]) for s in seeds]
-    if all(x is not None and y is not None and x.shape == y.shape for x, y in pairs):
-        if len({x.shape for x, _ in pairs}) == 1:
-            return crossed(np.stack([x for x, _ in pairs]), np.stack([y for _, y in pairs]), level)
+    sides = [[(r[s]["correct"], r[s].get("also")) for s in seeds] for r in (a, b)]
+    shapes = {tuple(None if x is None else x.shape for x in kept) for side in sides for kept in side}
+    if len(shapes) == 1 and None not in (shape := shapes.pop())[:1]:
+        a_items, b_items = (np.stack([kept[0] for kept in side]) for side in sides)
+        also = None if shape[1] is None else [np.stack([kept[1] for kept in side]) for side in sides]
+        return crossed(a_items, b_items, level, also=also)
     return seeds_only([a[s]["acc"] for s in seeds], [b[s]["acc"] for s in seeds], level)
 
 

@@ -211,7 +211,7 @@ def _families(summary, ok, have, runs, memo) -> list[str]:
         per = items.by_seed(rows[rows["family"].isin(["autoencoders", "views"])], by_key, c, memo)
         if not {"autoencoders", "views"} <= set(per):
             continue
-        iv = items.compare(per["views"], per["autoencoders"], c)
+        iv = items.compare(per["views"], per["autoencoders"])
         if iv.seeds < 2:
             continue
         seeds = sorted(set(per["views"]) & set(per["autoencoders"]))
@@ -257,7 +257,7 @@ def _leaders(rows, by_key, have, memo) -> list[str]:
         sign = -1 if c in items.LOWER_IS_BETTER else 1
         ranked = sorted(means, key=lambda g: -sign * means[g])
         best = ranked[0]
-        vs = {g: items.compare(per[g], per[best], c) for g in ranked[1:]}
+        vs = {g: items.compare(per[g], per[best]) for g in ranked[1:]}
         tied = [name(g) for g, iv in vs.items() if iv.tested and not iv.real]
         iv = vs[ranked[1]]
         interval = "-" if np.isnan(iv.lo) else f"[{iv.lo * scale:+.{digits}f}, {iv.hi * scale:+.{digits}f}]"
